@@ -1,0 +1,132 @@
+"""The one WebSocket authentication middleware.
+
+A token comes from the `access_token` query parameter or the subprotocol pair ["chattalk", "bearer.<jwt>"];
+without one, the session cookie is used. The result is put in the scope and never refused here: the consumer
+accepts and closes with 4401, so that the client sees the code. Only a foreign Origin is refused before accept.
+All lookups (user row, denylist) run in one worker-thread call, never in the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import AccessToken
+
+from .tokens import access_token_is_revoked
+
+logger = logging.getLogger(__name__)
+
+SUBPROTOCOL = "chattalk"
+BEARER_PREFIX = "bearer."
+
+
+@dataclass(frozen=True)
+class SocketAuth:
+    """How a socket was authenticated; `expires_at` (epoch seconds) bounds its life for token sockets."""
+
+    method: str  # "token" | "session" | "none"
+    jti: str | None = None
+    expires_at: float | None = None
+    error: str | None = None  # why a presented token was refused
+
+
+def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
+    """(token, chattalk subprotocol offered)."""
+    offered = [p.strip() for p in scope.get("subprotocols") or []]
+    token = None
+    for protocol in offered:
+        if protocol.startswith(BEARER_PREFIX):
+            token = protocol[len(BEARER_PREFIX) :]
+    if token is None:
+        query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
+        values = query.get("access_token")
+        if values:
+            token = values[0]
+    return token, SUBPROTOCOL in offered
+
+
+@database_sync_to_async
+def _user_for_token(raw: str) -> tuple[Any, SocketAuth]:
+    from .models import User
+
+    try:
+        token = AccessToken(raw)
+    except TokenError as exc:
+        return AnonymousUser(), SocketAuth("none", error=f"token_invalid: {exc}")
+    user_id = token.get("user_id")
+    user = User.objects.filter(pk=user_id, is_active=True).first()
+    if user is None:
+        return AnonymousUser(), SocketAuth("none", error="user_inactive")
+    if access_token_is_revoked(user.pk, token.get("jti"), token.get("iat")):
+        return AnonymousUser(), SocketAuth("none", error="token_revoked")
+    return user, SocketAuth("token", jti=token.get("jti"), expires_at=float(token["exp"]))
+
+
+def allowed_origin_hosts() -> set[str]:
+    hosts = {h.lower() for h in settings.ALLOWED_HOSTS}
+    for origin in settings.CORS_ALLOWED_ORIGINS + settings.CSRF_TRUSTED_ORIGINS:
+        netloc = urlsplit(origin).netloc.lower()
+        if netloc:
+            hosts.add(netloc)
+            hosts.add(netloc.split(":")[0])
+    return hosts
+
+
+def origin_is_allowed(scope: dict[str, Any]) -> bool:
+    """No Origin (bots, load tools) is fine: browsers always send one, and that is what CSWSH abuses."""
+    origin = None
+    for name, value in scope.get("headers") or []:
+        if name == b"origin":
+            origin = value.decode("latin-1")
+    if origin is None:
+        return True
+    parts = urlsplit(origin)
+    if not parts.netloc:
+        return False
+    hosts = allowed_origin_hosts()
+    if "*" in hosts:
+        return True
+    netloc = parts.netloc.lower()
+    host = parts.hostname or ""
+    return netloc in hosts or host in hosts or any(h.startswith(".") and host.endswith(h) for h in hosts)
+
+
+class TokenAuthMiddleware:
+    def __init__(self, inner: Any):
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket" and not origin_is_allowed(scope):
+            logger.warning("websocket refused: origin not allowed")
+            await send({"type": "websocket.close", "code": 4403})
+            return None
+        raw, wants_subprotocol = _token_from_scope(scope)
+        scope = dict(scope)
+        scope["chattalk_subprotocol"] = SUBPROTOCOL if wants_subprotocol else None
+        if raw:
+            user, auth = await _user_for_token(raw)
+            scope["user"] = user
+            scope["socket_auth"] = auth
+        else:
+            user = scope.get("user")
+            if user is not None and getattr(user, "is_authenticated", False):
+                # Session sockets live as long as the session; the sweep re-checks is_active.
+                scope["socket_auth"] = SocketAuth("session", expires_at=time.time() + settings.SESSION_COOKIE_AGE)
+            else:
+                scope["user"] = AnonymousUser()
+                scope["socket_auth"] = SocketAuth("none", error="not_authenticated")
+        return await self.inner(scope, receive, send)
+
+
+def ChatTalkAuthStack(inner: Any) -> Any:  # noqa: N802 - named like channels' AuthMiddlewareStack
+    """Session cookie first (channels' stack), then a token if one was presented, which wins."""
+    return AuthMiddlewareStack(TokenAuthMiddleware(inner))

@@ -1,0 +1,68 @@
+"""The GraphQL endpoint: the same authentication as REST, with limits on query size and depth.
+
+Authentication: a Bearer access token (csrf-exempt, as for REST), or the session cookie with its CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
+from graphene.validation import depth_limit_validator
+from graphene_django.views import GraphQLView
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+from accounts.authentication import RevocableJWTAuthentication
+
+from .errors import error_body
+
+
+def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
+    check = CsrfViewMiddleware(lambda req: HttpResponse())
+    check.process_request(request)
+    return check.process_view(request, lambda req: HttpResponse(), (), {})
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class ChatTalkGraphQLView(GraphQLView):
+    validation_rules = (depth_limit_validator(max_depth=settings.GRAPHQL_MAX_DEPTH),)
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("graphiql", settings.DEBUG)
+        super().__init__(**kwargs)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if len(request.body or b"") > settings.GRAPHQL_MAX_QUERY_BYTES:
+            return JsonResponse(
+                {"errors": [{"message": "Query too large.", "extensions": {"code": "query_too_large"}}]},
+                status=413,
+            )
+        if request.method == "GET" and len(request.GET.get("query", "")) > settings.GRAPHQL_MAX_QUERY_BYTES:
+            return JsonResponse(
+                {"errors": [{"message": "Query too large.", "extensions": {"code": "query_too_large"}}]},
+                status=413,
+            )
+        if "HTTP_AUTHORIZATION" in request.META:
+            try:
+                result = RevocableJWTAuthentication().authenticate(Request(request))
+            except exceptions.AuthenticationFailed as exc:
+                return JsonResponse(error_body("token_invalid", str(exc.detail)), status=401)
+            if result is not None:
+                request.user = result[0]
+        elif request.method == "POST" and request.user.is_authenticated:
+            failure = _csrf_failure(request)
+            if failure is not None:
+                return JsonResponse(error_body("csrf_failed", "CSRF token missing or wrong."), status=403)
+        return super().dispatch(request, *args, **kwargs)
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        try:
+            return super().parse_body(request)
+        except json.JSONDecodeError:
+            return {}

@@ -1,0 +1,23 @@
+"""URL roots. Each app owns its own urls; this file only mounts them."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from . import errors, health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("api/auth/", include("accounts.urls")),
+    path("api/", include("rooms.urls")),
+    path("api/", include("messaging.urls")),
+    path("api/", include("presence.urls")),
+    path("", include("chattalk_project.api_urls")),
+    path("", include("chattalk_project.page_urls")),
+    # Unknown /api/ paths answer the contract's JSON 404 in DEBUG too (Django's debug page is HTML).
+    re_path(r"^api/", errors.handler404),
+]
+
+handler404 = "chattalk_project.errors.handler404"
+handler500 = "chattalk_project.errors.handler500"

@@ -1,0 +1,108 @@
+"""Test configuration shared by every app.
+
+Markers name the real services a test needs: postgres, redis, kafka, mongo. A run is "asked to use" a
+service when its URL is set (DATABASE_URL=postgres://..., REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI):
+then the service must answer, or the whole run stops with an error before any test (never a silent skip).
+A run without a service's URL (the embedded-default run) deselects the tests that need it, and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+
+from chattalk_project.testing import ServerProcess, port_answers
+
+SERVICE_MARKERS = ("postgres", "redis", "kafka", "mongo")
+
+
+def configured_services() -> dict[str, tuple[str, int]]:
+    """service -> (host, port) for each service this run is asked to use."""
+    found: dict[str, tuple[str, int]] = {}
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("postgresql"):
+        found["postgres"] = (db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
+    if settings.REDIS_URL:
+        parts = urlsplit(settings.REDIS_URL)
+        found["redis"] = (parts.hostname or "127.0.0.1", parts.port or 6379)
+    if settings.KAFKA_BOOTSTRAP_SERVERS:
+        host, _, port = settings.KAFKA_BOOTSTRAP_SERVERS.split(",")[0].rpartition(":")
+        found["kafka"] = (host or "127.0.0.1", int(port or 9092))
+    if settings.MONGODB_URI:
+        parts = urlsplit(settings.MONGODB_URI)
+        found["mongo"] = (parts.hostname or "127.0.0.1", parts.port or 27017)
+    return found
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in SERVICE_MARKERS:
+        config.addinivalue_line("markers", f"{name}: needs the real {name} service (its URL must be set)")
+    config.addinivalue_line("markers", "browser: drives headless Chromium through Playwright")
+    config.addinivalue_line("markers", "soak: long-running; only in the soak run")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    down = [
+        f"{name} at {host}:{port}"
+        for name, (host, port) in configured_services().items()
+        if not port_answers(host, port, timeout=2.0)
+    ]
+    if down:
+        pytest.exit(
+            "services this run was asked to use do not answer: "
+            + ", ".join(down)
+            + " (start them: scripts/services.sh start)",
+            returncode=3,
+        )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    available = set(configured_services())
+    keep, drop = [], []
+    for item in items:
+        needed = {m.name for m in item.iter_markers() if m.name in SERVICE_MARKERS}
+        (keep if needed <= available else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    services = configured_services()
+    missing = [m for m in SERVICE_MARKERS if m not in services]
+    line = "real services: " + (", ".join(sorted(services)) or "none (embedded defaults)")
+    if missing:
+        line += f"; tests needing {', '.join(missing)} are deselected in this run"
+    return line
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache() -> Iterator[None]:
+    """Rate-limit counters and denylist entries from one test never leak into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def server_factory(transactional_db: None) -> Iterator[object]:
+    """Start real ChatTalk server processes against the test database: server_factory(env={...})."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str] | None = None, name: str = "web") -> ServerProcess:
+        server = ServerProcess(env=env, name=name).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def live_server_process(server_factory: object) -> ServerProcess:
+    return server_factory()  # type: ignore[operator]

@@ -1,0 +1,70 @@
+"""The outbox: the one way a domain change becomes an event.
+
+Services call `record_event` inside the transaction that makes the change, so an event exists if and only if
+its change committed. The relay (events.relay) mirrors rows to Kafka; with no KAFKA_BOOTSTRAP_SERVERS the rows
+simply stay here (the embedded default), visible in the admin.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from .models import OutboxEvent
+from .topics import topic_for
+
+EVENT_VERSION = 1
+
+
+def build_envelope(
+    *, event_id: uuid.UUID, event_type: str, room_id: int | None, occurred_at: datetime, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The contract's Kafka value: {event_id, type, version, occurred_at, room_id, data}."""
+    return {
+        "event_id": str(event_id),
+        "type": event_type,
+        "version": EVENT_VERSION,
+        "occurred_at": occurred_at.isoformat(),
+        "room_id": room_id,
+        "data": data,
+    }
+
+
+def record_event(
+    event_type: str, *, room_id: int | None, data: dict[str, Any], occurred_at: datetime | None = None
+) -> OutboxEvent:
+    """Write one event into the outbox. Must run inside the transaction of the change it describes."""
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError(
+            f"record_event({event_type!r}) outside a transaction: the event could outlive a rolled-back change"
+        )
+    occurred_at = occurred_at or timezone.now()
+    event_id = uuid.uuid4()
+    return OutboxEvent.objects.create(
+        event_id=event_id,
+        topic=topic_for(event_type),
+        key=str(room_id) if room_id is not None else "",
+        event_type=event_type,
+        room_id=room_id,
+        payload=build_envelope(
+            event_id=event_id, event_type=event_type, room_id=room_id, occurred_at=occurred_at, data=data
+        ),
+        occurred_at=occurred_at,
+    )
+
+
+def outbox_backlog() -> dict[str, Any]:
+    """Backlog size and the age of its oldest event, for /readyz, /metrics and the relay's output."""
+    pending = OutboxEvent.objects.filter(sent_at__isnull=True)
+    stats = pending.aggregate(oldest=Min("occurred_at"))
+    oldest = stats["oldest"]
+    return {
+        "pending": pending.count(),
+        "oldest_age_seconds": round((timezone.now() - oldest).total_seconds(), 3) if oldest else 0.0,
+    }

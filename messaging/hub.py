@@ -1,0 +1,356 @@
+"""The per-process room hub: the only reader of the channel layer in a ChatTalk process.
+
+Why: the Channels tutorial gives every socket its own channel and sends one channel-layer message per socket
+per chat message (group_send to N channels). With 1,000 members that is 1,000 Redis writes, 1,000 reads and
+1,000 JSON decodes for one message. Here each process owns one channel, joins a room's group while it holds
+at least one socket of that room, and receives each room event once. It encodes the frame once and writes it
+to its local sockets.
+
+It also keeps each room's live stream gapless and in seq order: publishes from different processes can
+arrive out of order, and a publish can be lost (a process dying between commit and publish, a Redis blip).
+Frames ahead of the next expected seq wait briefly, then the missing seqs are read from the database.
+
+Sockets subscribe as listeners (see HubListener). A periodic sweep asks every local socket whether it should
+close (idle, token expired or revoked), so that no socket needs a timer task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from accounts.realtime import user_group
+
+from .groups import room_group
+
+logger = logging.getLogger(__name__)
+
+GAP_WAIT_SECONDS = 0.25
+SWEEP_SECONDS = 1.0
+# channels' group membership expires (group_expiry, one day by default): re-add well before that.
+GROUP_REFRESH_SECONDS = 3600.0
+
+
+class HubListener(Protocol):
+    """What the hub needs of a local socket."""
+
+    user_id: int
+    auth_jti: str | None
+
+    def deliver_message(self, seq: int, text: str) -> None: ...
+    def deliver_frame(self, text: str) -> None: ...
+    def close_with(self, code: int, reason: str) -> None: ...
+    def sweep(self, now: float) -> None: ...
+
+
+def encode(frame: dict[str, Any]) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+@database_sync_to_async
+def _room_last_seq(room_id: int) -> int | None:
+    from rooms.models import Room
+
+    return Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first()
+
+
+@database_sync_to_async
+def _messages_between(room_id: int, after_seq: int, up_to_seq: int) -> list[dict[str, Any]]:
+    from .services import messages_between
+
+    return messages_between(room_id=room_id, after_seq=after_seq, up_to_seq=up_to_seq)
+
+
+class RoomStream:
+    """The live, gapless, ordered stream of one room in this process."""
+
+    def __init__(self, hub: Hub, room_id: int):
+        self.hub = hub
+        self.room_id = room_id
+        self.listeners: set[HubListener] = set()
+        self.last_seq: int | None = None  # None while the starting point is read
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.ready = asyncio.Event()
+        self._gap_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        last_seq = await _room_last_seq(self.room_id)
+        self.last_seq = last_seq if last_seq is not None else 0
+        for seq in [s for s in self.pending if s <= self.last_seq]:
+            del self.pending[seq]
+        self.ready.set()
+        self._drain()
+
+    def on_message(self, message: dict[str, Any]) -> None:
+        seq = int(message["seq"])
+        if self.last_seq is not None and seq <= self.last_seq:
+            return  # already delivered (a gap fill got it first) or older than this stream
+        self.pending[seq] = message
+        if self.last_seq is not None:
+            self._drain()
+
+    def _drain(self) -> None:
+        assert self.last_seq is not None
+        while self.last_seq + 1 in self.pending:
+            message = self.pending.pop(self.last_seq + 1)
+            self.last_seq += 1
+            self._deliver(message)
+        if self.pending and (self._gap_task is None or self._gap_task.done()):
+            self._gap_task = asyncio.ensure_future(self._fill_gap())
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        text = encode({"type": "message", "message": message})
+        seq = int(message["seq"])
+        self.hub.deliveries += len(self.listeners)
+        for listener in tuple(self.listeners):
+            listener.deliver_message(seq, text)
+
+    async def _fill_gap(self) -> None:
+        await asyncio.sleep(GAP_WAIT_SECONDS)
+        while self.pending and self.last_seq is not None and (self.last_seq + 1) not in self.pending:
+            up_to = min(self.pending) - 1
+            try:
+                missing = await _messages_between(self.room_id, self.last_seq, up_to)
+            except Exception:  # noqa: BLE001 - database away: try again shortly
+                logger.exception("gap fill of room %s failed; retrying", self.room_id)
+                await asyncio.sleep(1.0)
+                continue
+            for message in missing:
+                self.pending.setdefault(int(message["seq"]), message)
+            if not missing or int(missing[-1]["seq"]) < up_to:
+                # Those seqs are not committed (yet): the database is the truth, wait for it.
+                await asyncio.sleep(GAP_WAIT_SECONDS)
+                if self.last_seq + 1 not in self.pending:
+                    continue
+            self._drain()
+            return
+        if self.pending:
+            self._drain()
+
+    def stop(self) -> None:
+        if self._gap_task is not None:
+            self._gap_task.cancel()
+
+
+class Hub:
+    def __init__(self) -> None:
+        self.layer = get_channel_layer()
+        self.channel_name: str | None = None
+        self.rooms: dict[int, RoomStream] = {}
+        self.users: dict[int, set[HubListener]] = {}
+        self.group_added: dict[str, asyncio.Future[None]] = {}
+        self.group_listeners: dict[str, set[Any]] = {}
+        self.deliveries = 0
+        self._started: asyncio.Future[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- life cycle ---------------------------------------------------------------------------------
+    async def ensure_started(self) -> None:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            self.channel_name = await self.layer.new_channel("hub")
+            self._tasks = [
+                asyncio.ensure_future(self._receive_loop()),
+                asyncio.ensure_future(self._sweep_loop()),
+                asyncio.ensure_future(self._refresh_groups_loop()),
+            ]
+            self._started.set_result(None)
+        await self._started
+
+    async def _receive_loop(self) -> None:
+        assert self.channel_name is not None
+        while True:
+            try:
+                event = await self.layer.receive(self.channel_name)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - Redis away: keep trying, gaps are filled from the database
+                logger.exception("hub receive failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                self.dispatch(event)
+            except Exception:  # noqa: BLE001 - one bad event must not stop the hub
+                logger.exception("hub could not dispatch %r", event.get("type"))
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_SECONDS)
+            now = time.monotonic()
+            for listeners in list(self.users.values()):
+                for listener in tuple(listeners):
+                    try:
+                        listener.sweep(now)
+                    except Exception:  # noqa: BLE001
+                        logger.exception("sweep of a socket failed")
+
+    async def _refresh_groups_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GROUP_REFRESH_SECONDS)
+            for group in list(self.group_added):
+                try:
+                    await self.layer.group_add(group, self.channel_name)
+                except Exception:  # noqa: BLE001
+                    logger.exception("could not refresh group %s", group)
+
+    # --- groups -------------------------------------------------------------------------------------
+    async def _add_group(self, group: str) -> None:
+        added = self.group_added.get(group)
+        if added is None:
+            added = asyncio.get_running_loop().create_future()
+            self.group_added[group] = added
+            try:
+                await self.layer.group_add(group, self.channel_name)
+            except BaseException as exc:
+                del self.group_added[group]
+                added.set_exception(exc)
+                added.exception()  # mark retrieved
+                raise
+            added.set_result(None)
+        await added
+
+    async def _discard_group(self, group: str) -> None:
+        if self.group_added.pop(group, None) is not None:
+            try:
+                await self.layer.group_discard(group, self.channel_name)
+            except Exception:  # noqa: BLE001 - a stale membership only costs a dropped event
+                logger.exception("could not leave group %s", group)
+
+    # --- subscriptions ------------------------------------------------------------------------------
+    async def add_user_listener(self, listener: HubListener) -> None:
+        await self.ensure_started()
+        listeners = self.users.setdefault(listener.user_id, set())
+        listeners.add(listener)
+        await self._add_group(user_group(listener.user_id))
+
+    async def remove_user_listener(self, listener: HubListener) -> None:
+        listeners = self.users.get(listener.user_id)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self.users[listener.user_id]
+            await self._discard_group(user_group(listener.user_id))
+
+    async def join_room(self, room_id: int, listener: HubListener) -> RoomStream:
+        """Add a socket to the room's live stream; returns once the stream delivers in order."""
+        await self.ensure_started()
+        stream = self.rooms.get(room_id)
+        if stream is None:
+            stream = RoomStream(self, room_id)
+            self.rooms[room_id] = stream
+            stream.listeners.add(listener)
+            try:
+                await self._add_group(room_group(room_id))
+                await stream.start()
+            except BaseException:
+                self.rooms.pop(room_id, None)
+                raise
+        else:
+            stream.listeners.add(listener)
+            await stream.ready.wait()
+        return stream
+
+    async def leave_room(self, room_id: int, listener: HubListener) -> None:
+        stream = self.rooms.get(room_id)
+        if stream is None:
+            return
+        stream.listeners.discard(listener)
+        if not stream.listeners and not self.group_listeners.get(room_group(room_id)):
+            stream.stop()
+            del self.rooms[room_id]
+            await self._discard_group(room_group(room_id))
+
+    async def add_group_listener(self, group: str, listener: Any) -> None:
+        """Any other local subscriber of a group (presence sockets): gets `hub_event(event)` calls."""
+        await self.ensure_started()
+        self.group_listeners.setdefault(group, set()).add(listener)
+        await self._add_group(group)
+
+    async def remove_group_listener(self, group: str, listener: Any) -> None:
+        listeners = self.group_listeners.get(group)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self.group_listeners[group]
+            in_use_by_room = group.startswith("room.") and int(group.split(".", 1)[1]) in self.rooms
+            if not in_use_by_room:
+                await self._discard_group(group)
+
+    # --- dispatch -----------------------------------------------------------------------------------
+    def dispatch(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "room.message":
+            stream = self.rooms.get(int(event["room_id"]))
+            if stream is not None:
+                stream.on_message(event["message"])
+        elif kind == "room.frame":
+            stream = self.rooms.get(int(event["room_id"]))
+            if stream is not None:
+                text = encode(event["frame"])
+                exclude = event.get("exclude_user_id")
+                for listener in tuple(stream.listeners):
+                    if listener.user_id != exclude:
+                        listener.deliver_frame(text)
+        elif kind == "room.member_removed":
+            stream = self.rooms.get(int(event["room_id"]))
+            if stream is not None:
+                for listener in tuple(stream.listeners):
+                    if listener.user_id == event["user_id"]:
+                        listener.close_with(4403, "no longer a member of this room")
+        elif kind == "room.deleted":
+            stream = self.rooms.get(int(event["room_id"]))
+            if stream is not None:
+                for listener in tuple(stream.listeners):
+                    listener.close_with(4404, "the room was deleted")
+        elif kind == "user.revoked":
+            jti = event.get("jti")
+            for listener in tuple(self.users.get(int(event["user_id"]), ())):
+                if jti is None or listener.auth_jti == jti:
+                    listener.close_with(4401, "token revoked")
+        for listener in tuple(self.group_listeners.get(self._group_of(event), ())):
+            try:
+                listener.hub_event(event)
+            except Exception:  # noqa: BLE001
+                logger.exception("group listener failed on %r", kind)
+
+    @staticmethod
+    def _group_of(event: dict[str, Any]) -> str:
+        if "group" in event:
+            return str(event["group"])
+        if "room_id" in event:
+            return room_group(int(event["room_id"]))
+        return ""
+
+    def local_socket_count(self) -> int:
+        return sum(len(listeners) for listeners in self.users.values())
+
+    def listeners_of(self, user_ids: Iterable[int]) -> list[HubListener]:
+        return [listener for uid in user_ids for listener in self.users.get(uid, ())]
+
+
+_hub: Hub | None = None
+
+
+def get_hub() -> Hub:
+    """The process's hub, created on first use inside the serving event loop."""
+    global _hub
+    if _hub is None:
+        _hub = Hub()
+    return _hub
+
+
+def reset_hub_for_tests() -> None:
+    global _hub
+    if _hub is not None:
+        for task in _hub._tasks:
+            task.cancel()
+    _hub = None

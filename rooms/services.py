@@ -1,0 +1,230 @@
+"""The rooms domain: the only code that changes rooms, personnel or membership.
+
+The member limit is exact because a seat is taken by one conditional UPDATE
+(`personnel = personnel + 1 WHERE personnel < max_personnel`) in the same transaction as the membership
+row: no lock held across a read, no read-modify-write, the database decides. On PostgreSQL the row lock of
+that UPDATE queues concurrent joiners; on SQLite the IMMEDIATE transaction does.
+
+Lock order everywhere: membership row, then room row. The same order in join and leave means no deadlock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.models import User
+from chattalk_project.domain import DomainError, Forbidden, InvalidInput, NotFound
+from events.services import record_event
+
+from . import signals
+from .models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Membership, Room
+
+
+class RoomNotFound(NotFound):
+    default_detail = "No such room."
+
+
+class RoomFull(DomainError):
+    code = "room_full"
+    http_status = 409
+    default_detail = "The room is full."
+
+
+class NotRoomMember(Forbidden):
+    code = "not_member"
+    default_detail = "You are not a member of this room."
+
+
+class NotRoomOwner(Forbidden):
+    code = "forbidden"
+    default_detail = "Only the room's owner or staff may do this."
+
+
+class MaxPersonnelBelowPersonnel(DomainError):
+    code = "max_personnel_below_personnel"
+    http_status = 400
+    default_detail = "max_personnel cannot be lower than the current personnel."
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    room: Room
+    membership: Membership
+    changed: bool  # False when the call was a no-op (joining twice, leaving twice)
+
+
+def clean_title(title: Any) -> str:
+    if not isinstance(title, str):
+        raise InvalidInput(fields={"title": ["Must be a string."]})
+    title = title.strip()
+    if not 1 <= len(title) <= TITLE_MAX_LENGTH:
+        raise InvalidInput(fields={"title": [f"Must be 1 to {TITLE_MAX_LENGTH} characters."]})
+    return title
+
+
+def clean_max_personnel(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        else:
+            raise InvalidInput(fields={"max_personnel": ["Must be a whole number."]})
+    if not MIN_MAX_PERSONNEL <= value <= MAX_MAX_PERSONNEL:
+        raise InvalidInput(fields={"max_personnel": [f"Must be between {MIN_MAX_PERSONNEL} and {MAX_MAX_PERSONNEL}."]})
+    return value
+
+
+def room_event_data(room: Room) -> dict[str, Any]:
+    return {
+        "id": room.pk,
+        "title": room.title,
+        "owner_id": room.owner_id,
+        "max_personnel": room.max_personnel,
+        "personnel": room.personnel,
+        "last_seq": room.last_seq,
+    }
+
+
+def get_room(room_id: int) -> Room:
+    try:
+        return Room.objects.select_related("owner").get(pk=room_id)
+    except (Room.DoesNotExist, ValueError, TypeError):
+        raise RoomNotFound() from None
+
+
+def active_membership(room_id: int, user: User) -> Membership | None:
+    if not user.is_authenticated:
+        return None
+    return Membership.objects.filter(room_id=room_id, user_id=user.pk, is_active=True).first()
+
+
+def require_member(room_id: int, user: User) -> Membership:
+    """The membership of a member, or RoomNotFound / NotRoomMember: the gate of every members-only read."""
+    membership = active_membership(room_id, user)
+    if membership is not None:
+        return membership
+    if not Room.objects.filter(pk=room_id).exists():
+        raise RoomNotFound()
+    raise NotRoomMember()
+
+
+def is_member(room_id: int, user_id: int) -> bool:
+    return Membership.objects.filter(room_id=room_id, user_id=user_id, is_active=True).exists()
+
+
+def create_room(*, owner: User, title: Any, max_personnel: Any) -> Room:
+    """Create a room; its creator becomes its first member."""
+    title = clean_title(title)
+    max_personnel = clean_max_personnel(max_personnel)
+    with transaction.atomic():
+        room = Room.objects.create(title=title, owner=owner, max_personnel=max_personnel)
+        record_event("room.created", room_id=room.pk, data=room_event_data(room))
+        _join(room.pk, owner)
+        room.refresh_from_db()
+    return room
+
+
+def join_room(*, room_id: int, user: User) -> MembershipChange:
+    """Take a seat. Idempotent: a member joining again changes nothing. RoomFull when no seat is left."""
+    with transaction.atomic():
+        return _join(room_id, user)
+
+
+def _join(room_id: int, user: User) -> MembershipChange:
+    if not Room.objects.filter(pk=room_id).exists():
+        raise RoomNotFound()
+    now = timezone.now()
+    # Make sure the (room, user) row exists without racing: a concurrent insert of the same pair is ignored.
+    Membership.objects.bulk_create([Membership(room_id=room_id, user=user)], ignore_conflicts=True)
+    flipped = Membership.objects.filter(room_id=room_id, user=user, is_active=False).update(
+        is_active=True, joined_at=now
+    )
+    if not flipped:
+        membership = Membership.objects.get(room_id=room_id, user=user)
+        return MembershipChange(room=get_room(room_id), membership=membership, changed=False)
+    took_seat = Room.objects.filter(pk=room_id, personnel__lt=F("max_personnel")).update(personnel=F("personnel") + 1)
+    if not took_seat:
+        raise RoomFull()  # rolls back the flip with the transaction
+    room = Room.objects.select_related("owner").get(pk=room_id)
+    membership = Membership.objects.get(room_id=room_id, user=user)
+    signals.member_joined.send(sender=Room, room=room, user=user, membership=membership, at=now)
+    # A new member starts with nothing unread: the read position is the room's newest seq, ENTER included.
+    room.refresh_from_db(fields=["last_seq"])
+    Membership.objects.filter(pk=membership.pk).update(last_read_seq=room.last_seq)
+    membership.last_read_seq = room.last_seq
+    record_event(
+        "member.joined",
+        room_id=room_id,
+        data={"room_id": room_id, "user": user.as_public_dict(), "personnel": room.personnel},
+        occurred_at=now,
+    )
+    return MembershipChange(room=room, membership=membership, changed=True)
+
+
+def leave_room(*, room_id: int, user: User) -> MembershipChange:
+    """Give the seat back. Idempotent; personnel never goes below 0 (the CHECK constraint guards it too)."""
+    with transaction.atomic():
+        if not Room.objects.filter(pk=room_id).exists():
+            raise RoomNotFound()
+        now = timezone.now()
+        flipped = Membership.objects.filter(room_id=room_id, user=user, is_active=True).update(
+            is_active=False, left_at=now
+        )
+        if not flipped:
+            membership = Membership.objects.filter(room_id=room_id, user=user).first()
+            if membership is None:
+                membership = Membership(room_id=room_id, user=user, is_active=False)
+            return MembershipChange(room=get_room(room_id), membership=membership, changed=False)
+        Room.objects.filter(pk=room_id, personnel__gt=0).update(personnel=F("personnel") - 1)
+        room = Room.objects.select_related("owner").get(pk=room_id)
+        membership = Membership.objects.get(room_id=room_id, user=user)
+        signals.member_left.send(sender=Room, room=room, user=user, membership=membership, at=now)
+        record_event(
+            "member.left",
+            room_id=room_id,
+            data={"room_id": room_id, "user": user.as_public_dict(), "personnel": room.personnel},
+            occurred_at=now,
+        )
+        return MembershipChange(room=room, membership=membership, changed=True)
+
+
+def _require_owner_or_staff(room: Room, actor: User) -> None:
+    if not (actor.is_staff or (room.owner_id is not None and room.owner_id == actor.pk)):
+        raise NotRoomOwner()
+
+
+def update_room(*, room_id: int, actor: User, title: Any = None, max_personnel: Any = None) -> Room:
+    """Rename or resize. max_personnel never drops below the seats already taken (conditional UPDATE)."""
+    changes: dict[str, Any] = {}
+    if title is not None:
+        changes["title"] = clean_title(title)
+    if max_personnel is not None:
+        changes["max_personnel"] = clean_max_personnel(max_personnel)
+    with transaction.atomic():
+        room = get_room(room_id)
+        _require_owner_or_staff(room, actor)
+        if not changes:
+            return room
+        query = Room.objects.filter(pk=room_id)
+        if "max_personnel" in changes:
+            query = query.filter(personnel__lte=changes["max_personnel"])
+        if not query.update(**changes):
+            raise MaxPersonnelBelowPersonnel()
+        room = get_room(room_id)
+        record_event("room.updated", room_id=room_id, data=room_event_data(room))
+        return room
+
+
+def delete_room(*, room_id: int, actor: User) -> None:
+    with transaction.atomic():
+        room = get_room(room_id)
+        _require_owner_or_staff(room, actor)
+        # Lock the row so that no send takes a seq while the room goes away.
+        Room.objects.select_for_update().filter(pk=room_id).first()
+        signals.room_deleting.send(sender=Room, room=room, actor=actor)
+        record_event("room.deleted", room_id=room_id, data=room_event_data(room))
+        room.delete()
