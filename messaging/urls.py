@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import api
+
+urlpatterns = [
+    path("rooms/<int:room_id>/messages", api.RoomMessagesView.as_view(), name="room-messages"),
+    path("rooms/<int:room_id>/read", api.RoomReadView.as_view(), name="room-read"),
+    path("me/rooms", api.MyRoomsView.as_view(), name="my-rooms"),
+]

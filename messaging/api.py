@@ -1,0 +1,64 @@
+"""REST edge of messaging: history, send, read position, and the caller's rooms with unread counts.
+
+Thin: parse and validate input, call messaging.services, shape the output. Refusals are DomainErrors,
+turned into the contract's body by chattalk_project.errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+from .serializers import HistoryQuerySerializer, ReadSerializer, SendMessageSerializer
+
+
+class RoomMessagesView(APIView):
+    def get(self, request: Request, room_id: int) -> Response:
+        query = HistoryQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        results, has_more = services.history(room_id=room_id, user=request.user, **query.validated_data)
+        return Response({"results": results, "has_more": has_more})
+
+    def post(self, request: Request, room_id: int) -> Response:
+        payload = SendMessageSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        result = services.send_message(room_id=room_id, sender=request.user, **payload.validated_data)
+        return Response(result.message, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class RoomReadView(APIView):
+    def post(self, request: Request, room_id: int) -> Response:
+        payload = ReadSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        last_read, unread = services.mark_read(room_id=room_id, user=request.user, seq=payload.validated_data["seq"])
+        return Response({"last_read_seq": last_read, "unread": unread})
+
+
+class MyRoomsView(APIView):
+    """The caller's rooms, newest activity first, each with unread, last_read_seq and last_message."""
+
+    def get(self, request: Request) -> Response:
+        from rooms.serializers import RoomSerializer  # rooms' one Room shape
+
+        paginator = PageNumberPagination()
+        memberships = paginator.paginate_queryset(services.my_rooms_queryset(request.user), request, view=self)
+        assert memberships is not None
+        last_messages = services.last_messages_by_id([m.last_message_id for m in memberships])
+        rooms: list[dict[str, Any]] = []
+        for membership in memberships:
+            room = dict(RoomSerializer(membership.room).data)
+            room.update(
+                {
+                    "unread": membership.unread,
+                    "last_read_seq": membership.last_read_seq,
+                    "last_message": last_messages.get(membership.last_message_id),
+                }
+            )
+            rooms.append(room)
+        return paginator.get_paginated_response(rooms)

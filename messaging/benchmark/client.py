@@ -1,0 +1,266 @@
+"""A lean WebSocket and HTTP/1.1 client for load tests: thousands of sockets in one asyncio process.
+
+Why not the `websockets` library: on a 2-core machine the load generator shares the CPU with the server under
+test, and every microsecond the client spends per received frame is taken from the server. This client parses
+server frames in `data_received` with no per-frame task, future or copy, and hands the raw text to one
+callback, which is several times cheaper per frame than a general-purpose client. It speaks just enough of
+RFC 6455 for a benchmark: text frames (fragmented too), ping/pong, close codes; it masks what it sends.
+Only loopback targets are accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import struct
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+class HandshakeError(ConnectionError):
+    """The server answered the upgrade with something other than 101."""
+
+
+def require_loopback(url: str) -> tuple[str, int, str]:
+    """(host, port, path+query) of a ws:// or http:// URL on this machine; anything else is refused."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        raise ValueError(f"benchmarks only target this machine (127.0.0.0/8 or ::1), not {host!r}")
+    port = parts.port or 80
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return host, port, path
+
+
+def mask_payload(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the 4-byte mask, done on one big integer rather than byte by byte."""
+    n = len(payload)
+    if n == 0:
+        return payload
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client frame (FIN set)."""
+    n = len(payload)
+    head = bytearray([0x80 | opcode])
+    if n < 126:
+        head.append(0x80 | n)
+    elif n < 1 << 16:
+        head.append(0x80 | 126)
+        head += struct.pack("!H", n)
+    else:
+        head.append(0x80 | 127)
+        head += struct.pack("!Q", n)
+    mask = os.urandom(4)
+    return bytes(head) + mask + mask_payload(payload, mask)
+
+
+class WebSocketClient(asyncio.Protocol):
+    """One client socket. `on_text(data: bytes)` gets every text message; `closed` resolves with the close code."""
+
+    def __init__(self, host: str, port: int, path: str, on_text: Callable[[bytes], None] | None = None):
+        self.host, self.port, self.path = host, port, path
+        self.on_text = on_text or (lambda data: None)
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._fragments: list[bytes] = []
+        self._key = base64.b64encode(os.urandom(16)).decode()
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[int] = loop.create_future()
+        self.close_code: int | None = None
+        self._handshaken = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        request = (
+            f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {self._key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        transport.write(request.encode("latin-1"))
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if not self._handshaken:
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status_line = bytes(self._buffer[: self._buffer.find(b"\r\n")])
+            del self._buffer[: end + 4]
+            if b" 101 " not in status_line + b" ":
+                self._fail(HandshakeError(status_line.decode("latin-1", "replace")))
+                return
+            self._handshaken = True
+            if not self.opened.done():
+                self.opened.set_result(None)
+        self._parse_frames()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionError("connection closed before the handshake"))
+        if not self.closed.done():
+            self.closed.set_result(self.close_code if self.close_code is not None else 1006)
+
+    # --- frames -------------------------------------------------------------------------------------
+    def _parse_frames(self) -> None:
+        buf = self._buffer
+        pos = 0
+        size = len(buf)
+        while size - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = struct.unpack_from("!Q", buf, pos + 2)[0]
+                head = 10
+            masked = b1 & 0x80
+            if masked:
+                head += 4
+            if size - pos < head + length:
+                break
+            payload = bytes(buf[pos + head : pos + head + length])
+            if masked:
+                payload = mask_payload(payload, bytes(buf[pos + head - 4 : pos + head]))
+            pos += head + length
+            self._on_frame(b0 & 0x80, b0 & 0x0F, payload)
+        if pos:
+            del buf[:pos]
+
+    def _on_frame(self, fin: int, opcode: int, payload: bytes) -> None:
+        if opcode == OP_TEXT or opcode == OP_BINARY:
+            if fin:
+                if opcode == OP_TEXT:
+                    self.on_text(payload)
+            else:
+                self._fragments = [payload]
+        elif opcode == OP_CONT:
+            self._fragments.append(payload)
+            if fin:
+                whole, self._fragments = b"".join(self._fragments), []
+                self.on_text(whole)
+        elif opcode == OP_PING:
+            self._write(OP_PONG, payload)
+        elif opcode == OP_CLOSE:
+            self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+            self._write(OP_CLOSE, payload[:2])
+            if self.transport is not None:
+                self.transport.close()
+
+    def _write(self, opcode: int, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(encode_frame(opcode, payload))
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc)
+            self.opened.exception()  # retrieved: a failed connect is reported by connect(), not logged
+            if self.transport is not None:
+                self.transport.close()
+
+    # --- public -------------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self._handshaken and self.transport is not None and not self.transport.is_closing()
+
+    def send_text(self, text: str) -> None:
+        self._write(OP_TEXT, text.encode())
+
+    def send_json(self, frame: dict[str, Any]) -> None:
+        self.send_text(json.dumps(frame, separators=(",", ":")))
+
+    async def close(self, code: int = 1000, timeout: float = 2.0) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._write(OP_CLOSE, struct.pack("!H", code))
+        try:
+            await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+        except TimeoutError:
+            self.transport.abort()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def connect(url: str, on_text: Callable[[bytes], None] | None = None, timeout: float = 30.0) -> WebSocketClient:
+    """Open a socket to a loopback ws:// URL and wait for the 101."""
+    host, port, path = require_loopback(url)
+    loop = asyncio.get_running_loop()
+    _, protocol = await asyncio.wait_for(
+        loop.create_connection(lambda: WebSocketClient(host, port, path, on_text), host.strip("[]"), port),
+        timeout,
+    )
+    try:
+        await asyncio.wait_for(asyncio.shield(protocol.opened), timeout)
+    except BaseException:
+        protocol.abort()
+        raise
+    return protocol
+
+
+async def http_json(
+    method: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, Any]:
+    """One HTTP/1.1 request with a JSON body on its own connection: (status, decoded JSON or raw text)."""
+    host, port, path = require_loopback(url)
+    payload = json.dumps(body).encode() if body is not None else b""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close", "Accept: application/json"]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+
+    async def exchange() -> tuple[int, Any]:
+        reader, writer = await asyncio.open_connection(host.strip("[]"), port)
+        try:
+            writer.write(request)
+            await writer.drain()
+            raw = await reader.read()
+        finally:
+            writer.close()
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        if b"transfer-encoding: chunked" in head.lower():
+            rest = _dechunk(rest)
+        try:
+            return status, json.loads(rest) if rest else None
+        except ValueError:
+            return status, rest.decode("utf-8", "replace")
+
+    return await asyncio.wait_for(exchange(), timeout)
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += data[:size]
+        data = data[size + 2 :]
+    return bytes(out)
