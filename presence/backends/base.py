@@ -1,0 +1,102 @@
+"""The one small interface both presence stores implement (MongoDB in deployment, the ORM embedded).
+
+The store keeps two kinds of record, both small:
+- one per live chat socket: {connection_id, room_id, user_id, process_id, connected_at, heartbeat_at};
+  a user's connection count is the number of these records, so it is never a counter that can drift;
+- one per (room, user): {left_at, last_seen_at}, moved only forward ($max / conditional UPDATE).
+Every method is one atomic operation per record (upsert, delete, conditional update): no read-modify-write,
+so any number of processes may act at once. Deciding what a change means (left_at, events, frames) is the
+job of presence.services, written once for both stores.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class PresenceUnavailable(Exception):
+    """The store cannot be reached: presence is degraded, chat goes on."""
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    connection_id: str
+    room_id: int
+    user_id: int
+    process_id: str
+    connected_at: datetime
+    heartbeat_at: datetime
+
+
+@dataclass(frozen=True)
+class RoomUserState:
+    """What the store knows of one user in one room; connections counts live records only."""
+
+    connections: int
+    left_at: datetime | None
+    last_seen_at: datetime | None
+
+
+class PresenceBackend(ABC):
+    name: str = ""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise if the store does not answer (for /readyz)."""
+
+    @abstractmethod
+    def add_connection(self, record: ConnectionRecord) -> bool:
+        """Upsert one live connection (refreshing its heartbeat); True if this call created it."""
+
+    @abstractmethod
+    def remove_connection(self, connection_id: str) -> bool:
+        """Delete one connection; True only for the one caller whose delete removed it."""
+
+    @abstractmethod
+    def sync_process(self, process_id: str, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
+        """Make the store hold exactly `records` for this process: upsert each with heartbeat `at`.
+
+        Returns the connection ids this call created (absent before: reaped, or lost while the store was
+        away). Records of this process that are not in `records` are left for `connections_of_process`."""
+
+    @abstractmethod
+    def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
+        """Every record the store holds for one process."""
+
+    @abstractmethod
+    def stale_connections(self, older_than: datetime, limit: int = 500) -> list[ConnectionRecord]:
+        """Connections whose heartbeat is older than `older_than`: their process stopped refreshing them."""
+
+    @abstractmethod
+    def connection_count(self, room_id: int, user_id: int, live_since: datetime) -> int:
+        """Live connections of one user in one room."""
+
+    @abstractmethod
+    def mark_absent(self, room_id: int, user_id: int, at: datetime) -> None:
+        """left_at and last_seen_at move forward to `at` (never back)."""
+
+    @abstractmethod
+    def mark_seen(self, room_id: int, user_id: int, at: datetime) -> None:
+        """last_seen_at moves forward to `at`; creates the (room, user) record if needed."""
+
+    @abstractmethod
+    def states(self, room_ids: Iterable[int], live_since: datetime) -> dict[tuple[int, int], RoomUserState]:
+        """(room_id, user_id) -> state for every pair the store knows in these rooms.
+
+        Connections whose heartbeat is older than `live_since` are not counted even before the reaper
+        removes them, so a dead process's sockets never show, whichever process reaps."""
+
+    @abstractmethod
+    def live_connections(self, limit: int = 1000) -> list[ConnectionRecord]:
+        """Every live connection (admin view), newest first."""
+
+    @abstractmethod
+    def forget_room(self, room_id: int) -> None:
+        """Drop every record of a deleted room."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Drop everything (tests only)."""

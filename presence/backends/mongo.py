@@ -1,0 +1,213 @@
+"""Presence in MongoDB through mongoengine: the documents and their indexes are declared with mongoengine;
+the hot operations use the collection's atomic single-document writes (update_one/bulk upserts, $max,
+delete_one), never find-then-save. find_one_and_update is avoided on purpose (it slows as collections grow
+on SecantusDB; see the project's SERVICES notes), and the collections stay small: one document per live
+socket, one per (room, user).
+
+Timeouts are short so that a MongoDB outage costs a caller two seconds, not thirty: presence is degraded
+then, and chat keeps going.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import mongoengine
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+from pymongo.errors import PyMongoError
+
+from .base import ConnectionRecord, PresenceBackend, PresenceUnavailable, RoomUserState
+
+ALIAS = "presence"
+
+
+class MongoConnection(mongoengine.Document):
+    connection_id = mongoengine.StringField(primary_key=True)
+    room_id = mongoengine.IntField(required=True)
+    user_id = mongoengine.IntField(required=True)
+    process_id = mongoengine.StringField(required=True)
+    connected_at = mongoengine.DateTimeField(required=True)
+    heartbeat_at = mongoengine.DateTimeField(required=True)
+    meta = {
+        "db_alias": ALIAS,
+        "collection": "presence_connections",
+        "indexes": [("room_id", "user_id"), "process_id", "heartbeat_at"],
+        "auto_create_index": False,
+    }
+
+
+class MongoRoomUser(mongoengine.Document):
+    key = mongoengine.StringField(primary_key=True)  # "<room_id>:<user_id>"
+    room_id = mongoengine.IntField(required=True)
+    user_id = mongoengine.IntField(required=True)
+    left_at = mongoengine.DateTimeField(null=True)
+    last_seen_at = mongoengine.DateTimeField(null=True)
+    meta = {
+        "db_alias": ALIAS,
+        "collection": "presence_room_users",
+        "indexes": ["room_id"],
+        "auto_create_index": False,
+    }
+
+
+def _record(doc: dict[str, Any]) -> ConnectionRecord:
+    return ConnectionRecord(
+        connection_id=str(doc["_id"]),
+        room_id=int(doc["room_id"]),
+        user_id=int(doc["user_id"]),
+        process_id=str(doc["process_id"]),
+        connected_at=doc["connected_at"],
+        heartbeat_at=doc["heartbeat_at"],
+    )
+
+
+def _upsert(record: ConnectionRecord, at: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Filter and update of one connection's upsert: refresh the heartbeat, create it if it is missing."""
+    return (
+        {"_id": record.connection_id},
+        {
+            "$set": {"heartbeat_at": at, "process_id": record.process_id},
+            "$setOnInsert": {"room_id": record.room_id, "user_id": record.user_id, "connected_at": record.connected_at},
+        },
+    )
+
+
+class MongoPresenceBackend(PresenceBackend):
+    name = "mongo"
+
+    def __init__(self, uri: str, timeout_ms: int = 2000):
+        self.uri = uri
+        mongoengine.connect(
+            host=uri,
+            alias=ALIAS,
+            tz_aware=True,
+            connect=False,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms * 2,
+            retryWrites=True,
+        )
+        self._indexes_ready = False
+
+    # Every call goes through here: pymongo errors become PresenceUnavailable, indexes are made once.
+    def _collections(self) -> tuple[Collection, Collection]:
+        if not self._indexes_ready:
+            MongoConnection.ensure_indexes()
+            MongoRoomUser.ensure_indexes()
+            self._indexes_ready = True
+        return MongoConnection._get_collection(), MongoRoomUser._get_collection()
+
+    def _run(self, operation: Any) -> Any:
+        try:
+            return operation(*self._collections())
+        except PyMongoError as exc:
+            raise PresenceUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+    def ping(self) -> None:
+        def ping(conns: Collection, _pairs: Collection) -> None:
+            conns.database.client.admin.command("ping")
+
+        self._run(ping)
+
+    def add_connection(self, record: ConnectionRecord) -> bool:
+        def add(conns: Collection, _pairs: Collection) -> bool:
+            result = conns.update_one(*_upsert(record, record.heartbeat_at), upsert=True)
+            return result.upserted_id is not None
+
+        return bool(self._run(add))
+
+    def remove_connection(self, connection_id: str) -> bool:
+        return bool(self._run(lambda conns, _pairs: conns.delete_one({"_id": connection_id}).deleted_count))
+
+    def sync_process(self, process_id: str, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
+        batch = list(records)
+
+        def sync(conns: Collection, _pairs: Collection) -> list[str]:
+            created: list[str] = []
+            for start in range(0, len(batch), 500):
+                chunk = batch[start : start + 500]
+                result = conns.bulk_write([UpdateOne(*_upsert(r, at), upsert=True) for r in chunk], ordered=False)
+                created += [str(i) for i in result.upserted_ids.values()]
+            return created
+
+        return list(self._run(sync)) if batch else []
+
+    def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
+        return self._run(lambda conns, _pairs: [_record(d) for d in conns.find({"process_id": process_id})])
+
+    def stale_connections(self, older_than: datetime, limit: int = 500) -> list[ConnectionRecord]:
+        return self._run(
+            lambda conns, _pairs: [
+                _record(d)
+                for d in conns.find({"heartbeat_at": {"$lt": older_than}}).sort("heartbeat_at", 1).limit(limit)
+            ]
+        )
+
+    def connection_count(self, room_id: int, user_id: int, live_since: datetime) -> int:
+        query = {"room_id": room_id, "user_id": user_id, "heartbeat_at": {"$gte": live_since}}
+        return int(self._run(lambda conns, _pairs: conns.count_documents(query)))
+
+    def _move_forward(self, room_id: int, user_id: int, fields: dict[str, datetime]) -> None:
+        self._run(
+            lambda _conns, pairs: pairs.update_one(
+                {"_id": f"{room_id}:{user_id}"},
+                {"$max": fields, "$setOnInsert": {"room_id": room_id, "user_id": user_id}},
+                upsert=True,
+            )
+        )
+
+    def mark_absent(self, room_id: int, user_id: int, at: datetime) -> None:
+        self._move_forward(room_id, user_id, {"left_at": at, "last_seen_at": at})
+
+    def mark_seen(self, room_id: int, user_id: int, at: datetime) -> None:
+        self._move_forward(room_id, user_id, {"last_seen_at": at})
+
+    def states(self, room_ids: Iterable[int], live_since: datetime) -> dict[tuple[int, int], RoomUserState]:
+        room_ids = [int(r) for r in room_ids]
+
+        def read(conns: Collection, pairs: Collection) -> dict[tuple[int, int], RoomUserState]:
+            found: dict[tuple[int, int], RoomUserState] = {}
+            for doc in pairs.find({"room_id": {"$in": room_ids}}):
+                found[(int(doc["room_id"]), int(doc["user_id"]))] = RoomUserState(
+                    0, doc.get("left_at"), doc.get("last_seen_at")
+                )
+            live = conns.aggregate(
+                [
+                    {"$match": {"room_id": {"$in": room_ids}, "heartbeat_at": {"$gte": live_since}}},
+                    {
+                        "$group": {
+                            "_id": {"room_id": "$room_id", "user_id": "$user_id"},
+                            "n": {"$sum": 1},
+                            "seen": {"$max": "$heartbeat_at"},
+                        }
+                    },
+                ]
+            )
+            for row in live:
+                key = (int(row["_id"]["room_id"]), int(row["_id"]["user_id"]))
+                old = found.get(key, RoomUserState(0, None, None))
+                seen = max(d for d in (old.last_seen_at, row["seen"]) if d is not None)
+                found[key] = RoomUserState(int(row["n"]), old.left_at, seen)
+            return found
+
+        return self._run(read)
+
+    def live_connections(self, limit: int = 1000) -> list[ConnectionRecord]:
+        return self._run(lambda conns, _pairs: [_record(d) for d in conns.find().sort("connected_at", -1).limit(limit)])
+
+    def forget_room(self, room_id: int) -> None:
+        def forget(conns: Collection, pairs: Collection) -> None:
+            conns.delete_many({"room_id": room_id})
+            pairs.delete_many({"room_id": room_id})
+
+        self._run(forget)
+
+    def clear(self) -> None:
+        def clear(conns: Collection, pairs: Collection) -> None:
+            conns.delete_many({})
+            pairs.delete_many({})
+
+        self._run(clear)

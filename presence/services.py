@@ -1,0 +1,327 @@
+"""The presence domain: who is in each room, on any server process, with no ghosts.
+
+A user is connected to a room while any of their chat sockets to it is open on any process. Each socket is
+one record in the presence store (see presence.backends), refreshed by its process's heartbeat; records
+whose heartbeat is older than PRESENCE_TIMEOUT_SECONDS are not counted and are reaped by any process, so a
+process killed with SIGKILL leaves no ghost for longer than the timeout.
+
+Every change of the store made here (a socket opened, closed, re-registered after an outage, or reaped) is
+recorded as an event ("presence.connected" / "presence.disconnected") in a small transaction right after
+it, and published to the room's presence sockets on every process. The store and the database are two
+systems: the change and its event cannot share one transaction, so the event follows the change.
+
+Participants are the room's members (active memberships), connected or not. A non-member never appears,
+even if one of their sockets is still closing after they left: the list answers "who belongs here and who
+of them is here", and a socket of a non-member is closed by messaging as soon as they leave.
+`left_at` is the later of "their last socket to the room closed" (kept by the store) and "they left the
+room" (rooms.Membership.left_at), as the contract defines it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from events.services import record_event
+from rooms.models import Membership
+from rooms.services import require_member
+
+from .backends import ConnectionRecord, PresenceUnavailable, RoomUserState, get_presence_backend
+
+logger = logging.getLogger(__name__)
+
+CONNECTED = "presence.connected"
+DISCONNECTED = "presence.disconnected"
+
+
+@dataclass(frozen=True)
+class Participant:
+    user_id: int
+    username: str
+    nickname: str
+    connected: bool
+    connections: int
+    left_at: datetime | None
+    last_seen_at: datetime | None
+
+    def as_frame_dict(self) -> dict[str, Any]:
+        """The participant of the presence socket's frames."""
+        return {
+            "user": {"id": self.user_id, "username": self.username, "nickname": self.nickname},
+            "connected": self.connected,
+            "connections": self.connections,
+            "left_at": _iso(self.left_at),
+            "last_seen_at": _iso(self.last_seen_at),
+        }
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """One change of the store: what was recorded as an event and must be published."""
+
+    kind: str  # CONNECTED or DISCONNECTED
+    room_id: int
+    connection_id: str
+    participant: Participant
+
+
+def presence_group(room_id: int) -> str:
+    return f"presence.{room_id}"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _later(*values: datetime | None) -> datetime | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def live_since(now: datetime | None = None) -> datetime:
+    """Heartbeats older than this belong to dead processes."""
+    return (now or timezone.now()) - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+
+
+# --- reads ------------------------------------------------------------------------------------------------
+def _states(room_ids: list[int]) -> dict[tuple[int, int], RoomUserState]:
+    """The store's view, or nothing while it is away (presence degraded: everyone reads as not connected)."""
+    try:
+        return get_presence_backend().states(room_ids, live_since())
+    except PresenceUnavailable as exc:
+        logger.warning("presence store unavailable, participants read without it: %s", exc)
+        return {}
+
+
+def _participant(user: Any, state: RoomUserState | None, membership_left_at: datetime | None) -> Participant:
+    state = state or RoomUserState(0, None, None)
+    return Participant(
+        user_id=int(user.pk),
+        username=user.username,
+        nickname=user.nickname,
+        connected=state.connections > 0,
+        connections=state.connections,
+        left_at=_later(state.left_at, membership_left_at),
+        last_seen_at=state.last_seen_at,
+    )
+
+
+def participants_for_rooms(room_ids: list[int]) -> dict[int, list[Participant]]:
+    """Every active member of each room, connected or not, ordered by username. Two queries and one store
+    read for any number of rooms (GraphQL resolves many rooms at once through this)."""
+    room_ids = sorted({int(r) for r in room_ids})
+    result: dict[int, list[Participant]] = {room_id: [] for room_id in room_ids}
+    if not room_ids:
+        return result
+    memberships = (
+        Membership.objects.filter(room_id__in=room_ids, is_active=True)
+        .select_related("user")
+        .order_by("room_id", "user__username")
+    )
+    states = _states(room_ids)
+    for membership in memberships:
+        state = states.get((membership.room_id, membership.user_id))
+        result[membership.room_id].append(_participant(membership.user, state, membership.left_at))
+    return result
+
+
+def participant(room_id: int, user_id: int) -> Participant | None:
+    """One user's presence in one room (member or not: frames describe whoever changed)."""
+    user = User.objects.filter(pk=user_id).only("id", "username", "nickname").first()
+    if user is None:
+        return None
+    membership_left_at = (
+        Membership.objects.filter(room_id=room_id, user_id=user_id).values_list("left_at", flat=True).first()
+    )
+    return _participant(user, _states([room_id]).get((room_id, user_id)), membership_left_at)
+
+
+def left_at(room_id: int, user_id: int) -> datetime | None:
+    """The last time the user stopped being present in the room: their last socket closed or they left,
+    whichever is later; None if neither happened."""
+    membership_left_at = (
+        Membership.objects.filter(room_id=room_id, user_id=user_id).values_list("left_at", flat=True).first()
+    )
+    state = _states([room_id]).get((room_id, user_id))
+    return _later(state.left_at if state else None, membership_left_at)
+
+
+def members(*, room_id: int, user: Any) -> list[dict[str, Any]]:
+    """GET /api/rooms/{id}/members: every active member with read position and presence; members only."""
+    require_member(room_id, user)
+    memberships = list(
+        Membership.objects.filter(room_id=room_id, is_active=True).select_related("user").order_by("joined_at", "id")
+    )
+    states = _states([room_id])
+    rows = []
+    for membership in memberships:
+        state = states.get((room_id, membership.user_id)) or RoomUserState(0, None, None)
+        rows.append(
+            {
+                "user": membership.user.as_public_dict(),
+                "joined_at": _iso(membership.joined_at),
+                "last_read_seq": membership.last_read_seq,
+                "connected": state.connections > 0,
+                "left_at": _iso(_later(state.left_at, membership.left_at)),
+            }
+        )
+    return rows
+
+
+def snapshot_frame(room_id: int) -> dict[str, Any]:
+    """The presence socket's first frame."""
+    participants = participants_for_rooms([room_id])[room_id]
+    return {"type": "presence.snapshot", "participants": [p.as_frame_dict() for p in participants]}
+
+
+# --- changes ----------------------------------------------------------------------------------------------
+def _record_change(kind: str, room_id: int, user_id: int, connection_id: str, process_id: str) -> PresenceChange | None:
+    """After a change of the store: read the user's new state, write the event, describe it for publishing."""
+    now_participant = participant(room_id, user_id)
+    if now_participant is None:
+        return None  # the user is gone; nothing to show
+    try:
+        with transaction.atomic():
+            record_event(
+                kind,
+                room_id=room_id,
+                data={
+                    "room_id": room_id,
+                    "user": {
+                        "id": now_participant.user_id,
+                        "username": now_participant.username,
+                        "nickname": now_participant.nickname,
+                    },
+                    "connection_id": connection_id,
+                    "process_id": process_id,
+                    "connections": now_participant.connections,
+                    "connected": now_participant.connected,
+                },
+            )
+    except DatabaseError:
+        logger.exception("could not record %s of user %s in room %s", kind, user_id, room_id)
+    return PresenceChange(kind=kind, room_id=room_id, connection_id=connection_id, participant=now_participant)
+
+
+def connection_opened(
+    *, room_id: int, user_id: int, connection_id: str, process_id: str, at: datetime | None = None
+) -> list[PresenceChange]:
+    """A chat socket opened. Raises PresenceUnavailable when the store is away (the caller degrades)."""
+    at = at or timezone.now()
+    backend = get_presence_backend()
+    record = ConnectionRecord(connection_id, room_id, user_id, process_id, at, at)
+    created = backend.add_connection(record)
+    backend.mark_seen(room_id, user_id, at)
+    if not created:
+        return []
+    change = _record_change(CONNECTED, room_id, user_id, connection_id, process_id)
+    return [change] if change else []
+
+
+def _after_removal(record: ConnectionRecord, at: datetime) -> PresenceChange | None:
+    """A connection record is gone: if it was the user's last one, they stopped being present at `at`."""
+    backend = get_presence_backend()
+    if backend.connection_count(record.room_id, record.user_id, live_since()) == 0:
+        backend.mark_absent(record.room_id, record.user_id, at)
+    else:
+        backend.mark_seen(record.room_id, record.user_id, at)
+    return _record_change(DISCONNECTED, record.room_id, record.user_id, record.connection_id, record.process_id)
+
+
+def connection_closed(
+    *, room_id: int, user_id: int, connection_id: str, process_id: str = "", at: datetime | None = None
+) -> list[PresenceChange]:
+    """A chat socket closed. Only the caller whose delete removed the record reports the change."""
+    at = at or timezone.now()
+    if not get_presence_backend().remove_connection(connection_id):
+        return []
+    change = _after_removal(ConnectionRecord(connection_id, room_id, user_id, process_id, at, at), at)
+    return [change] if change else []
+
+
+def sync_process(
+    *, process_id: str, open_connections: Iterable[ConnectionRecord], at: datetime | None = None
+) -> list[PresenceChange]:
+    """The heartbeat: make the store hold exactly this process's open sockets, with a fresh heartbeat.
+
+    Sockets the store had lost (reaped while this process stalled, or opened while the store was away) come
+    back; records of sockets that closed while the store was away are removed. This is also how presence
+    recovers by itself after an outage: the first heartbeat that succeeds puts everything right."""
+    at = at or timezone.now()
+    backend = get_presence_backend()
+    local = {r.connection_id: r for r in open_connections}
+    changes: list[PresenceChange] = []
+    for connection_id in backend.sync_process(process_id, local.values(), at):
+        record = local[connection_id]
+        backend.mark_seen(record.room_id, record.user_id, at)
+        change = _record_change(CONNECTED, record.room_id, record.user_id, connection_id, process_id)
+        if change:
+            changes.append(change)
+    for record in backend.connections_of_process(process_id):
+        if record.connection_id not in local and backend.remove_connection(record.connection_id):
+            change = _after_removal(record, at)
+            if change:
+                changes.append(change)
+    return changes
+
+
+def reap_stale_connections(now: datetime | None = None) -> list[PresenceChange]:
+    """Drop connections whose process stopped refreshing them (killed, frozen, cut off). Any process may run
+    this at any time: a record is reported by the one caller whose delete removed it. The user stopped being
+    present at the last heartbeat anyone saw, which is what left_at records."""
+    backend = get_presence_backend()
+    changes: list[PresenceChange] = []
+    for record in backend.stale_connections(live_since(now)):
+        if backend.remove_connection(record.connection_id):
+            logger.info(
+                "reaped connection %s of user %s in room %s (process %s, last heartbeat %s)",
+                record.connection_id,
+                record.user_id,
+                record.room_id,
+                record.process_id,
+                record.heartbeat_at.isoformat(),
+            )
+            change = _after_removal(record, record.heartbeat_at)
+            if change:
+                changes.append(change)
+    return changes
+
+
+def forget_room(room_id: int) -> None:
+    """A deleted room's presence records go with it (best effort: the store may be away)."""
+    try:
+        get_presence_backend().forget_room(room_id)
+    except PresenceUnavailable as exc:
+        logger.warning("could not forget presence of deleted room %s: %s", room_id, exc)
+
+
+# --- publishing -------------------------------------------------------------------------------------------
+def changed_event(room_id: int, participant: Participant) -> dict[str, Any]:
+    """The channel-layer event; each process's hub hands it to its presence sockets of the room."""
+    group = presence_group(room_id)
+    return {"type": "presence.changed", "group": group, "room_id": room_id, "participant": participant.as_frame_dict()}
+
+
+async def apublish(room_id: int, participant: Participant) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        await layer.group_send(presence_group(room_id), changed_event(room_id, participant))
+    except Exception:  # noqa: BLE001 - a lost frame is repaired by the next change or a reconnect's snapshot
+        logger.exception("could not publish presence of room %s", room_id)
+
+
+def publish(room_id: int, participant: Participant) -> None:
+    """From sync code (a thread, a management command)."""
+    async_to_sync(apublish)(room_id, participant)
