@@ -1,0 +1,391 @@
+"""The chat socket against real server processes: delivery, resume, idempotency, limits and close codes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+import websockets
+
+from messaging.models import Message, MessageKind
+from messaging.testing import ChatClient, access_token_for
+from rooms.services import join_room, leave_room
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def talk_seqs(client: ChatClient) -> list[int]:
+    return [m["seq"] for m in client.messages("TALK")]
+
+
+def test_a_send_is_acked_then_delivered_to_every_member_socket_the_senders_own_included(
+    server_factory, room_with_members
+):
+    server = server_factory()
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        a2 = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        client_id = await a.send_message("hello bob")
+        for c in (a, a2, b):
+            await c.wait_until(lambda c: len(c.messages()) == 1)
+        ack = a.of_type("ack")[0]
+        kinds = [f["type"] for f in a.frames]
+        assert kinds.index("ack") < kinds.index("message"), "the sender's ack comes before its own message"
+        message = b.messages()[0]
+        assert (message["client_id"], message["body"], message["seq"]) == (client_id, "hello bob", ack["seq"])
+        assert message["sender"] == {"id": alice.pk, "username": alice.username, "nickname": alice.nickname}
+        assert a2.of_type("ack") == [], "acks go to the sending socket only"
+        for c in (a, a2, b):
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+def test_resending_a_client_id_gets_the_same_ack_and_no_second_broadcast(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, bob) = room_with_members(2)
+
+    client_id = str(uuid.uuid4())
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        await a.send_message("once", client_id)
+        await a.wait_until(lambda c: len(c.of_type("ack")) == 1)
+        await a.send_message("once", client_id)
+        await a.wait_until(lambda c: len(c.of_type("ack")) == 2)
+        await a.send_message("marker")  # a later message proves nothing else was broadcast in between
+        await b.wait_until(lambda c: any(m["body"] == "marker" for m in c.messages()))
+        first, second = a.of_type("ack")[:2]
+        assert first == second
+        assert [m["client_id"] for m in b.messages()].count(client_id) == 1
+        await a.close()
+        await b.close()
+
+    asyncio.run(scenario())
+    assert Message.objects.filter(client_id=client_id).count() == 1
+
+
+def test_a_client_away_while_30_messages_were_sent_resumes_with_exactly_those(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        await a.send_message("before")
+        await b.wait_until(lambda c: len(c.messages()) == 1)
+        last_seen = b.messages()[-1]["seq"]
+        await b.close()
+        missed = [await a.send_message(f"missed {i}") for i in range(30)]
+        await a.wait_until(lambda c: len(c.of_type("ack")) == 31)
+        back = await ChatClient(server.ws_url, room.pk, access_token_for(bob), after_seq=last_seen).connect()
+        await back.wait_until(lambda c: c.of_type("synced"))
+        assert [m["client_id"] for m in back.messages()] == missed
+        assert talk_seqs(back) == list(range(last_seen + 1, last_seen + 31))
+        assert back.of_type("synced")[0]["last_seq"] == last_seen + 30
+        await a.close()
+        await back.close()
+
+    asyncio.run(scenario())
+
+
+def test_resume_while_others_keep_sending_has_no_gap_and_no_duplicate(server_factory, room_with_members, settings):
+    server = server_factory(env={"RATE_LIMITS": "off", "WS_REPLAY_PAGE_SIZE": "7"})
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        for i in range(40):
+            await a.send_message(f"old {i}")
+        await a.wait_until(lambda c: len(c.of_type("ack")) == 40)
+
+        async def keep_sending() -> None:
+            for i in range(60):
+                await a.send_message(f"live {i}")
+                await asyncio.sleep(0.002)
+
+        sender = asyncio.ensure_future(keep_sending())
+        await asyncio.sleep(0.01)
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob), after_seq=0).connect()
+        await sender
+        await a.wait_until(lambda c: len(c.of_type("ack")) == 100)
+        last = a.of_type("ack")[-1]["seq"]
+        await b.wait_until(lambda c: c.messages(None) and c.messages(None)[-1]["seq"] == last)
+        all_seqs = [m["seq"] for m in b.messages(None)]
+        assert all_seqs == list(range(1, last + 1)), "replayed and live frames form one gapless, duplicate-free run"
+        await a.close()
+        await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_resume_frame_replays_after_the_given_seq_then_syncs(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, _bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        for i in range(5):
+            await a.send_message(f"m{i}")
+        await a.wait_until(lambda c: len(c.messages()) == 5)
+        third = a.messages()[2]["seq"]
+        a.frames.clear()
+        await a.send_json({"type": "resume", "after_seq": third})
+        await a.wait_until(lambda c: c.of_type("synced"))
+        assert talk_seqs(a) == [third + 1, third + 2]
+        await a.send_json({"type": "resume", "after_seq": "x"})
+        await a.wait_until(lambda c: c.of_type("error"))
+        assert a.of_type("error")[0]["code"] == "invalid_frame"
+        await a.close()
+
+    asyncio.run(scenario())
+
+
+def test_refused_sockets_are_accepted_then_closed_with_the_contract_codes(server_factory, room_with_members, make_user):
+    server = server_factory()
+    room, (alice, _) = room_with_members(2)
+    outsider = make_user()
+
+    async def close_code(room_id: int, token: str | None) -> int | None:
+        client = await ChatClient(server.ws_url, room_id, token).connect()
+        return await client.wait_closed()
+
+    async def scenario() -> None:
+        assert await close_code(room.pk, None) == 4401
+        assert await close_code(room.pk, "not-a-jwt") == 4401
+        assert await close_code(room.pk, access_token_for(outsider)) == 4403
+        assert await close_code(room.pk + 999, access_token_for(alice)) == 4404
+        stray = await websockets.connect(f"{server.ws_url}/ws/nowhere/")
+        with pytest.raises(websockets.ConnectionClosed):
+            await stray.recv()
+        assert stray.close_code == 4404
+
+    asyncio.run(scenario())
+
+
+def test_bad_frames_get_error_frames_and_the_socket_stays_open(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, _) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        bad = [
+            "not json",
+            "[1, 2]",
+            json.dumps({"type": 5}),
+            json.dumps({"type": "dance"}),
+            json.dumps({"type": "send", "client_id": 7, "body": "x"}),
+            json.dumps({"type": "send", "client_id": "ok-id", "body": ["x"]}),
+            json.dumps({"type": "send", "client_id": "ok-id2", "body": "   "}),
+            json.dumps({"type": "send", "client_id": "ok-id3", "body": "x" * 4001}),
+            json.dumps({"type": "read", "seq": "nope"}),
+            "[" * 5000 + "]" * 5000,
+        ]
+        for raw in bad:
+            await a.ws.send(raw)
+        await a.ws.send(b"\x00\x01binary")
+        await a.wait_until(lambda c: len(c.of_type("error")) == len(bad) + 1)
+        codes = [f["code"] for f in a.of_type("error")]
+        assert codes[:9] == [
+            "invalid_json",
+            "invalid_frame",
+            "invalid_frame",
+            "unknown_type",
+            "invalid_client_id",
+            "validation_error",
+            "body_empty",
+            "body_too_long",
+            "validation_error",
+        ]
+        assert codes[10] == "binary_not_supported"
+        await a.send_json({"type": "ping"})
+        await a.wait_until(lambda c: c.of_type("pong"))
+        assert a.close_code is None
+        await a.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_frame_over_64_kib_closes_the_socket_with_1009(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, _) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        await a.send_json({"type": "send", "client_id": "big", "body": "x" * (70 * 1024)})
+        assert await a.wait_closed() == 1009
+
+    asyncio.run(scenario())
+    assert not Message.objects.filter(client_id="big").exists()
+
+
+def test_a_flood_gets_rate_limited_errors_then_4429(server_factory, room_with_members):
+    server = server_factory(env={"WS_MESSAGES_PER_SECOND": "5", "WS_MESSAGES_BURST": "5"})
+    room, (alice, _) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        for i in range(40):
+            try:
+                await a.send_json({"type": "ping"})
+            except websockets.ConnectionClosed:
+                break
+        assert await a.wait_closed() == 4429
+        assert any(f.get("code") == "rate_limited" for f in a.of_type("error"))
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_socket_is_closed_with_4408_and_pings_keep_one_open(server_factory, room_with_members):
+    server = server_factory(env={"WS_IDLE_SECONDS": "2"})
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        idle = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        alive = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        for _ in range(8):
+            await alive.send_json({"type": "ping"})
+            await asyncio.sleep(0.5)
+        assert await idle.wait_closed(timeout=5) == 4408
+        assert alive.close_code is None
+        await alive.close()
+
+    asyncio.run(scenario())
+
+
+def test_typing_and_read_frames_reach_the_other_members(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        await a.send_json({"type": "typing"})
+        await b.wait_until(lambda c: c.of_type("typing"))
+        assert b.of_type("typing")[0]["user"]["username"] == alice.username
+        await a.send_message("read me")
+        await b.wait_until(lambda c: c.messages())
+        seq = b.messages()[0]["seq"]
+        await b.send_json({"type": "read", "seq": seq})
+        await a.wait_until(lambda c: c.of_type("read"))
+        assert a.of_type("read")[0] == {"type": "read", "user": bob.as_public_dict(), "seq": seq}
+        assert not a.of_type("typing"), "the typist does not hear their own typing"
+        await a.close()
+        await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_subprotocol_pair_authenticates_and_is_echoed(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, _) = room_with_members(2)
+
+    async def scenario() -> None:
+        ws = await websockets.connect(
+            f"{server.ws_url}/ws/rooms/{room.pk}/", subprotocols=["chattalk", f"bearer.{access_token_for(alice)}"]
+        )
+        assert ws.subprotocol == "chattalk"
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv()) == {"type": "pong"}
+        await ws.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_50_members_and_5_senders_on_two_processes_get_all_200_exactly_once_in_seq_order(
+    server_factory, room_with_members
+):
+    servers = [server_factory(env={"RATE_LIMITS": "off"}, name=f"w{i}") for i in range(2)]
+    room, users = room_with_members(50)
+    senders = users[:5]
+
+    async def scenario() -> None:
+        clients = [
+            await ChatClient(servers[i % 2].ws_url, room.pk, access_token_for(u)).connect() for i, u in enumerate(users)
+        ]
+        await asyncio.sleep(0.3)  # every hub has joined the room's group
+
+        async def send_all(client: ChatClient) -> None:
+            for i in range(40):
+                await client.send_message(f"{i}")
+
+        await asyncio.gather(*(send_all(c) for c in clients[:5]))
+        for c in clients:
+            await c.wait_until(lambda c: len(c.messages()) >= 200, timeout=30)
+        expected = set(
+            await asyncio.to_thread(
+                lambda: list(
+                    Message.objects.filter(room=room, kind=MessageKind.TALK).values_list("client_id", flat=True)
+                )
+            )
+        )
+        assert len(expected) == 200
+        for c in clients:
+            got = c.messages()
+            assert len(got) == 200 and {m["client_id"] for m in got} == expected
+            seqs = [m["seq"] for m in c.messages(None)]
+            assert seqs == sorted(set(seqs)), "strictly increasing seq per socket"
+        for c in clients:
+            await c.close()
+
+    assert len(senders) == 5
+    asyncio.run(scenario())
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_leaving_the_room_closes_the_members_sockets_with_4403_on_every_process(server_factory, room_with_members):
+    servers = [server_factory(name=f"w{i}") for i in range(2)]
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        on_first = await ChatClient(servers[0].ws_url, room.pk, access_token_for(bob)).connect()
+        on_second = await ChatClient(servers[1].ws_url, room.pk, access_token_for(bob)).connect()
+        stays = await ChatClient(servers[1].ws_url, room.pk, access_token_for(alice)).connect()
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(leave_room, room_id=room.pk, user=bob)
+        assert await on_first.wait_closed() == 4403
+        assert await on_second.wait_closed() == 4403
+        await stays.wait_until(lambda c: c.messages("LEAVE"))
+        assert stays.close_code is None
+        await stays.close()
+
+    asyncio.run(scenario())
+    join_room(room_id=room.pk, user=bob)
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+def test_500_sockets_on_one_process_with_the_redis_layer_all_get_a_message(server_factory, make_user):
+    from accounts.models import User
+    from rooms.models import Membership
+    from rooms.services import create_room
+
+    server = server_factory(env={"RATE_LIMITS": "off", "WS_MAX_SOCKETS_PER_USER": "1000"})
+    owner = make_user()
+    room = create_room(owner=owner, title="big", max_personnel=1000)
+    members = User.objects.bulk_create([User(username=f"bulk{i}") for i in range(99)])
+    Membership.objects.bulk_create([Membership(room=room, user=u, is_active=True) for u in members])
+    room.personnel += len(members)
+    room.save(update_fields=["personnel"])
+    tokens = [access_token_for(u) for u in [owner, *members]]
+
+    async def scenario() -> None:
+        clients = []
+        for i in range(500):
+            clients.append(await ChatClient(server.ws_url, room.pk, tokens[i % len(tokens)]).connect())
+        await clients[0].send_message("to all 500")
+        for c in clients:
+            await c.wait_until(lambda c: len(c.messages()) == 1, timeout=20)
+        assert all(c.close_code is None for c in clients)
+        await asyncio.gather(*(c.close() for c in clients))
+
+    asyncio.run(scenario())
