@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
@@ -116,6 +116,26 @@ def is_member(room_id: int, user_id: int) -> bool:
     return Membership.objects.filter(room_id=room_id, user_id=user_id, is_active=True).exists()
 
 
+def search_rooms(search: str = "") -> QuerySet[Room]:
+    """Rooms whose title contains `search` (any case), newest first; the order REST and GraphQL both page by."""
+    rooms = Room.objects.select_related("owner").order_by("-id")
+    search = (search or "").strip()
+    if search:
+        rooms = rooms.filter(title__icontains=search)
+    return rooms
+
+
+def active_room_ids(user: User, room_ids: list[int]) -> set[int]:
+    """Which of these rooms the user is a member of, in one query (for per-room gates on list pages)."""
+    if not user.is_authenticated or not room_ids:
+        return set()
+    return set(
+        Membership.objects.filter(user_id=user.pk, room_id__in=room_ids, is_active=True).values_list(
+            "room_id", flat=True
+        )
+    )
+
+
 def create_room(*, owner: User, title: Any, max_personnel: Any) -> Room:
     """Create a room; its creator becomes its first member."""
     title = clean_title(title)
@@ -130,8 +150,15 @@ def create_room(*, owner: User, title: Any, max_personnel: Any) -> Room:
 
 def join_room(*, room_id: int, user: User) -> MembershipChange:
     """Take a seat. Idempotent: a member joining again changes nothing. RoomFull when no seat is left."""
-    with transaction.atomic():
-        return _join(room_id, user)
+    try:
+        with transaction.atomic():
+            return _join(room_id, user)
+    except IntegrityError:
+        # The room was deleted between the existence check and the membership insert (the foreign key
+        # refused it; SQLite reports that at commit): the same answer as an unknown room.
+        if not Room.objects.filter(pk=room_id).exists():
+            raise RoomNotFound() from None
+        raise
 
 
 def _join(room_id: int, user: User) -> MembershipChange:
@@ -223,7 +250,9 @@ def delete_room(*, room_id: int, actor: User) -> None:
     with transaction.atomic():
         room = get_room(room_id)
         _require_owner_or_staff(room, actor)
-        # Lock the row so that no send takes a seq while the room goes away.
+        # Lock in the order join and leave use (membership rows, then the room row), so that a delete racing
+        # a join or leave waits for it instead of deadlocking; the room lock keeps sends from taking a seq.
+        list(Membership.objects.select_for_update().filter(room_id=room_id).values_list("pk", flat=True))
         Room.objects.select_for_update().filter(pk=room_id).first()
         signals.room_deleting.send(sender=Room, room=room, actor=actor)
         record_event("room.deleted", room_id=room_id, data=room_event_data(room))

@@ -1,0 +1,85 @@
+"""REST edge of rooms: list/search, create, detail, update, delete, join, leave.
+
+Thin: read the body, call rooms.services, shape the answer with RoomSerializer. Every refusal is a
+DomainError raised by the service (room_full, forbidden, not_found, validation_error, ...), turned into the
+contract's body by chattalk_project.errors; no view has its own error handling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from chattalk_project.domain import InvalidInput
+
+from . import services
+from .serializers import MembershipResultSerializer, RoomCreateSerializer, RoomSerializer, RoomUpdateSerializer
+
+
+def _body(request: Request) -> dict[str, Any]:
+    """The JSON body as an object; a list or a scalar is a validation error, not a 500."""
+    data = request.data
+    if not isinstance(data, dict):
+        raise InvalidInput("The body must be a JSON object.", fields={"non_field_errors": ["Expected an object."]})
+    return data
+
+
+def _room(room: Any) -> dict[str, Any]:
+    return dict(RoomSerializer(room).data)
+
+
+class RoomListView(GenericAPIView):
+    serializer_class = RoomSerializer
+
+    @extend_schema(parameters=[OpenApiParameter("search", str, description="Part of the title, any case.")])
+    def get(self, request: Request) -> Response:
+        rooms = services.search_rooms(request.query_params.get("search", ""))
+        page = self.paginate_queryset(rooms)
+        return self.get_paginated_response(RoomSerializer(page, many=True).data)
+
+    @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer})
+    def post(self, request: Request) -> Response:
+        data = _body(request)
+        room = services.create_room(
+            owner=request.user, title=data.get("title"), max_personnel=data.get("max_personnel")
+        )
+        return Response(_room(room), status=status.HTTP_201_CREATED)
+
+
+class RoomDetailView(APIView):
+    @extend_schema(responses=RoomSerializer)
+    def get(self, request: Request, room_id: int) -> Response:
+        return Response(_room(services.get_room(room_id)))
+
+    @extend_schema(request=RoomUpdateSerializer, responses=RoomSerializer)
+    def patch(self, request: Request, room_id: int) -> Response:
+        data = _body(request)
+        room = services.update_room(
+            room_id=room_id, actor=request.user, title=data.get("title"), max_personnel=data.get("max_personnel")
+        )
+        return Response(_room(room))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, room_id: int) -> Response:
+        services.delete_room(room_id=room_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomJoinView(APIView):
+    @extend_schema(request=None, responses=MembershipResultSerializer)
+    def post(self, request: Request, room_id: int) -> Response:
+        change = services.join_room(room_id=room_id, user=request.user)
+        return Response({"room": _room(change.room), "member": True})
+
+
+class RoomLeaveView(APIView):
+    @extend_schema(request=None, responses=MembershipResultSerializer)
+    def post(self, request: Request, room_id: int) -> Response:
+        change = services.leave_room(room_id=room_id, user=request.user)
+        return Response({"room": _room(change.room), "member": False})
