@@ -203,6 +203,10 @@ KAFKA_BOOTSTRAP_SERVERS = env_str("KAFKA_BOOTSTRAP_SERVERS")
 KAFKA_TOPIC_PREFIX = env_str("KAFKA_TOPIC_PREFIX", "")
 KAFKA_TOPIC_PARTITIONS = env_int("KAFKA_TOPIC_PARTITIONS", 6)
 EVENTS_RETENTION = timedelta(hours=env_int("EVENTS_RETENTION_HOURS", 72))
+# A produced event gets a definite delivery report within this time, so an outage ends each attempt cleanly.
+KAFKA_DELIVERY_TIMEOUT_MS = env_int("KAFKA_DELIVERY_TIMEOUT_MS", 30_000)
+EVENTS_RELAY_BATCH_SIZE = env_int("EVENTS_RELAY_BATCH_SIZE", 500)
+EVENTS_RELAY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RELAY_BACKOFF_MAX_SECONDS", 30)
 
 # --- MongoDB (presence) -------------------------------------------------------------------------------
 MONGODB_URI = env_str("MONGODB_URI")

@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class EventsConfig(AppConfig):
     name = "events"
     verbose_name = "Event outbox"
+
+    def ready(self) -> None:
+        from .checks import register_checks
+
+        register_checks()

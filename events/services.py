@@ -68,3 +68,15 @@ def outbox_backlog() -> dict[str, Any]:
         "pending": pending.count(),
         "oldest_age_seconds": round((timezone.now() - oldest).total_seconds(), 3) if oldest else 0.0,
     }
+
+
+def prune_sent_events(*, older_than: datetime, chunk: int = 5000) -> int:
+    """Delete rows sent before `older_than`, in chunks so that no statement holds locks for long."""
+    deleted = 0
+    while True:
+        ids = list(
+            OutboxEvent.objects.filter(sent_at__lt=older_than).order_by("id").values_list("id", flat=True)[:chunk]
+        )
+        if not ids:
+            return deleted
+        deleted += OutboxEvent.objects.filter(id__in=ids).delete()[0]

@@ -1,0 +1,46 @@
+"""System checks for the event stream's settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning
+
+from .kafka import bootstrap_server_problems
+
+
+def kafka_settings_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """A malformed KAFKA_BOOTSTRAP_SERVERS would only show up as a relay that never delivers: refuse it early."""
+    problems: list[CheckMessage] = []
+    servers = settings.KAFKA_BOOTSTRAP_SERVERS
+    if servers:
+        reasons = bootstrap_server_problems(servers)
+        if reasons:
+            problems.append(
+                Error(
+                    f"KAFKA_BOOTSTRAP_SERVERS={servers!r} is malformed: {'; '.join(reasons)}.",
+                    hint="A comma-separated list of host:port, e.g. kafka-1:9092,kafka-2:9092.",
+                    id="events.E001",
+                )
+            )
+    if settings.KAFKA_TOPIC_PARTITIONS < 1:
+        problems.append(Error("KAFKA_TOPIC_PARTITIONS must be at least 1.", id="events.E002"))
+    if settings.KAFKA_DELIVERY_TIMEOUT_MS < 1000:
+        problems.append(Error("KAFKA_DELIVERY_TIMEOUT_MS must be at least 1000.", id="events.E003"))
+    if settings.EVENTS_RELAY_BATCH_SIZE < 1:
+        problems.append(Error("EVENTS_RELAY_BATCH_SIZE must be at least 1.", id="events.E004"))
+    if servers and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        problems.append(
+            Warning(
+                "The relay on SQLite takes no lock: run exactly one `relay_events` against this database.",
+                id="events.W001",
+            )
+        )
+    return problems
+
+
+def register_checks() -> None:
+    from django.core.checks import register
+
+    register(kafka_settings_check, Tags.compatibility)

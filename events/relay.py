@@ -1,0 +1,424 @@
+"""The outbox relay: mirrors committed outbox rows to Kafka, at least once, in order per room.
+
+How order per room holds:
+- Rows of one room get their ids while the room row is locked, so within a room id order is commit order.
+  Rows of different rooms may commit out of id order, so the relay never keeps a "highest sent id"
+  watermark: every batch selects the rows that are still unsent, in id order.
+- Every batch produces rows in id order with the idempotent producer (enable.idempotence, acks=all), key =
+  room id, so one room's rows land in one partition, and the producer's own retries neither duplicate nor
+  reorder them. A row is marked sent only after its delivery report succeeded, and within a room only the
+  delivered prefix is marked: a room whose row failed stops there, and the next batch starts again from its
+  first unsent row (a later row that did get through is sent again; consumers dedupe by event_id).
+- Only one relay publishes at a time: the leader holds a PostgreSQL session advisory lock, and re-checks it
+  in the transaction that marks rows sent. Other relays are hot standbys that take over when the leader's
+  session ends. On SQLite there is no such lock: run a single relay.
+
+A Kafka outage of any length costs nothing but time: each attempt ends within KAFKA_DELIVERY_TIMEOUT_MS,
+nothing is marked sent, and the relay retries with exponential backoff, logging what it is waiting for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .kafka import ensure_topics, new_producer
+from .models import OutboxEvent
+from .services import outbox_backlog, prune_sent_events
+from .topics import kafka_topic_name
+
+logger = logging.getLogger("events.relay")
+
+# pg_try_advisory_lock(int4, int4): ('CHAT', 1) is "the outbox relay".
+ADVISORY_LOCK_CLASS = 0x43484154
+ADVISORY_LOCK_OBJECT = 1
+NOT_REPORTED = "no delivery report"
+
+
+class LostLeadership(Exception):
+    """The advisory lock is gone (the database session ended): stop publishing until it is won again."""
+
+
+class LeaderLock:
+    """One relay at a time. On PostgreSQL a session advisory lock; elsewhere (SQLite) always held."""
+
+    def __init__(self) -> None:
+        self.enforced = connection.vendor == "postgresql"
+
+    def try_acquire(self) -> bool:
+        if not self.enforced:
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, ADVISORY_LOCK_OBJECT])
+            return bool(cursor.fetchone()[0])
+
+    def held(self) -> bool:
+        if not self.enforced:
+            return True
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                " AND classid = %s AND objid = %s AND objsubid = 2 AND granted)",
+                [ADVISORY_LOCK_CLASS, ADVISORY_LOCK_OBJECT],
+            )
+            return bool(cursor.fetchone()[0])
+
+    def release(self) -> None:
+        if not self.enforced:
+            return
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_CLASS, ADVISORY_LOCK_OBJECT])
+        except DatabaseError:
+            pass  # the session is gone, and the lock with it
+
+
+def plan_marks(rows: Iterable[tuple[int, str]], outcomes: dict[int, str | None]) -> tuple[list[int], dict[int, str]]:
+    """Which rows may be marked sent, given (id, key) in id order and each row's delivery outcome.
+
+    outcomes: id -> None (delivered) or an error text; a missing id was not produced or not reported.
+    Per key only the delivered prefix counts; the first failure of each key is returned with its error.
+    """
+    sent: list[int] = []
+    failures: dict[int, str] = {}
+    stopped: set[str] = set()
+    for row_id, key in rows:
+        if key in stopped:
+            continue
+        if row_id in outcomes and outcomes[row_id] is None:
+            sent.append(row_id)
+        else:
+            stopped.add(key)
+            failures[row_id] = outcomes.get(row_id) or NOT_REPORTED
+    return sent, failures
+
+
+def backoff_seconds(failures: int, maximum: float) -> float:
+    """Exponential backoff with jitter: 0.5, 1, 2, 4 ... s, capped at `maximum`."""
+    return min(maximum, 0.5 * 2 ** max(0, failures - 1)) * random.uniform(0.8, 1.0)  # noqa: S311
+
+
+@dataclass
+class BatchResult:
+    selected: int = 0
+    sent: int = 0
+    error: str | None = None
+
+
+@dataclass
+class RelayStats:
+    sent_total: int = 0
+    sent_since_report: int = 0
+    last_report: float = field(default_factory=time.monotonic)
+    last_prune: float = 0.0
+
+
+class Relay:
+    """The relay loop; `run()` until `stop()`, or `run(once=True)` to drain the backlog and return."""
+
+    def __init__(
+        self,
+        *,
+        batch_size: int | None = None,
+        poll_interval: float = 0.5,
+        backoff_max: float | None = None,
+        stats_interval: float = 30.0,
+        prune_interval: float = 300.0,
+        stop_grace: float = 5.0,
+        producer_factory: Callable[[], Producer] | None = None,
+    ) -> None:
+        self.batch_size = batch_size or settings.EVENTS_RELAY_BATCH_SIZE
+        self.poll_interval = poll_interval
+        self.backoff_max = float(backoff_max if backoff_max is not None else settings.EVENTS_RELAY_BACKOFF_MAX_SECONDS)
+        self.stats_interval = stats_interval
+        self.prune_interval = prune_interval
+        self.stop_grace = stop_grace
+        self.producer_factory = producer_factory or self._default_producer
+        self.lock = LeaderLock()
+        self.stats = RelayStats()
+        self._stop = threading.Event()
+        self._stop_requested_at: float | None = None
+        self._producer: Producer | None = None
+        self._known_topics: set[str] = set()
+        self._leading = False
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Finish the batch in flight (its delivery reports, up to stop_grace seconds), then return from run()."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, *, once: bool = False) -> int:
+        """Relay until stopped (or, with once, until the backlog is empty). Returns the number of events sent.
+
+        With once, a failed attempt raises instead of retrying: cron and tests want the error.
+        """
+        if not self.lock.enforced:
+            logger.info("relay: %s has no advisory locks: run a single relay against it", connection.vendor)
+        failures = 0
+        outage_started: float | None = None
+        waiting_logged = False
+        try:
+            while not self.stopping:
+                try:
+                    if not self._lead():
+                        if once:
+                            raise RuntimeError("another relay holds the outbox lock")
+                        if not waiting_logged:
+                            logger.info("relay: standing by, another relay holds the outbox lock")
+                            waiting_logged = True
+                        self._stop.wait(1.0)
+                        continue
+                    if waiting_logged:
+                        logger.info("relay: won the outbox lock, publishing")
+                        waiting_logged = False
+                    result = self.relay_batch()
+                except LostLeadership:
+                    logger.warning("relay: lost the outbox lock (database session ended); stopping publication")
+                    self._drop_leadership(reconnect=True)
+                    continue
+                except DatabaseError as exc:
+                    failures += 1
+                    delay = backoff_seconds(failures, self.backoff_max)
+                    logger.warning("relay: database error: %s; retrying in %.1f s", str(exc).strip()[:300], delay)
+                    self._drop_leadership(reconnect=True)
+                    if once:
+                        raise
+                    self._stop.wait(delay)
+                    continue
+                if result.error is not None:
+                    failures += 1
+                    outage_started = outage_started or time.monotonic()
+                    delay = backoff_seconds(failures, self.backoff_max)
+                    logger.warning(
+                        "relay: kafka unavailable (%s); %d events waiting in this batch, nothing marked sent "
+                        "past the failure; attempt %d failed, retrying in %.1f s",
+                        result.error,
+                        result.selected - result.sent,
+                        failures,
+                        delay,
+                    )
+                    if once:
+                        raise RuntimeError(f"kafka unavailable: {result.error}")
+                    self._stop.wait(delay)
+                    continue
+                if outage_started is not None:
+                    logger.info(
+                        "relay: kafka reachable again after %.1f s and %d failed attempts; catching up",
+                        time.monotonic() - outage_started,
+                        failures,
+                    )
+                    outage_started, failures = None, 0
+                failures = 0
+                self._housekeeping()
+                if result.selected < self.batch_size:
+                    if once:
+                        break
+                    self._stop.wait(self.poll_interval)
+        finally:
+            self._close_producer()
+            self._drop_leadership()
+            self.report()
+        return self.stats.sent_total
+
+    def _lead(self) -> bool:
+        if self._leading:
+            return True
+        self._leading = self.lock.try_acquire()
+        return self._leading
+
+    def _drop_leadership(self, *, reconnect: bool = False) -> None:
+        # Whatever is still queued in the producer must not go out after another relay took over.
+        self._close_producer(purge=True)
+        if self._leading:
+            self.lock.release()
+        self._leading = False
+        if reconnect:
+            # A broken session cannot be reused; the next query opens a new one (and must win the lock again).
+            try:
+                connection.close()
+            except DatabaseError:
+                pass
+
+    # --- one batch ----------------------------------------------------------------------------------
+    def relay_batch(self) -> BatchResult:
+        """Produce the oldest unsent rows, wait for their delivery reports, mark the delivered prefix per room."""
+        rows = list(
+            OutboxEvent.objects.filter(sent_at__isnull=True)
+            .order_by("id")
+            .values_list("id", "topic", "key", "payload")[: self.batch_size]
+        )
+        result = BatchResult(selected=len(rows))
+        if not rows:
+            return result
+        try:
+            self._ensure_topics({topic for _id, topic, _key, _payload in rows})
+            producer = self._get_producer()
+        except KafkaException as exc:
+            self._close_producer(purge=True)
+            result.error = _describe(exc)
+            return result
+        outcomes: dict[int, str | None] = {}
+        stopped_keys: set[str] = set()
+        for row_id, topic, key, payload in rows:
+            if key in stopped_keys:
+                continue  # never send a later event of a room before an earlier one that failed
+            if not self._produce(producer, row_id, topic, key, payload, outcomes):
+                stopped_keys.add(key)
+        unreported = self._wait_for_reports(producer)
+        sent_ids, failures = plan_marks(((row_id, key) for row_id, _t, key, _p in rows), outcomes)
+        self._mark(sent_ids, failures)
+        result.sent = len(sent_ids)
+        self.stats.sent_total += len(sent_ids)
+        self.stats.sent_since_report += len(sent_ids)
+        if failures or unreported:
+            # A fresh producer (new producer id, empty queue) is the clean start after any failure, and a
+            # restarted broker may have lost our topics.
+            self._close_producer(purge=True)
+            self._known_topics.clear()
+            result.error = next(iter(failures.values()), NOT_REPORTED)
+        return result
+
+    def _produce(
+        self, producer: Producer, row_id: int, topic: str, key: str, payload: Any, outcomes: dict[int, str | None]
+    ) -> bool:
+        def on_delivery(err: KafkaError | None, _msg: Any, row_id: int = row_id) -> None:
+            outcomes[row_id] = None if err is None else _describe(err)
+
+        value = json.dumps(payload, separators=(",", ":")).encode()
+        for _attempt in range(50):
+            try:
+                producer.produce(
+                    kafka_topic_name(topic), key=key.encode() if key else None, value=value, on_delivery=on_delivery
+                )
+                producer.poll(0)
+                return True
+            except BufferError:
+                producer.poll(0.1)  # the local queue is full: serve delivery reports, then try again
+            except KafkaException as exc:
+                outcomes[row_id] = _describe(exc)
+                return False
+        outcomes[row_id] = "local producer queue stayed full"
+        return False
+
+    def _wait_for_reports(self, producer: Producer) -> int:
+        """Serve delivery reports until every produced row has one. Returns how many never reported."""
+        deadline = time.monotonic() + settings.KAFKA_DELIVERY_TIMEOUT_MS / 1000 + 5.0
+        while len(producer) > 0:
+            now = time.monotonic()
+            if self._stop_requested_at is not None:
+                deadline = min(deadline, self._stop_requested_at + self.stop_grace)
+            if now >= deadline:
+                break
+            producer.flush(min(0.5, deadline - now))
+        remaining = len(producer)
+        if remaining:
+            producer.purge()
+            producer.poll(0)
+        return remaining
+
+    def _mark(self, sent_ids: list[int], failures: dict[int, str]) -> None:
+        now = timezone.now()
+        with transaction.atomic():
+            # Only the lock holder marks: a relay whose session ended must not overwrite its successor's view.
+            if not self.lock.held():
+                raise LostLeadership()
+            if sent_ids:
+                OutboxEvent.objects.filter(id__in=sent_ids, sent_at__isnull=True).update(
+                    sent_at=now, attempts=F("attempts") + 1, last_error=""
+                )
+            for row_id, error in failures.items():
+                OutboxEvent.objects.filter(id=row_id).update(attempts=F("attempts") + 1, last_error=error[:1000])
+
+    # --- kafka clients ------------------------------------------------------------------------------
+    def _default_producer(self) -> Producer:
+        return new_producer(error_cb=_log_kafka_error, logger=logging.getLogger("events.librdkafka"))
+
+    def _get_producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = self.producer_factory()
+        return self._producer
+
+    def _close_producer(self, *, purge: bool = False) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        if purge:
+            producer.purge()
+        producer.flush(0 if purge else self.stop_grace)
+
+    def _ensure_topics(self, topics: set[str]) -> None:
+        missing = topics - self._known_topics
+        if not missing:
+            return
+        created = ensure_topics(sorted(missing), timeout=max(2.0, settings.KAFKA_DELIVERY_TIMEOUT_MS / 1000 / 3))
+        for name in created:
+            logger.info("relay: created topic %s (%d partitions)", name, settings.KAFKA_TOPIC_PARTITIONS)
+        self._known_topics |= missing
+
+    # --- housekeeping -------------------------------------------------------------------------------
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now - self.stats.last_prune >= self.prune_interval:
+            self.stats.last_prune = now
+            pruned = prune_sent_events(older_than=timezone.now() - settings.EVENTS_RETENTION)
+            if pruned:
+                logger.info("relay: pruned %d sent events older than %s", pruned, settings.EVENTS_RETENTION)
+        if now - self.stats.last_report >= self.stats_interval:
+            self.report()
+
+    def report(self) -> None:
+        """One log line: throughput since the last report, backlog size and the age of its oldest event."""
+        now = time.monotonic()
+        elapsed = max(now - self.stats.last_report, 1e-6)
+        try:
+            backlog = outbox_backlog()
+        except DatabaseError as exc:
+            backlog = {"pending": "?", "oldest_age_seconds": f"? ({str(exc).strip()[:100]})"}
+        logger.info(
+            "relay: sent %d events in %.1f s (%.0f/s), %d in total; backlog %s pending, oldest %s s",
+            self.stats.sent_since_report,
+            elapsed,
+            self.stats.sent_since_report / elapsed,
+            self.stats.sent_total,
+            backlog["pending"],
+            backlog["oldest_age_seconds"],
+        )
+        self.stats.sent_since_report = 0
+        self.stats.last_report = now
+
+
+def _describe(error: KafkaError | KafkaException) -> str:
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        error = error.args[0]
+    if isinstance(error, KafkaError):
+        return f"{error.name()}: {error.str()}"
+    return str(error)
+
+
+_last_client_error: dict[str, float] = {}
+
+
+def _log_kafka_error(error: KafkaError) -> None:
+    """librdkafka's client-level errors (broker down, all brokers down), at most once per 10 s per kind."""
+    now = time.monotonic()
+    if error.fatal() or now - _last_client_error.get(error.name(), 0.0) >= 10.0:
+        _last_client_error[error.name()] = now
+        logger.warning("relay: kafka client: %s", _describe(error))
