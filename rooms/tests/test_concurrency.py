@@ -1,0 +1,174 @@
+"""The member limit is exact under real concurrency: separate threads, each with its own database
+connection, racing through rooms.services on committed data (hence transactional_db).
+
+PostgreSQL runs share one server with max_connections=100 among parallel test runs, so there the 200 joins
+go through 40 connections (5 joins each, all released at once by a barrier); SQLite has no such limit and
+gets one connection per join.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from accounts.models import User
+from messaging.models import Message, MessageKind
+from rooms.models import Membership, Room
+from rooms.services import RoomFull, create_room, join_room, leave_room
+
+PG_CONNECTIONS = 40
+
+
+def _users(prefix: str, count: int) -> list[User]:
+    User.objects.bulk_create([User(username=f"{prefix}{i}", password="!") for i in range(count)])
+    return list(User.objects.filter(username__startswith=prefix).order_by("id"))
+
+
+def _run_in_threads(jobs: list[list[Any]], work: Callable[[Any], None]) -> list[BaseException]:
+    """Run each job list in its own thread (own DB connection), all released together; return the errors."""
+    barrier = threading.Barrier(len(jobs), timeout=60)
+    errors: list[BaseException] = []
+
+    def run(items: list[Any]) -> None:
+        try:
+            barrier.wait()
+            for item in items:
+                work(item)
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(items,)) for items in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    return errors
+
+
+def _stampede(connections: int, joiners: int = 200, seats: int = 50) -> None:
+    owner, *users = _users("stampede", joiners + 1)
+    room = create_room(owner=owner, title="Stampede", max_personnel=seats)
+    # The owner holds one seat: the 200 race for the other 49.
+    admitted: list[int] = []
+    refused: list[int] = []
+    lock = threading.Lock()
+
+    def join(user: User) -> None:
+        try:
+            change = join_room(room_id=room.pk, user=user)
+        except RoomFull:
+            with lock:
+                refused.append(user.pk)
+            return
+        assert change.changed
+        with lock:
+            admitted.append(user.pk)
+
+    jobs = [users[i::connections] for i in range(connections)]
+    errors = _run_in_threads(jobs, join)
+
+    assert errors == []
+    room.refresh_from_db()
+    assert room.personnel == seats
+    assert len(admitted) == seats - 1
+    assert len(refused) == joiners - (seats - 1)  # every other join was refused with RoomFull
+    active = set(Membership.objects.filter(room=room, is_active=True).values_list("user_id", flat=True))
+    assert active == {owner.pk, *admitted}
+    # One ENTER message per seat taken, none for a refused join (its transaction rolled back).
+    enters = Counter(Message.objects.filter(room=room, kind=MessageKind.ENTER).values_list("sender_id", flat=True))
+    assert enters == Counter({owner.pk, *admitted})
+
+
+def _churn(connections: int, users_count: int = 30, seats: int = 10, rounds: int = 5) -> None:
+    owner, *users = _users("churn", users_count + 1)
+    room = create_room(owner=owner, title="Churn", max_personnel=seats)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        try:
+            while not stop.is_set():
+                seen.append(Room.objects.values_list("personnel", flat=True).get(pk=room.pk))
+        finally:
+            connection.close()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    rng = random.Random(5)
+    plans = [[(user, rng.random() < 0.3) for _ in range(rounds)] for user in users]
+
+    def churn(step: tuple[User, bool]) -> None:
+        user, twice = step
+        try:
+            join_room(room_id=room.pk, user=user)
+            if twice:
+                join_room(room_id=room.pk, user=user)  # a no-op
+        except RoomFull:
+            pass
+        leave_room(room_id=room.pk, user=user)
+        if twice:
+            leave_room(room_id=room.pk, user=user)  # a no-op, never below 0
+        if rng.random() < 0.5:
+            try:
+                join_room(room_id=room.pk, user=user)  # end some rounds inside the room
+            except RoomFull:
+                pass
+
+    jobs = [plan for plan in plans]
+    if connections < len(jobs):
+        jobs = [sum(plans[i::connections], []) for i in range(connections)]
+    try:
+        errors = _run_in_threads(jobs, churn)
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+
+    assert errors == []
+    assert seen and all(0 <= p <= seats for p in seen)
+    room.refresh_from_db()
+    active = Membership.objects.filter(room=room, is_active=True).count()
+    assert 0 <= room.personnel <= seats
+    assert room.personnel == active
+    # Every seat change wrote its message: ENTERs minus LEAVEs is who is inside.
+    kinds = Counter(Message.objects.filter(room=room).values_list("kind", flat=True))
+    assert kinds[MessageKind.ENTER] - kinds[MessageKind.LEAVE] == active
+
+
+def _require_vendor(vendor: str) -> None:
+    if connection.vendor != vendor:
+        pytest.skip(f"pins {vendor}; this run uses {connection.vendor}")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_join_never_exceeds_max_personnel_under_200_concurrent_joins_on_postgresql() -> None:
+    assert connection.vendor == "postgresql"
+    _stampede(connections=PG_CONNECTIONS)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_30_users_joining_and_leaving_concurrently_keep_personnel_exact_on_postgresql() -> None:
+    assert connection.vendor == "postgresql"
+    _churn(connections=30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_join_never_exceeds_max_personnel_under_200_concurrent_joins_on_sqlite() -> None:
+    _require_vendor("sqlite")
+    _stampede(connections=200)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_30_users_joining_and_leaving_concurrently_keep_personnel_exact_on_sqlite() -> None:
+    _require_vendor("sqlite")
+    _churn(connections=30)
