@@ -72,8 +72,6 @@ def _run_check(check: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         return {"state": "up", "ms": round((time.monotonic() - started) * 1000, 1), **info}
     except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "down", with its reason
         return {"state": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
-    finally:
-        connection.close_if_unusable_or_obsolete()
 
 
 @require_GET
