@@ -53,6 +53,7 @@ class Participant:
     connections: int
     left_at: datetime | None
     last_seen_at: datetime | None
+    member: bool = True  # False only in the change frame that tells a user left the room
 
     def as_frame_dict(self) -> dict[str, Any]:
         """The participant of the presence socket's frames."""
@@ -62,6 +63,7 @@ class Participant:
             "connections": self.connections,
             "left_at": _iso(self.left_at),
             "last_seen_at": _iso(self.last_seen_at),
+            "member": self.member,
         }
 
 
@@ -103,7 +105,9 @@ def _states(room_ids: list[int]) -> dict[tuple[int, int], RoomUserState]:
         return {}
 
 
-def _participant(user: Any, state: RoomUserState | None, membership_left_at: datetime | None) -> Participant:
+def _participant(
+    user: Any, state: RoomUserState | None, membership_left_at: datetime | None, member: bool = True
+) -> Participant:
     state = state or RoomUserState(0, None, None)
     return Participant(
         user_id=int(user.pk),
@@ -113,6 +117,7 @@ def _participant(user: Any, state: RoomUserState | None, membership_left_at: dat
         connections=state.connections,
         left_at=_later(state.left_at, membership_left_at),
         last_seen_at=state.last_seen_at,
+        member=member,
     )
 
 
@@ -140,10 +145,13 @@ def participant(room_id: int, user_id: int) -> Participant | None:
     user = User.objects.filter(pk=user_id).only("id", "username", "nickname").first()
     if user is None:
         return None
-    membership_left_at = (
-        Membership.objects.filter(room_id=room_id, user_id=user_id).values_list("left_at", flat=True).first()
+    membership = Membership.objects.filter(room_id=room_id, user_id=user_id).values("left_at", "is_active").first()
+    return _participant(
+        user,
+        _states([room_id]).get((room_id, user_id)),
+        membership["left_at"] if membership else None,
+        member=bool(membership and membership["is_active"]),
     )
-    return _participant(user, _states([room_id]).get((room_id, user_id)), membership_left_at)
 
 
 def left_at(room_id: int, user_id: int) -> datetime | None:
@@ -297,12 +305,22 @@ def reap_stale_connections(now: datetime | None = None) -> list[PresenceChange]:
     return changes
 
 
-def forget_room(room_id: int) -> None:
-    """A deleted room's presence records go with it (best effort: the store may be away)."""
+def publish_membership_change(room_id: int, user_id: int) -> None:
+    """After a join or leave commits: presence sockets add the member, or drop them (and a leaver's own
+    presence sockets close with 4403)."""
+    now_participant = participant(room_id, user_id)
+    if now_participant is not None:
+        publish(room_id, now_participant)
+
+
+def room_deleted(room_id: int) -> None:
+    """A deleted room's presence records go with it (best effort: the store may be away, and records of
+    sockets still closing are reaped anyway); its presence sockets close with 4404."""
     try:
         get_presence_backend().forget_room(room_id)
     except PresenceUnavailable as exc:
         logger.warning("could not forget presence of deleted room %s: %s", room_id, exc)
+    _group_send(presence_group(room_id), {"type": "presence.room_deleted", "group": presence_group(room_id)})
 
 
 # --- publishing -------------------------------------------------------------------------------------------
@@ -312,16 +330,24 @@ def changed_event(room_id: int, participant: Participant) -> dict[str, Any]:
     return {"type": "presence.changed", "group": group, "room_id": room_id, "participant": participant.as_frame_dict()}
 
 
-async def apublish(room_id: int, participant: Participant) -> None:
+async def _agroup_send(group: str, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        await layer.group_send(presence_group(room_id), changed_event(room_id, participant))
+        await layer.group_send(group, event)
     except Exception:  # noqa: BLE001 - a lost frame is repaired by the next change or a reconnect's snapshot
-        logger.exception("could not publish presence of room %s", room_id)
+        logger.exception("could not publish to %s", group)
+
+
+def _group_send(group: str, event: dict[str, Any]) -> None:
+    async_to_sync(_agroup_send)(group, event)
+
+
+async def apublish(room_id: int, participant: Participant) -> None:
+    await _agroup_send(presence_group(room_id), changed_event(room_id, participant))
 
 
 def publish(room_id: int, participant: Participant) -> None:
     """From sync code (a thread, a management command)."""
-    async_to_sync(apublish)(room_id, participant)
+    _group_send(presence_group(room_id), changed_event(room_id, participant))

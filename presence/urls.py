@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import api
+
+urlpatterns = [
+    path("rooms/<int:room_id>/members", api.RoomMembersView.as_view(), name="room-members"),
+]

@@ -1,0 +1,15 @@
+"""REST edge of presence: the room's members with their presence. Thin: the service does the rest."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+
+
+class RoomMembersView(APIView):
+    def get(self, request: Request, room_id: int) -> Response:
+        # Every member in one answer: a room has at most MAX_MAX_PERSONNEL members.
+        return Response({"results": services.members(room_id=room_id, user=request.user), "has_more": False})

@@ -1,0 +1,30 @@
+"""Frame shapes of the presence socket, declared once for the consumer and the tests."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+from messaging.frames import UserRef
+
+
+class ParticipantFrame(TypedDict):
+    user: UserRef
+    connected: bool
+    connections: int
+    left_at: str | None
+    last_seen_at: str | None
+    member: bool
+
+
+class SnapshotFrame(TypedDict):
+    type: Literal["presence.snapshot"]
+    participants: list[ParticipantFrame]
+
+
+class ChangedFrame(TypedDict):
+    type: Literal["presence.changed"]
+    participant: ParticipantFrame
+
+
+def changed_frame(participant: ParticipantFrame | dict[str, Any]) -> dict[str, Any]:
+    return {"type": "presence.changed", "participant": participant}
