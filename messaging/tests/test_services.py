@@ -106,9 +106,7 @@ def test_joining_writes_enter_and_leaving_writes_leave_with_the_user_as_sender(r
     carol = make_user()
     join_room(room_id=room.pk, user=carol)
     leave_room(room_id=room.pk, user=carol)
-    kinds = list(
-        Message.objects.filter(room=room, sender=carol).order_by("seq").values_list("kind", flat=True)
-    )
+    kinds = list(Message.objects.filter(room=room, sender=carol).order_by("seq").values_list("kind", flat=True))
     assert kinds == [MessageKind.ENTER, MessageKind.LEAVE]
 
 
