@@ -146,7 +146,7 @@ class WebSocketClient(asyncio.Protocol):
             del buf[:pos]
 
     def _on_frame(self, fin: int, opcode: int, payload: bytes) -> None:
-        if opcode == OP_TEXT or opcode == OP_BINARY:
+        if opcode in (OP_TEXT, OP_BINARY):
             if fin:
                 if opcode == OP_TEXT:
                     self.on_text(payload)

@@ -1,0 +1,384 @@
+"""The fan-out scenario's client side: N member sockets in one room, S of them sending, every socket counting.
+
+This module imports no Django, so that client processes start fast and the same code drives ChatTalk, the
+tutorial baseline (bench/) and the fake servers of the tests. A worker:
+1. opens its sockets and sends each a ping; the pong proves the server finished connect() (hub joined), so
+   no message can be published before a socket listens;
+2. waits for the common start signal, then its senders send for `duration` seconds: with `rate` > 0 each
+   sender sends open-loop at that rate, else closed-loop with `window` messages in flight;
+3. drains: waits until nothing arrives for `drain_quiet` seconds (at most `drain_max`);
+4. reports what each socket received (seq in arrival order), acks, latencies and closes.
+
+The send time travels inside the client_id ("<monotonic ns>.<worker>.<sender>.<n>"): CLOCK_MONOTONIC is one
+clock for every process of the machine, so a receiver in another process measures send-to-delivery without
+any shared state. Loss and duplicates are judged afterwards (`judge`), against the union of all acks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import time
+from array import array
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .client import WebSocketClient, connect
+
+PING_INTERVAL_SECONDS = 30.0  # keeps receive-only sockets under the server's idle limit on long runs
+
+
+@dataclass
+class FanoutSpec:
+    """What one client worker does. Picklable: it crosses into client processes."""
+
+    ws_url: str  # ws://127.0.0.1:P/ws/rooms/ID/ (the token is appended)
+    tokens: list[str]
+    sender_count: int  # the first `sender_count` sockets send
+    duration: float
+    rate: float = 0.0  # messages per second per sender; 0 = closed loop
+    window: int = 1
+    worker: int = 0
+    connect_concurrency: int = 200
+    drain_quiet: float = 1.0
+    drain_max: float = 15.0
+    body_bytes: int = 100
+    keep_timeline: bool = False  # also keep (receive time, latency) pairs, for the login storm
+
+
+@dataclass
+class SocketRecord:
+    seqs: array = field(default_factory=lambda: array("q"))
+    client_ids: dict[str, int] = field(default_factory=dict)
+    duplicate_client_ids: int = 0
+    close_code: int | None = None
+
+
+@dataclass
+class FanoutReport:
+    worker: int
+    connected: int = 0
+    connect_failures: int = 0
+    sent: int = 0
+    acks: list[tuple[str, int]] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    ack_ms: array = field(default_factory=lambda: array("d"))
+    delivery_ms: array = field(default_factory=lambda: array("d"))
+    timeline: array = field(default_factory=lambda: array("d"))  # receive time (monotonic s), pairs with delivery_ms
+    sockets: list[SocketRecord] = field(default_factory=list)
+    started_at: float = 0.0
+    sending_stopped_at: float = 0.0
+    last_delivery_at: float = 0.0
+    client_cpu_seconds: float = 0.0
+
+
+class _Member:
+    """One socket's bookkeeping; `on_text` runs for every frame the server sends it."""
+
+    __slots__ = ("record", "report", "socket", "pong", "acks_waiting", "keep_timeline", "worker_state")
+
+    def __init__(self, report: FanoutReport, keep_timeline: bool, worker_state: dict[str, float]):
+        self.record = SocketRecord()
+        self.report = report
+        self.socket: WebSocketClient | None = None
+        self.pong: asyncio.Future[None] | None = None
+        self.acks_waiting: dict[str, tuple[int, asyncio.Future[None] | None]] = {}
+        self.keep_timeline = keep_timeline
+        self.worker_state = worker_state
+
+    def on_text(self, data: bytes) -> None:
+        frame = json.loads(data)
+        kind = frame.get("type")
+        if kind == "message":
+            now_ns = time.monotonic_ns()
+            message = frame["message"]
+            record = self.record
+            record.seqs.append(int(message["seq"]))
+            client_id = str(message.get("client_id") or "")
+            if client_id in record.client_ids:
+                if record.client_ids[client_id] != message["seq"]:
+                    record.duplicate_client_ids += 1
+            else:
+                record.client_ids[client_id] = message["seq"]
+            sent_ns = _sent_ns(client_id)
+            if sent_ns:
+                self.report.delivery_ms.append((now_ns - sent_ns) / 1e6)
+                if self.keep_timeline:
+                    self.report.timeline.append(now_ns / 1e9)
+            self.worker_state["last"] = now_ns / 1e9
+        elif kind == "ack":
+            waiting = self.acks_waiting.pop(str(frame.get("client_id")), None)
+            if waiting is not None:
+                sent_ns, future = waiting
+                self.report.ack_ms.append((time.monotonic_ns() - sent_ns) / 1e6)
+                self.report.acks.append((str(frame["client_id"]), int(frame["seq"])))
+                if future is not None and not future.done():
+                    future.set_result(None)
+        elif kind == "pong":
+            if self.pong is not None and not self.pong.done():
+                self.pong.set_result(None)
+        elif kind == "error":
+            code = str(frame.get("code"))
+            self.report.errors[code] = self.report.errors.get(code, 0) + 1
+            waiting = self.acks_waiting.pop(str(frame.get("client_id")), None)
+            if waiting is not None and waiting[1] is not None and not waiting[1].done():
+                waiting[1].set_result(None)
+
+
+def _sent_ns(client_id: str) -> int:
+    head = client_id.split(".", 1)[0]
+    return int(head) if head.isdigit() else 0
+
+
+def make_body(size: int, n: int) -> str:
+    text = f"load message {n} "
+    return (text * (size // len(text) + 1))[:size]
+
+
+async def _open(member: _Member, url: str) -> None:
+    member.socket = await connect(url, member.on_text)
+    member.pong = asyncio.get_running_loop().create_future()
+    member.socket.send_json({"type": "ping"})
+    await asyncio.wait_for(member.pong, 60.0)
+
+
+async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None]]) -> FanoutReport:
+    """Connect, wait for `start()`, send and receive, drain, close: see the module docstring."""
+    report = FanoutReport(worker=spec.worker)
+    state: dict[str, float] = {"last": 0.0}
+    members = [_Member(report, spec.keep_timeline, state) for _ in spec.tokens]
+    gate = asyncio.Semaphore(spec.connect_concurrency)
+    separator = "&" if "?" in spec.ws_url else "?"
+
+    async def open_one(member: _Member, token: str) -> bool:
+        async with gate:
+            try:
+                await _open(member, f"{spec.ws_url}{separator}access_token={token}")
+                return True
+            except (OSError, TimeoutError):
+                return False
+
+    results = await asyncio.gather(*(open_one(m, t) for m, t in zip(members, spec.tokens, strict=True)))
+    report.connected = sum(results)
+    report.connect_failures = len(results) - report.connected
+
+    await start()
+    cpu_start = time.process_time()
+    report.started_at = time.monotonic()
+    deadline = report.started_at + spec.duration
+
+    async def send_loop(index: int, member: _Member) -> None:
+        sock = member.socket
+        n = 0
+        in_flight: set[asyncio.Future[None]] = set()
+        interval = 1.0 / spec.rate if spec.rate > 0 else 0.0
+        next_at = report.started_at + (index % 100) / 100 * interval
+        while sock is not None and sock.is_open:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if interval:
+                if next_at > now:
+                    await asyncio.sleep(next_at - now)
+                next_at += interval
+                if time.monotonic() >= deadline:
+                    break
+            sent_ns = time.monotonic_ns()
+            client_id = f"{sent_ns}.{spec.worker}.{index}.{n}"
+            future = asyncio.get_running_loop().create_future() if not interval else None
+            member.acks_waiting[client_id] = (sent_ns, future)
+            sock.send_json({"type": "send", "client_id": client_id, "body": make_body(spec.body_bytes, n)})
+            report.sent += 1
+            n += 1
+            if future is not None:
+                in_flight.add(future)
+                future.add_done_callback(in_flight.discard)
+                while len(in_flight) >= spec.window and time.monotonic() < deadline:
+                    await asyncio.wait(in_flight, timeout=max(0.0, deadline - time.monotonic()))
+
+    async def keepalive() -> None:
+        while True:
+            await asyncio.sleep(PING_INTERVAL_SECONDS)
+            for member in members:
+                if member.socket is not None and member.socket.is_open:
+                    member.socket.send_json({"type": "ping"})
+
+    pinger = asyncio.ensure_future(keepalive())
+    senders = [send_loop(i, m) for i, m in enumerate(members[: spec.sender_count])]
+    await asyncio.gather(*senders)
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+    report.sending_stopped_at = time.monotonic()
+    # Drain: until quiet (and every ack in), or drain_max.
+    drain_deadline = report.sending_stopped_at + spec.drain_max
+    while time.monotonic() < drain_deadline:
+        quiet_for = time.monotonic() - max(state["last"], report.sending_stopped_at)
+        waiting = any(m.acks_waiting for m in members[: spec.sender_count] if m.socket and m.socket.is_open)
+        if quiet_for >= spec.drain_quiet and not waiting:
+            break
+        await asyncio.sleep(0.05)
+    pinger.cancel()
+    report.last_delivery_at = state["last"]
+    report.client_cpu_seconds = time.process_time() - cpu_start
+    for member in members:
+        if member.socket is not None:
+            member.record.close_code = member.socket.close_code
+    await asyncio.gather(*(m.socket.close() for m in members if m.socket is not None), return_exceptions=True)
+    report.sockets = [m.record for m in members]
+    return report
+
+
+def _process_main(spec: FanoutSpec, ready: Any, go: Any, results: Any) -> None:
+    """Entry point of a client process (multiprocessing 'spawn')."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a runtime dependency
+        pass
+
+    async def start() -> None:
+        ready.put(spec.worker)
+        await asyncio.get_running_loop().run_in_executor(None, go.wait)
+
+    report = asyncio.run(run_fanout_worker(spec, start))
+    for record in report.sockets:
+        record.client_ids = {}  # not needed by the judge; keeps the pickle small
+    results.put(report)
+
+
+def judge(reports: list[FanoutReport]) -> dict[str, Any]:
+    """Loss and duplicates per receiving socket, against the union of every ack of every worker.
+
+    Every socket was open before the first send and is expected to receive every acked message once:
+    lost = acked seqs a socket never received (by seq), duplicated = seqs a socket received more than once
+    plus client_ids that arrived under two different seqs (the server stored a message twice).
+    """
+    acked_seqs = {seq for report in reports for _cid, seq in report.acks}
+    lost_deliveries = 0
+    lost_messages: set[int] = set()
+    duplicates = 0
+    out_of_order = 0
+    unexpected = 0
+    closed: dict[str, int] = {}
+    sockets = 0
+    for report in reports:
+        for record in report.sockets:
+            sockets += 1
+            received = set(record.seqs)
+            duplicates += len(record.seqs) - len(received) + record.duplicate_client_ids
+            missing = acked_seqs - received
+            lost_deliveries += len(missing)
+            lost_messages |= missing
+            unexpected += len(received - acked_seqs)
+            previous = -1
+            for seq in record.seqs:
+                if seq <= previous:
+                    out_of_order += 1
+                previous = max(previous, seq)
+            if record.close_code is not None:
+                closed[str(record.close_code)] = closed.get(str(record.close_code), 0) + 1
+    return {
+        "sockets": sockets,
+        "acked_messages": len(acked_seqs),
+        "expected_deliveries": len(acked_seqs) * sockets,
+        "lost_deliveries": lost_deliveries,
+        "lost_messages": len(lost_messages),
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "unacked_deliveries": unexpected,
+        "closed_by_server": closed,
+    }
+
+
+def percentile(values: Any, fraction: float) -> float | None:
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return float(ordered[index])
+
+
+def summarize(reports: list[FanoutReport]) -> dict[str, Any]:
+    """Throughput and latency across workers, plus the judge's loss and duplicate counts."""
+    deliveries = sum(len(r.delivery_ms) for r in reports)
+    started = min((r.started_at for r in reports), default=0.0)
+    last = max((r.last_delivery_at for r in reports), default=0.0)
+    stopped = max((r.sending_stopped_at for r in reports), default=0.0)
+    span = max(last, stopped) - started if last else stopped - started
+    delivery_ms: list[float] = [v for r in reports for v in r.delivery_ms]
+    ack_ms: list[float] = [v for r in reports for v in r.ack_ms]
+    errors: dict[str, int] = {}
+    for r in reports:
+        for code, count in r.errors.items():
+            errors[code] = errors.get(code, 0) + count
+    summary = {
+        "connected": sum(r.connected for r in reports),
+        "connect_failures": sum(r.connect_failures for r in reports),
+        "sent": sum(r.sent for r in reports),
+        "acked": sum(len(r.acks) for r in reports),
+        "errors": errors,
+        "deliveries": deliveries,
+        "seconds": round(span, 3),
+        "deliveries_per_second": round(deliveries / span, 1) if span > 0 else 0.0,
+        "delivery_p50_ms": _round(percentile(delivery_ms, 0.50)),
+        "delivery_p95_ms": _round(percentile(delivery_ms, 0.95)),
+        "delivery_p99_ms": _round(percentile(delivery_ms, 0.99)),
+        "ack_p50_ms": _round(percentile(ack_ms, 0.50)),
+        "ack_p99_ms": _round(percentile(ack_ms, 0.99)),
+        "client_cpu_seconds": round(sum(r.client_cpu_seconds for r in reports), 3),
+    }
+    summary.update(judge(reports))
+    return summary
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+async def run_in_process(specs: list[FanoutSpec], on_all_ready: Callable[[], None] | None = None) -> list[FanoutReport]:
+    """All workers in this process and loop (tests, small runs): they start together once all connected."""
+    connected = 0
+    all_ready = asyncio.Event()
+
+    async def start() -> None:
+        nonlocal connected
+        connected += 1
+        if connected == len(specs):
+            if on_all_ready is not None:
+                on_all_ready()
+            all_ready.set()
+        await all_ready.wait()
+
+    return list(await asyncio.gather(*(run_fanout_worker(spec, start) for spec in specs)))
+
+
+def run_in_processes(
+    specs: list[FanoutSpec], on_all_ready: Callable[[], None] | None = None, connect_timeout: float = 300.0
+) -> list[FanoutReport]:
+    """One client process per spec; all start sending together once every socket of every process is open."""
+    context = multiprocessing.get_context("spawn")
+    ready, results, go = context.Queue(), context.Queue(), context.Event()
+    processes = [context.Process(target=_process_main, args=(spec, ready, go, results), daemon=True) for spec in specs]
+    for process in processes:
+        process.start()
+    try:
+        for _ in specs:
+            ready.get(timeout=connect_timeout)
+        if on_all_ready is not None:
+            on_all_ready()
+        go.set()
+        longest = max(spec.duration + spec.drain_max for spec in specs) + 120.0
+        reports = [results.get(timeout=longest) for _ in specs]
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+    return sorted(reports, key=lambda r: r.worker)
+
+
+def split_evenly(items: list[Any], parts: int) -> list[list[Any]]:
+    parts = max(1, min(parts, len(items))) if items else 1
+    return [items[i::parts] for i in range(parts)]
