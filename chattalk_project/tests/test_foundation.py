@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -190,3 +191,44 @@ def test_every_response_carries_a_request_id(client: Client):
     response = client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")
     assert response["X-Request-ID"] == "abc-123"
     assert len(client.get("/healthz")["X-Request-ID"]) == 12
+
+
+def test_json_log_lines_carry_the_request_id():
+    import logging
+
+    from chattalk_project.request_id import JsonFormatter, RequestIdFilter, current_request_id
+
+    token = current_request_id.set("req-42")
+    try:
+        record = logging.LogRecord("chattalk", logging.INFO, __file__, 1, "sent %s", ("hello",), None)
+        RequestIdFilter().filter(record)
+        line = json.loads(JsonFormatter().format(record))
+    finally:
+        current_request_id.reset(token)
+    assert line["request_id"] == "req-42" and line["message"] == "sent hello" and line["level"] == "INFO"
+
+
+def test_a_run_asked_to_use_a_service_that_is_down_fails_loudly_instead_of_skipping():
+    closed = free_port()
+    # Inside the project (var/ is git-ignored) so that the project's conftest.py applies to it.
+    tmp_path = BASE_DIR / "var" / f"loud-failure-{closed}"
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "test_needs_redis.py").write_text(
+        "import pytest\n\n@pytest.mark.redis\ndef test_uses_redis():\n    pass\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI"}}
+    env.pop("DATABASE_URL", None)
+    env["REDIS_URL"] = f"redis://127.0.0.1:{closed}/0"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", str(tmp_path)],
+            cwd=BASE_DIR,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"redis at 127.0.0.1:{closed}" in result.stdout + result.stderr
