@@ -1,0 +1,301 @@
+"""The server-rendered pages in a real browser: Playwright's sync API driving Debian's headless Chromium
+against real server processes (uvicorn) on the test database.
+
+Each test sets up what it needs with the domain services, then drives the pages like a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.conf import settings
+from django.db import connections
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from accounts.models import User
+from chattalk_project.testing import ServerProcess
+from messaging.models import Message
+from rooms.models import Room
+from rooms.services import create_room, join_room
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+PASSWORD = "Corr3ct-Horse-Battery"
+T = TypeVar("T")
+WAIT_MS = 10_000
+
+
+def off_loop(func: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run ORM and service calls in a plain worker thread.
+
+    While a browser is open, Playwright's sync API keeps an asyncio loop running in the test thread: Django
+    refuses ORM calls there (SynchronousOnlyOperation) and the services' after-commit publishing
+    (async_to_sync) cannot run. A worker thread has no loop; its connection is closed when it is done, so
+    that nothing holds the test database open.
+    """
+
+    def run() -> T:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(run).result()
+
+
+@pytest.fixture
+def server(server_factory: object) -> ServerProcess:
+    return server_factory()  # type: ignore[operator]
+
+
+@pytest.fixture
+def browser(server: ServerProcess) -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"), args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser: Browser, server: ServerProcess, **context_options: object) -> tuple[BrowserContext, Page]:
+    options = {"locale": "en-US", "timezone_id": "Asia/Seoul", "base_url": server.http_url, **context_options}
+    context = browser.new_context(**options)  # type: ignore[arg-type]
+    context.set_default_timeout(WAIT_MS)
+    page = context.new_page()
+    return context, page
+
+
+def make_user(username: str, nickname: str = "") -> User:
+    return User.objects.create_user(username=username, password=PASSWORD, nickname=nickname or username.title())
+
+
+def room_with_members(title: str, max_personnel: int, owner: str, *members: str) -> Room:
+    """Users by name (created if new), a room of `owner`, the others joined."""
+    users = {name: User.objects.filter(username=name).first() or make_user(name) for name in (owner, *members)}
+    room = create_room(owner=users[owner], title=title, max_personnel=max_personnel)
+    for name in members:
+        join_room(room_id=room.pk, user=users[name])
+    return Room.objects.get(pk=room.pk)
+
+
+def log_in(page: Page, username: str) -> None:
+    page.goto("/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("[data-testid=login-form] button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/rooms/$"))
+
+
+def open_room(page: Page, room: Room) -> None:
+    page.goto(f"/rooms/{room.pk}/")
+    expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "connected")
+
+
+def send(page: Page, text: str) -> None:
+    page.fill("#send-body", text)
+    page.click("#send-form button[type=submit]")
+
+
+def bodies(page: Page) -> list[str]:
+    return page.locator("#message-list [data-testid=message-body]").all_text_contents()
+
+
+def test_two_users_sign_up_create_join_and_chat_both_ways_live(browser: Browser, server: ServerProcess) -> None:
+    context_a, alice = new_page(browser, server)
+    context_b, bob = new_page(browser, server)
+    for page, username, nickname in ((alice, "alice", "Alice"), (bob, "bob", "Bob")):
+        page.goto("/signup/")
+        page.fill("#id_username", username)
+        page.fill("#id_nickname", nickname)
+        page.fill("#id_password", PASSWORD)
+        page.fill("#id_password_again", PASSWORD)
+        page.click("[data-testid=signup-form] button[type=submit]")
+        expect(page).to_have_url(re.compile(r"/rooms/$"))
+        expect(page.get_by_test_id("current-user")).to_have_text(nickname)
+
+    alice.fill("#id_title", "Lobby")
+    alice.fill("#id_max_personnel", "5")
+    alice.click("[data-testid=create-room-form] button[type=submit]")
+    expect(alice.get_by_test_id("room-title")).to_have_text("Lobby")
+    expect(alice.get_by_test_id("connection-state")).to_have_attribute("data-state", "connected")
+
+    bob.reload()
+    row = bob.locator("tr", has_text="Lobby")
+    expect(row.get_by_test_id("personnel")).to_have_text("1 / 5")
+    row.get_by_role("button", name="Join").click()
+    expect(bob.get_by_test_id("room-title")).to_have_text("Lobby")
+    expect(bob.get_by_test_id("connection-state")).to_have_attribute("data-state", "connected")
+
+    # Alice sees Bob arrive live: the ENTER message and the personnel count.
+    expect(alice.locator("#message-list .kind-enter", has_text="Bob joined the room")).to_have_count(1)
+    expect(alice.locator(".chat-head [data-testid=personnel]")).to_have_text("2 / 5")
+
+    send(alice, "Hello Bob")
+    expect(bob.locator("#message-list [data-testid=message-body]", has_text="Hello Bob")).to_have_count(1)
+    bob.fill("#send-body", "typing something")
+    bob.dispatch_event("#send-body", "input")
+    expect(alice.get_by_test_id("typing")).to_have_text("Bob is typing…")
+    send(bob, "Hi Alice")
+    expect(alice.locator("#message-list [data-testid=message-body]", has_text="Hi Alice")).to_have_count(1)
+    expect(alice.get_by_test_id("typing")).to_have_text("")
+    assert bodies(alice) == bodies(bob) == ["Hello Bob", "Hi Alice"]
+    # Own messages are confirmed: nothing is left "sending…".
+    expect(alice.get_by_test_id("pending-message")).to_have_count(0)
+
+    # Times are shown in the viewer's time zone (Asia/Seoul, UTC+9, no DST).
+    last = alice.locator("#message-list li.message").last
+    created = datetime.fromisoformat(last.locator("time").get_attribute("datetime") or "")
+    expected = created.astimezone(ZoneInfo("Asia/Seoul")).strftime("%I:%M %p")
+    assert last.locator("time").inner_text() == expected
+
+    # Both see each other connected in the presence list.
+    expect(alice.locator("[data-testid=participant].online", has_text="Bob")).to_have_count(1)
+    expect(bob.locator("[data-testid=participant].online", has_text="Alice")).to_have_count(1)
+
+    if os.environ.get("CHATTALK_SCREENSHOT"):
+        send(bob, "Shall we meet at 7? 🍜")
+        send(alice, "저녁 7시 좋아요!")
+        expect(bob.locator("#message-list [data-testid=message-body]")).to_have_count(4)
+        bob.set_viewport_size({"width": 1100, "height": 700})
+        bob.screenshot(path=str(Path(settings.BASE_DIR) / "docs" / "screenshot-chat.png"))
+    context_a.close()
+    context_b.close()
+
+
+def test_a_message_with_html_is_shown_as_text_never_run(browser: Browser, server: ServerProcess) -> None:
+    room = off_loop(room_with_members, "Safe", 5, "alice", "bob")
+    context_a, page_a = new_page(browser, server)
+    context_b, page_b = new_page(browser, server)
+    log_in(page_a, "alice")
+    log_in(page_b, "bob")
+    open_room(page_a, room)
+    open_room(page_b, room)
+
+    hostile = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"><b>bold</b>'
+    send(page_b, hostile)
+    body = page_a.locator("#message-list [data-testid=message-body]").last
+    expect(body).to_have_text(hostile)
+    assert body.evaluate("element => element.children.length") == 0
+    assert page_a.evaluate("window.__pwned") is None
+    # History rendered into the page is text too.
+    page_a.reload()
+    expect(page_a.locator("#message-list [data-testid=message-body]").last).to_have_text(hostile)
+    assert page_a.evaluate("window.__pwned") is None
+    context_a.close()
+    context_b.close()
+
+
+def test_page_reconnects_after_a_server_restart_and_shows_a_message_sent_meanwhile_once(
+    browser: Browser, server: ServerProcess
+) -> None:
+    room = off_loop(room_with_members, "Resilient", 5, "alice", "bob")
+    context_a, page_a = new_page(browser, server)
+    context_b, page_b = new_page(browser, server)
+    log_in(page_a, "alice")
+    log_in(page_b, "bob")
+    open_room(page_a, room)
+    open_room(page_b, room)
+    send(page_b, "before the restart")
+    expect(page_a.locator("#message-list [data-testid=message-body]", has_text="before the restart")).to_have_count(1)
+
+    server.stop()
+    expect(page_a.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+    expect(page_a.get_by_test_id("connection-state")).to_have_text("reconnecting…")
+    expect(page_b.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+    # Bob writes while the server is down: the page keeps it as "sending…" and sends it after reconnecting.
+    send(page_b, "sent while the server was down")
+    expect(page_b.get_by_test_id("pending-message")).to_have_count(1)
+
+    restarted = ServerProcess(port=server.port, name="restarted").start()
+    try:
+        for page in (page_a, page_b):
+            expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "connected", timeout=20_000)
+            expect(
+                page.locator("#message-list [data-testid=message-body]", has_text="sent while the server was down")
+            ).to_have_count(1)
+            expect(page.get_by_test_id("pending-message")).to_have_count(0)
+        send(page_a, "after the restart")
+        expect(page_b.locator("#message-list [data-testid=message-body]", has_text="after the restart")).to_have_count(
+            1
+        )
+        page_a.wait_for_timeout(300)  # a duplicate, if any, would arrive right behind
+        expected = ["before the restart", "sent while the server was down", "after the restart"]
+        assert bodies(page_a) == expected
+        assert bodies(page_b) == expected
+        seqs = [
+            int(s)
+            for s in page_a.locator("#message-list li.message").evaluate_all("els => els.map(e => e.dataset.seq)")
+        ]
+        assert seqs == sorted(set(seqs))
+        stored = off_loop(lambda: Message.objects.filter(room=room, body="sent while the server was down").count())
+        assert stored == 1
+        context_a.close()
+        context_b.close()
+    finally:
+        restarted.stop()
+
+
+def test_full_room_join_is_disabled_and_a_room_filling_up_meanwhile_shows_the_409(
+    browser: Browser, server: ServerProcess
+) -> None:
+    off_loop(make_user, "viewer")
+    off_loop(room_with_members, "Packed", 2, "owner", "other")
+    tiny = off_loop(room_with_members, "Tiny", 2, "owner")
+    context, page = new_page(browser, server)
+    log_in(page, "viewer")
+
+    packed_row = page.locator("tr", has_text="Packed")
+    expect(packed_row.get_by_test_id("personnel")).to_have_text("2 / 2")
+    expect(packed_row.locator(".full-tag")).to_have_text("Full")
+    expect(packed_row.get_by_role("button", name="Join")).to_be_disabled()
+    tiny_row = page.locator("tr", has_text="Tiny")
+    expect(tiny_row.get_by_test_id("personnel")).to_have_text("1 / 2")
+    expect(tiny_row.get_by_role("button", name="Join")).to_be_enabled()
+
+    # The last seat goes while the page is open.
+    off_loop(lambda: join_room(room_id=tiny.pk, user=User.objects.get(username="other")))
+    tiny_row.get_by_role("button", name="Join").click()
+    expect(page.get_by_test_id("page-error")).to_have_text("The room is full.")
+    expect(page).to_have_url(re.compile(r"/rooms/$"))
+    expect(tiny_row.get_by_role("button", name="Join")).to_be_disabled()
+    assert off_loop(lambda: Room.objects.get(pk=tiny.pk).personnel) == 2
+
+    page.reload()
+    expect(page.locator("tr", has_text="Tiny").get_by_role("button", name="Join")).to_be_disabled()
+    context.close()
+
+
+def test_admin_lists_the_room_with_its_personnel(browser: Browser, server: ServerProcess) -> None:
+    off_loop(User.objects.create_superuser, username="root", password=PASSWORD, email="root@example.com")
+    off_loop(room_with_members, "Admin-visible room", 7, "owner", "member")
+    context, page = new_page(browser, server)
+    page.goto("/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.goto("/admin/rooms/room/")
+    row = page.locator("#result_list tbody tr", has_text="Admin-visible room")
+    expect(row).to_have_count(1)
+    expect(row.locator("td.field-personnel")).to_have_text("2")
+    expect(row.locator("td.field-max_personnel")).to_have_text("7")
+    context.close()
