@@ -90,6 +90,12 @@ def _later(*values: datetime | None) -> datetime | None:
     return max(present) if present else None
 
 
+def store_time(at: datetime | None = None) -> datetime:
+    """Times as both stores keep them: MongoDB dates have millisecond precision, so the ORM's do too."""
+    at = at or timezone.now()
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
 def live_since(now: datetime | None = None) -> datetime:
     """Heartbeats older than this belong to dead processes."""
     return (now or timezone.now()) - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
@@ -225,7 +231,7 @@ def connection_opened(
     *, room_id: int, user_id: int, connection_id: str, process_id: str, at: datetime | None = None
 ) -> list[PresenceChange]:
     """A chat socket opened. Raises PresenceUnavailable when the store is away (the caller degrades)."""
-    at = at or timezone.now()
+    at = store_time(at)
     backend = get_presence_backend()
     record = ConnectionRecord(connection_id, room_id, user_id, process_id, at, at)
     created = backend.add_connection(record)
@@ -250,7 +256,7 @@ def connection_closed(
     *, room_id: int, user_id: int, connection_id: str, process_id: str = "", at: datetime | None = None
 ) -> list[PresenceChange]:
     """A chat socket closed. Only the caller whose delete removed the record reports the change."""
-    at = at or timezone.now()
+    at = store_time(at)
     if not get_presence_backend().remove_connection(connection_id):
         return []
     change = _after_removal(ConnectionRecord(connection_id, room_id, user_id, process_id, at, at), at)
@@ -265,7 +271,7 @@ def sync_process(
     Sockets the store had lost (reaped while this process stalled, or opened while the store was away) come
     back; records of sockets that closed while the store was away are removed. This is also how presence
     recovers by itself after an outage: the first heartbeat that succeeds puts everything right."""
-    at = at or timezone.now()
+    at = store_time(at)
     backend = get_presence_backend()
     local = {r.connection_id: r for r in open_connections}
     changes: list[PresenceChange] = []

@@ -26,7 +26,6 @@ from typing import Any
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
 
 from . import services
 from .backends import ConnectionRecord, PresenceUnavailable
@@ -72,7 +71,7 @@ class PresenceTracker:
 
     def socket_opened(self, room_id: int, user_id: int, connection_id: str) -> None:
         self.ensure_running()
-        now = timezone.now()
+        now = services.store_time()
         record = ConnectionRecord(connection_id, int(room_id), int(user_id), self.process_id, now, now)
         self.open[connection_id] = record
         self._enqueue("open", record)
@@ -81,7 +80,7 @@ class PresenceTracker:
         record = self.open.pop(connection_id, None)
         if record is None or self._queue is None:
             return
-        self._enqueue("close", record, timezone.now())
+        self._enqueue("close", record, services.store_time())
 
     def _enqueue(self, *op: Any) -> None:
         assert self._queue is not None

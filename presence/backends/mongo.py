@@ -84,6 +84,7 @@ class MongoPresenceBackend(PresenceBackend):
             host=uri,
             alias=ALIAS,
             tz_aware=True,
+            uuidRepresentation="standard",
             connect=False,
             serverSelectionTimeoutMS=timeout_ms,
             connectTimeoutMS=timeout_ms,
