@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 GAP_WAIT_SECONDS = 0.25
 SWEEP_SECONDS = 1.0
+# How often the hub compares its rooms' streams with the database. A room seen behind twice in a row is
+# caught up from the database: that covers a publish lost with no later message to reveal the gap.
+CATCH_UP_SECONDS = 5.0
 # channels' group membership expires (group_expiry, one day by default): re-add well before that.
 GROUP_REFRESH_SECONDS = 3600.0
 
@@ -62,6 +65,13 @@ def _room_last_seq(room_id: int) -> int | None:
 
 
 @database_sync_to_async
+def _rooms_last_seq(room_ids: list[int]) -> dict[int, int]:
+    from rooms.models import Room
+
+    return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
+
+
+@database_sync_to_async
 def _messages_between(room_id: int, after_seq: int, up_to_seq: int) -> list[dict[str, Any]]:
     from .services import messages_between
 
@@ -79,6 +89,11 @@ class RoomStream:
         self.pending: dict[int, dict[str, Any]] = {}
         self.ready = asyncio.Event()
         self._gap_task: asyncio.Task[None] | None = None
+        self.behind_at: int | None = None  # last_seq when the catch-up sweep last saw this stream behind
+        self.known_last_seq = 0  # a seq the database is known to have committed (from the catch-up sweep)
+
+    def _behind(self) -> bool:
+        return bool(self.pending) or (self.last_seq is not None and self.known_last_seq > self.last_seq)
 
     async def start(self) -> None:
         last_seq = await _room_last_seq(self.room_id)
@@ -97,13 +112,17 @@ class RoomStream:
             self._drain()
 
     def _drain(self) -> None:
+        self._drain_ready()
+        if self.pending and (self._gap_task is None or self._gap_task.done()):
+            self._gap_task = asyncio.ensure_future(self._fill_gap())
+
+    def _drain_ready(self) -> None:
+        """Deliver every pending frame that is next in seq order."""
         assert self.last_seq is not None
         while self.last_seq + 1 in self.pending:
             message = self.pending.pop(self.last_seq + 1)
             self.last_seq += 1
             self._deliver(message)
-        if self.pending and (self._gap_task is None or self._gap_task.done()):
-            self._gap_task = asyncio.ensure_future(self._fill_gap())
 
     def _deliver(self, message: dict[str, Any]) -> None:
         text = encode({"type": "message", "message": message})
@@ -114,25 +133,42 @@ class RoomStream:
 
     async def _fill_gap(self) -> None:
         await asyncio.sleep(GAP_WAIT_SECONDS)
-        while self.pending and self.last_seq is not None and (self.last_seq + 1) not in self.pending:
-            up_to = min(self.pending) - 1
+        attempts = 0
+        while self._behind() and self.last_seq is not None and (self.last_seq + 1) not in self.pending:
+            up_to = min(self.pending) - 1 if self.pending else self.known_last_seq
             try:
                 missing = await _messages_between(self.room_id, self.last_seq, up_to)
             except Exception:  # noqa: BLE001 - database away: try again shortly
-                logger.exception("gap fill of room %s failed; retrying", self.room_id)
+                logger.warning("gap fill of room %s failed; retrying in 1 s", self.room_id)
                 await asyncio.sleep(1.0)
                 continue
             for message in missing:
                 self.pending.setdefault(int(message["seq"]), message)
-            if not missing or int(missing[-1]["seq"]) < up_to:
-                # Those seqs are not committed (yet): the database is the truth, wait for it.
-                await asyncio.sleep(GAP_WAIT_SECONDS)
-                if self.last_seq + 1 not in self.pending:
-                    continue
-            self._drain()
+            self._drain_ready()
+            attempts += 1
+            if self.last_seq + 1 not in self.pending and self._behind():
+                if attempts >= 20 and self.pending:
+                    # seq is gapless by construction, so a seq that never appears was removed with its row
+                    # (a deleted room's cascade, a manual delete): skip it rather than stall the room.
+                    logger.error(
+                        "room %s: seqs %s..%s never appeared; skipping", self.room_id, self.last_seq + 1, up_to
+                    )
+                    self.last_seq = min(self.pending) - 1
+                else:
+                    await asyncio.sleep(GAP_WAIT_SECONDS)
+        self._drain_ready()
+
+    def catch_up_to(self, database_last_seq: int) -> None:
+        """Called by the catch-up sweep: fill from the database if the stream stays behind it."""
+        if self.last_seq is None or database_last_seq <= self.last_seq:
+            self.behind_at = None
             return
-        if self.pending:
-            self._drain()
+        if self.behind_at is not None and self.last_seq <= self.behind_at:
+            # Behind at two sweeps in a row without moving: the publish is lost, not late.
+            self.known_last_seq = max(self.known_last_seq, database_last_seq)
+            if self._gap_task is None or self._gap_task.done():
+                self._gap_task = asyncio.ensure_future(self._fill_gap())
+        self.behind_at = self.last_seq
 
     def stop(self) -> None:
         if self._gap_task is not None:
@@ -160,6 +196,7 @@ class Hub:
                 asyncio.ensure_future(self._receive_loop()),
                 asyncio.ensure_future(self._sweep_loop()),
                 asyncio.ensure_future(self._refresh_groups_loop()),
+                asyncio.ensure_future(self._catch_up_loop()),
             ]
             self._started.set_result(None)
         await self._started
@@ -174,6 +211,8 @@ class Hub:
             except Exception:  # noqa: BLE001 - Redis away: keep trying, gaps are filled from the database
                 logger.exception("hub receive failed; retrying in 1 s")
                 await asyncio.sleep(1.0)
+                # A restarted Redis has forgotten our group memberships: add them again.
+                await self._refresh_groups()
                 continue
             try:
                 self.dispatch(event)
@@ -194,11 +233,30 @@ class Hub:
     async def _refresh_groups_loop(self) -> None:
         while True:
             await asyncio.sleep(GROUP_REFRESH_SECONDS)
-            for group in list(self.group_added):
-                try:
-                    await self.layer.group_add(group, self.channel_name)
-                except Exception:  # noqa: BLE001
-                    logger.exception("could not refresh group %s", group)
+            await self._refresh_groups()
+
+    async def _refresh_groups(self) -> None:
+        for group in list(self.group_added):
+            try:
+                await self.layer.group_add(group, self.channel_name)
+            except Exception:  # noqa: BLE001
+                logger.warning("could not refresh group %s; will retry", group)
+
+    async def _catch_up_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CATCH_UP_SECONDS)
+            room_ids = [room_id for room_id, stream in self.rooms.items() if stream.last_seq is not None]
+            if not room_ids:
+                continue
+            try:
+                database_seqs = await _rooms_last_seq(room_ids)
+            except Exception:  # noqa: BLE001 - database away: the next sweep tries again
+                logger.warning("catch-up sweep could not read the rooms; retrying")
+                continue
+            for room_id, last_seq in database_seqs.items():
+                stream = self.rooms.get(room_id)
+                if stream is not None:
+                    stream.catch_up_to(last_seq)
 
     # --- groups -------------------------------------------------------------------------------------
     async def _add_group(self, group: str) -> None:

@@ -389,3 +389,24 @@ def test_500_sockets_on_one_process_with_the_redis_layer_all_get_a_message(serve
         await asyncio.gather(*(c.close() for c in clients))
 
     asyncio.run(scenario())
+
+
+def test_a_burst_larger_than_channels_default_capacity_of_100_loses_nothing(server_factory, room_with_members):
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    room, users = room_with_members(6)
+
+    async def scenario() -> None:
+        clients = [await ChatClient(server.ws_url, room.pk, access_token_for(u)).connect() for u in users]
+
+        async def burst(client: ChatClient) -> None:
+            for i in range(60):
+                await client.send_message(f"burst {i}")
+
+        await asyncio.gather(*(burst(c) for c in clients[:3]))
+        for c in clients:
+            await c.wait_until(lambda c: len(c.messages()) == 180, timeout=30)
+            seqs = talk_seqs(c)
+            assert seqs == sorted(set(seqs))
+        await asyncio.gather(*(c.close() for c in clients))
+
+    asyncio.run(scenario())
