@@ -13,7 +13,6 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt
-from graphene.validation import depth_limit_validator
 from graphene_django.views import GraphQLView
 from rest_framework import exceptions
 from rest_framework.request import Request
@@ -21,6 +20,7 @@ from rest_framework.request import Request
 from accounts.authentication import RevocableJWTAuthentication
 
 from .errors import error_body
+from .graphql_limits import query_too_large, rules_with_limits
 
 
 def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
@@ -31,23 +31,16 @@ def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
 
 @method_decorator(csrf_exempt, name="dispatch")
 class ChatTalkGraphQLView(GraphQLView):
-    validation_rules = (depth_limit_validator(max_depth=settings.GRAPHQL_MAX_DEPTH),)
+    validation_rules = rules_with_limits()
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("graphiql", settings.DEBUG)
         super().__init__(**kwargs)
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if len(request.body or b"") > settings.GRAPHQL_MAX_QUERY_BYTES:
-            return JsonResponse(
-                {"errors": [{"message": "Query too large.", "extensions": {"code": "query_too_large"}}]},
-                status=413,
-            )
-        if request.method == "GET" and len(request.GET.get("query", "")) > settings.GRAPHQL_MAX_QUERY_BYTES:
-            return JsonResponse(
-                {"errors": [{"message": "Query too large.", "extensions": {"code": "query_too_large"}}]},
-                status=413,
-            )
+        too_large = query_too_large(request)
+        if too_large is not None:
+            return too_large
         if "HTTP_AUTHORIZATION" in request.META:
             try:
                 result = RevocableJWTAuthentication().authenticate(Request(request))

@@ -1,4 +1,10 @@
-"""The GraphQL schema, assembled from each app's Query and Mutation (graphene types stay in the apps)."""
+"""The GraphQL schema, assembled from each app's contributions (graphene types stay in the apps).
+
+Each app's `<app>.schema` may define `Query` and `Mutation` (field mixins) and `RoomFields` (fields of the
+Room type: rooms its own columns, messaging `unread`, presence `participants`). Assembling the Room type
+here lets every field live with the app that owns its data while the import direction stays one-way;
+apps refer to the assembled type by its path, `chattalk_project.schema.Room`.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +40,12 @@ class BaseQuery(graphene.ObjectType):
         return {"ok": True}
 
 
+# Later apps' fields come first in the MRO, so an app could refine a field of an app below it.
+Room = type(
+    "Room",
+    (*reversed(_collect("RoomFields")), graphene.ObjectType),
+    {"__doc__": "A chat room. Per-room fields of a list are loaded once for the whole list."},
+)
 Query = type("Query", (*_collect("Query"), BaseQuery), {})
 _mutations = _collect("Mutation")
 Mutation = type("Mutation", (*_mutations, graphene.ObjectType), {}) if _mutations else None

@@ -1,0 +1,91 @@
+"""GraphQL of messaging: the Room's `unread`, `myRooms`, and `missedMessages`, over messaging.services."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import graphene
+
+from rooms.models import Room
+from rooms.schema import (
+    ROOM_TYPE,
+    PublicUser,
+    RoomBatch,
+    domain_errors_as_graphql,
+    graphql_error,
+    require_user,
+    show_rooms,
+)
+from rooms.services import require_member
+
+from . import services
+
+MISSED_DEFAULT_LIMIT = 50
+
+
+class Message(graphene.ObjectType):
+    """A stored message (the contract's Message, camelCased); read from messaging.services' dict shape."""
+
+    id = graphene.Int(required=True)
+    seq = graphene.Int(required=True)
+    kind = graphene.String(required=True, description="TALK, ENTER or LEAVE.")
+    body = graphene.String(required=True)
+    created_at = graphene.DateTime(required=True)
+    sender = graphene.Field(PublicUser, description="Null for a deleted account.")
+
+    @staticmethod
+    def resolve_created_at(message: dict[str, Any], info: graphene.ResolveInfo) -> datetime:
+        return datetime.fromisoformat(message["created_at"])
+
+    @staticmethod
+    def resolve_sender(message: dict[str, Any], info: graphene.ResolveInfo) -> dict[str, Any] | None:
+        return message["sender"]
+
+
+def _unread_for(info: graphene.ResolveInfo, room_ids: list[int]) -> dict[int, int]:
+    """The caller's unread counts in those of the rooms they are a member of, in one query."""
+    user = require_user(info)
+    memberships = services.my_rooms_queryset(user).filter(room_id__in=room_ids)
+    return {m.room_id: m.unread for m in memberships}
+
+
+class RoomFields:
+    unread = graphene.Int(
+        description="TALK messages from others after the caller's read position; null if not a member."
+    )
+
+    @staticmethod
+    def resolve_unread(room: Room, info: graphene.ResolveInfo) -> int | None:
+        return RoomBatch.of(info).load("unread", room.pk, lambda ids: _unread_for(info, ids))
+
+
+class Query:
+    my_rooms = graphene.List(graphene.NonNull(ROOM_TYPE), required=True)
+    missed_messages = graphene.List(
+        graphene.NonNull(Message),
+        room_id=graphene.Int(required=True),
+        limit=graphene.Int(description=f"1 to {services.HISTORY_MAX_LIMIT}; {MISSED_DEFAULT_LIMIT} by default."),
+    )
+
+    @staticmethod
+    def resolve_my_rooms(root: Any, info: graphene.ResolveInfo) -> list[Room]:
+        memberships = list(services.my_rooms_queryset(require_user(info)))
+        batch = RoomBatch.of(info)
+        batch.prime("unread", {m.room_id: m.unread for m in memberships})
+        batch.prime("is_member", {m.room_id: True for m in memberships})
+        return show_rooms(info, [m.room for m in memberships])
+
+    @staticmethod
+    @domain_errors_as_graphql
+    def resolve_missed_messages(
+        root: Any, info: graphene.ResolveInfo, room_id: int, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Messages after the caller's read position, ascending: what they missed, members only."""
+        user = require_user(info)
+        limit = MISSED_DEFAULT_LIMIT if limit is None else limit
+        if not 1 <= limit <= services.HISTORY_MAX_LIMIT:
+            raise graphql_error("validation_error", f"`limit` must be 1 to {services.HISTORY_MAX_LIMIT}.")
+        membership = require_member(room_id, user)
+        messages, _ = services.history(room_id=room_id, user=user, after_seq=membership.last_read_seq, limit=limit)
+        return messages

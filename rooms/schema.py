@@ -1,0 +1,283 @@
+"""GraphQL of rooms: the Room type's own fields, `room`, `rooms` (a Relay-style connection), and the
+`joinRoom` / `leaveRoom` mutations, all over rooms.services.
+
+The Room type is assembled by chattalk_project.schema from every app's `RoomFields` (messaging adds
+`unread`, presence adds `participants`), so each field lives with the app that owns its data and rooms never
+imports its listeners; fields here refer to the assembled type lazily by its import path.
+
+Per-room values a listing needs (membership, unread, participants) are loaded once per request for every
+room the response shows (`RoomBatch`), which keeps a page of N rooms at a constant number of queries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import graphene
+from graphql import GraphQLError
+
+from accounts.models import User
+from chattalk_project.domain import DomainError
+
+from . import services
+from .models import Room as RoomModel
+
+ROOM_TYPE = "chattalk_project.schema.Room"
+ROOMS_PAGE_DEFAULT = 20
+ROOMS_PAGE_MAX = 100
+
+T = TypeVar("T")
+
+
+# --- errors and auth, shared by every app's GraphQL -----------------------------------------------------------
+def graphql_error(code: str, message: str) -> GraphQLError:
+    """A GraphQL error carrying the contract's code in `extensions.code`."""
+    return GraphQLError(message, extensions={"code": code})
+
+
+def domain_errors_as_graphql(resolver: Callable[..., T]) -> Callable[..., T]:
+    """For query resolvers: a service's DomainError becomes a GraphQL error with the same code."""
+
+    @functools.wraps(resolver)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return resolver(*args, **kwargs)
+        except DomainError as exc:
+            raise graphql_error(exc.code, exc.detail) from exc
+
+    return wrapper
+
+
+def current_user(info: graphene.ResolveInfo) -> User | None:
+    user = getattr(info.context, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+def require_user(info: graphene.ResolveInfo) -> User:
+    """The authenticated caller, or the `not_authenticated` error (REST answers 401 there)."""
+    user = current_user(info)
+    if user is None:
+        raise graphql_error("not_authenticated", "Authentication credentials were not provided.")
+    return user
+
+
+# --- per-request batching -------------------------------------------------------------------------------------
+class RoomBatch:
+    """The rooms one response shows, and per-room values loaded once for all of them.
+
+    A list resolver registers its rooms (`show_rooms`); the first room whose field needs a value loads it
+    for every registered room in one call. GraphQL resolves fields depth-first, so this is the sync form of
+    a dataloader: it batches by what the list already knows instead of waiting for a tick.
+    """
+
+    def __init__(self) -> None:
+        self.room_ids: list[int] = []
+        self.values: dict[str, dict[int, Any]] = {}
+
+    @classmethod
+    def of(cls, info: graphene.ResolveInfo) -> RoomBatch:
+        batch = getattr(info.context, "_chattalk_room_batch", None)
+        if batch is None:
+            batch = cls()
+            info.context._chattalk_room_batch = batch
+        return batch
+
+    def show(self, room_ids: Iterable[int]) -> None:
+        known = set(self.room_ids)
+        self.room_ids.extend(r for r in room_ids if r not in known and not known.add(r))  # type: ignore[func-returns-value]
+
+    def prime(self, name: str, values: dict[int, Any]) -> None:
+        self.values.setdefault(name, {}).update(values)
+
+    def load(self, name: str, room_id: int, load_many: Callable[[list[int]], dict[int, Any]]) -> Any:
+        loaded = self.values.setdefault(name, {})
+        if room_id not in loaded:
+            wanted = [r for r in self.room_ids if r not in loaded]
+            if room_id not in wanted:
+                wanted.append(room_id)
+            found = load_many(wanted)
+            for r in wanted:
+                loaded[r] = found.get(r)
+        return loaded[room_id]
+
+
+def show_rooms(info: graphene.ResolveInfo, rooms: list[RoomModel]) -> list[RoomModel]:
+    RoomBatch.of(info).show(room.pk for room in rooms)
+    return rooms
+
+
+def caller_is_member(info: graphene.ResolveInfo, room_id: int) -> bool:
+    """Is the caller an active member of this room? One query for every room of the response."""
+    user = current_user(info)
+    if user is None:
+        return False
+
+    def load_many(room_ids: list[int]) -> dict[int, bool]:
+        members = services.active_room_ids(user, room_ids)
+        return {r: r in members for r in room_ids}
+
+    return bool(RoomBatch.of(info).load("is_member", room_id, load_many))
+
+
+def require_room_member(info: graphene.ResolveInfo, room_id: int) -> None:
+    """The gate of members-only room fields (REST answers 403 `not_member` there)."""
+    require_user(info)
+    if not caller_is_member(info, room_id):
+        raise graphql_error("not_member", services.NotRoomMember.default_detail)
+
+
+# --- types ----------------------------------------------------------------------------------------------------
+class PublicUser(graphene.ObjectType):
+    """The embedded User of the contract: {id, username, nickname}."""
+
+    id = graphene.Int(required=True)
+    username = graphene.String(required=True)
+    nickname = graphene.String(required=True)
+
+
+class RoomFields:
+    """The Room type's own fields (a mixin: chattalk_project.schema assembles the type)."""
+
+    id = graphene.Int(required=True)
+    title = graphene.String(required=True)
+    owner = graphene.Field(PublicUser, description="Null once the owner's account is deleted.")
+    max_personnel = graphene.Int(required=True)
+    personnel = graphene.Int(required=True)
+    created_at = graphene.DateTime(required=True)
+    last_seq = graphene.Int(required=True, description="The seq of the room's newest message.")
+    is_member = graphene.Boolean(required=True, description="Whether the caller is a member of this room.")
+
+    @staticmethod
+    def resolve_id(room: RoomModel, info: graphene.ResolveInfo) -> int:
+        return room.pk
+
+    @staticmethod
+    def resolve_is_member(room: RoomModel, info: graphene.ResolveInfo) -> bool:
+        return caller_is_member(info, room.pk)
+
+
+class RoomEdge(graphene.ObjectType):
+    node = graphene.Field(ROOM_TYPE, required=True)
+    cursor = graphene.String(required=True)
+
+
+class RoomConnection(graphene.ObjectType):
+    """A Relay-style page of rooms, newest first; `after` takes the previous page's `endCursor`."""
+
+    edges = graphene.List(graphene.NonNull(RoomEdge), required=True)
+    page_info = graphene.Field(graphene.relay.PageInfo, required=True)
+
+
+def room_cursor(room_id: int) -> str:
+    return base64.urlsafe_b64encode(f"room:{room_id}".encode()).decode()
+
+
+def room_id_from_cursor(cursor: str) -> int:
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "room" and value.isdigit():
+            return int(value)
+    except (binascii.Error, UnicodeError, ValueError):
+        pass
+    raise graphql_error("invalid_cursor", "`after` is not a cursor of this connection.")
+
+
+class Query:
+    room = graphene.Field(ROOM_TYPE, id=graphene.Int(required=True))
+    rooms = graphene.Field(
+        RoomConnection,
+        required=True,
+        search=graphene.String(),
+        first=graphene.Int(description=f"1 to {ROOMS_PAGE_MAX}; {ROOMS_PAGE_DEFAULT} by default."),
+        after=graphene.String(),
+    )
+
+    @staticmethod
+    @domain_errors_as_graphql
+    def resolve_room(root: Any, info: graphene.ResolveInfo, id: int) -> RoomModel:  # noqa: A002
+        require_user(info)
+        room = services.get_room(id)
+        show_rooms(info, [room])
+        return room
+
+    @staticmethod
+    def resolve_rooms(
+        root: Any,
+        info: graphene.ResolveInfo,
+        search: str | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> dict[str, Any]:
+        require_user(info)
+        first = ROOMS_PAGE_DEFAULT if first is None else first
+        if not 1 <= first <= ROOMS_PAGE_MAX:
+            raise graphql_error("validation_error", f"`first` must be 1 to {ROOMS_PAGE_MAX}.")
+        rooms = services.search_rooms(search or "")
+        if after:
+            rooms = rooms.filter(pk__lt=room_id_from_cursor(after))
+        page = list(rooms[: first + 1])
+        has_next = len(page) > first
+        page = show_rooms(info, page[:first])
+        edges = [{"node": room, "cursor": room_cursor(room.pk)} for room in page]
+        return {
+            "edges": edges,
+            "page_info": graphene.relay.PageInfo(
+                has_next_page=has_next,
+                has_previous_page=bool(after),
+                start_cursor=edges[0]["cursor"] if edges else None,
+                end_cursor=edges[-1]["cursor"] if edges else None,
+            ),
+        }
+
+
+class MembershipPayload(graphene.ObjectType):
+    """The answer of joinRoom and leaveRoom. A refusal is data: `ok` false and `error` a code."""
+
+    ok = graphene.Boolean(required=True)
+    room = graphene.Field(ROOM_TYPE)
+    error = graphene.String(description="room_full, not_found, not_authenticated, ... or null.")
+
+
+def _membership_mutation(info: graphene.ResolveInfo, room_id: int, change: Callable[..., Any]) -> MembershipPayload:
+    user = current_user(info)
+    if user is None:
+        return MembershipPayload(ok=False, room=None, error="not_authenticated")
+    try:
+        result = change(room_id=room_id, user=user)
+    except services.RoomFull as exc:
+        room = RoomModel.objects.select_related("owner").filter(pk=room_id).first()
+        return MembershipPayload(ok=False, room=room, error=exc.code)
+    except DomainError as exc:
+        return MembershipPayload(ok=False, room=None, error=exc.code)
+    return MembershipPayload(ok=True, room=result.room, error=None)
+
+
+class JoinRoom(graphene.Mutation):
+    class Arguments:
+        room_id = graphene.Int(required=True)
+
+    Output = MembershipPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int) -> MembershipPayload:
+        return _membership_mutation(info, room_id, services.join_room)
+
+
+class LeaveRoom(graphene.Mutation):
+    class Arguments:
+        room_id = graphene.Int(required=True)
+
+    Output = MembershipPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int) -> MembershipPayload:
+        return _membership_mutation(info, room_id, services.leave_room)
+
+
+class Mutation:
+    join_room = JoinRoom.Field()
+    leave_room = LeaveRoom.Field()
