@@ -14,6 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from rooms.serializers import RoomSerializer
+
 from . import services
 from .serializers import HistoryQuerySerializer, ReadSerializer, SendMessageSerializer
 
@@ -44,8 +46,6 @@ class MyRoomsView(APIView):
     """The caller's rooms, newest activity first, each with unread, last_read_seq and last_message."""
 
     def get(self, request: Request) -> Response:
-        from rooms.serializers import RoomSerializer  # rooms' one Room shape
-
         paginator = PageNumberPagination()
         memberships = paginator.paginate_queryset(services.my_rooms_queryset(request.user), request, view=self)
         assert memberships is not None

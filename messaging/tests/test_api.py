@@ -1,0 +1,116 @@
+"""The messaging REST edge: history, send, read position and the caller's rooms, in the contract's shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework_simplejwt.tokens import AccessToken
+
+from messaging.models import Message
+from messaging.services import send_message
+
+pytestmark = pytest.mark.django_db
+
+
+def api(user: Any) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(user)}")
+
+
+def test_posting_a_message_stores_it_once_and_answers_201_then_200(room_with_members):
+    room, (alice, _) = room_with_members(2)
+    client = api(alice)
+    body = {"client_id": "rest-1", "body": "  from rest  "}
+    first = client.post(f"/api/rooms/{room.pk}/messages", body, content_type="application/json")
+    again = client.post(f"/api/rooms/{room.pk}/messages", body, content_type="application/json")
+    assert first.status_code == 201 and again.status_code == 200
+    assert first.json() == again.json()
+    message = first.json()
+    assert set(message) == {"id", "room", "seq", "client_id", "kind", "sender", "body", "created_at"}
+    assert (message["body"], message["kind"], message["room"]) == ("from rest", "TALK", room.pk)
+    assert Message.objects.filter(client_id="rest-1").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"client_id": "x1", "body": ""}, 400, "body_empty"),
+        ({"client_id": "x2", "body": "y" * 4001}, 400, "body_too_long"),
+        ({"client_id": "has space", "body": "hi"}, 400, "invalid_client_id"),
+        ({"body": "hi"}, 400, "validation_error"),
+        ({"client_id": "x3", "body": {"no": "pe"}}, 400, "validation_error"),
+    ],
+)
+def test_bad_sends_are_4xx_in_the_contract_format(room_with_members, payload, status, code):
+    room, (alice, _) = room_with_members(2)
+    response = api(alice).post(f"/api/rooms/{room.pk}/messages", payload, content_type="application/json")
+    assert response.status_code == status
+    assert response.json()["code"] == code
+
+
+def test_outsiders_get_403_and_unknown_rooms_404(room_with_members, make_user):
+    room, _ = room_with_members(2)
+    outsider = api(make_user())
+    assert outsider.get(f"/api/rooms/{room.pk}/messages").json()["code"] == "not_member"
+    assert outsider.get(f"/api/rooms/{room.pk}/messages").status_code == 403
+    send = outsider.post(
+        f"/api/rooms/{room.pk}/messages", {"client_id": "o", "body": "hi"}, content_type="application/json"
+    )
+    assert send.status_code == 403
+    assert outsider.post(f"/api/rooms/{room.pk}/read", {"seq": 1}, content_type="application/json").status_code == 403
+    missing = outsider.get(f"/api/rooms/{room.pk + 999}/messages")
+    assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
+
+
+def test_history_answers_results_and_has_more_ascending(room_with_members):
+    room, (alice, _) = room_with_members(2)
+    sent = [send_message(room_id=room.pk, sender=alice, client_id=f"m{i}", body=str(i)).message for i in range(5)]
+    client = api(alice)
+    page = client.get(f"/api/rooms/{room.pk}/messages", {"after_seq": sent[0]["seq"], "limit": 2}).json()
+    assert [m["seq"] for m in page["results"]] == [sent[1]["seq"], sent[2]["seq"]] and page["has_more"] is True
+    older = client.get(f"/api/rooms/{room.pk}/messages", {"before_seq": sent[2]["seq"], "limit": 200}).json()
+    assert [m["seq"] for m in older["results"]] == list(range(1, sent[2]["seq"])) and older["has_more"] is False
+    since = client.get(f"/api/rooms/{room.pk}/messages", {"since": sent[3]["created_at"]}).json()
+    assert [m["body"] for m in since["results"]] == ["3", "4"]
+    for bad in ({"limit": 201}, {"limit": 0}, {"after_seq": -1}, {"since": "yesterday"}, {"before_seq": "x"}):
+        response = client.get(f"/api/rooms/{room.pk}/messages", bad)
+        assert response.status_code == 400 and response.json()["code"] == "validation_error", bad
+
+
+def test_reading_moves_the_position_and_reports_unread(room_with_members):
+    room, (alice, bob) = room_with_members(2)
+    sent = [send_message(room_id=room.pk, sender=alice, client_id=f"r{i}", body="x").message for i in range(3)]
+    client = api(bob)
+    answer = client.post(f"/api/rooms/{room.pk}/read", {"seq": sent[0]["seq"]}, content_type="application/json")
+    assert answer.json() == {"last_read_seq": sent[0]["seq"], "unread": 2}
+    bad = client.post(f"/api/rooms/{room.pk}/read", {"seq": -5}, content_type="application/json")
+    assert bad.status_code == 400 and list(bad.json()["fields"]) == ["seq"]
+
+
+def test_my_rooms_lists_each_room_with_unread_and_last_message(room_with_members, make_user):
+    room, (alice, bob) = room_with_members(2)
+    quiet, _ = room_with_members(2)  # a room bob is not in
+    for i in range(3):
+        last = send_message(room_id=room.pk, sender=alice, client_id=f"u{i}", body=f"news {i}").message
+    page = api(bob).get("/api/me/rooms").json()
+    assert page["count"] == 1 and page["previous"] is None
+    (entry,) = page["results"]
+    assert entry["id"] == room.pk and entry["unread"] == 3
+    assert entry["last_message"] == last
+    assert {"title", "owner", "max_personnel", "personnel", "created_at", "last_seq", "last_read_seq"} <= set(entry)
+    assert quiet.pk not in [r["id"] for r in page["results"]]
+
+
+def test_my_rooms_costs_a_constant_number_of_queries(room_with_members, make_user, django_assert_max_num_queries):
+    user = make_user()
+    from rooms.services import join_room
+
+    for _ in range(6):
+        room, (owner, _) = room_with_members(2)
+        join_room(room_id=room.pk, user=user)
+        send_message(room_id=room.pk, sender=owner, client_id="q", body="hello")
+    client = api(user)
+    with django_assert_max_num_queries(4):
+        response = client.get("/api/me/rooms")
+    assert len(response.json()["results"]) == 6
