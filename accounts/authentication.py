@@ -1,20 +1,31 @@
-"""The one authentication path for HTTP edges: a JWT that is not revoked, else the session."""
+"""The one authentication path for HTTP edges: a Bearer access token judged by accounts.services, else
+the session (DRF's SessionAuthentication, with its CSRF check)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rest_framework import exceptions
+from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
-from .tokens import access_token_is_revoked
+from .services import NotAuthenticated, authenticate_access_token
 
 
 class RevocableJWTAuthentication(JWTAuthentication):
-    """simplejwt's Bearer authentication plus the logout denylist and the per-user cutoff."""
+    """simplejwt's Bearer header parsing; the token itself is checked by `authenticate_access_token`, the
+    same check the WebSocket middleware makes (signature, expiry, denylist, per-user cutoff, active user)."""
 
-    def get_user(self, validated_token: Any) -> Any:
-        user = super().get_user(validated_token)
-        if access_token_is_revoked(user.pk, validated_token.get("jti"), validated_token.get("iat")):
-            raise exceptions.AuthenticationFailed("Token has been revoked.", code="token_revoked")
-        return user
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = self.get_header(request)
+        if header is None:
+            return None
+        raw = self.get_raw_token(header)
+        if raw is None:
+            return None
+        try:
+            user, token = authenticate_access_token(raw.decode("latin-1"))
+        except NotAuthenticated as exc:
+            # Codes of the contract's error body: token_invalid, token_expired, token_revoked.
+            raise exceptions.AuthenticationFailed(exc.detail, code=exc.code) from None
+        return user, token

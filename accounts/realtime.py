@@ -24,11 +24,15 @@ def revoked_event(user_id: int, jti: str | None) -> dict[str, Any]:
 
 
 def publish_user_revoked(user_id: int, jti: str | None = None) -> None:
-    """jti None closes every socket of the user (deactivation); a jti closes those opened with that token."""
+    """jti None closes every socket of the user (deactivation); a jti closes those opened with that token
+    (or, for a `session:` id from accounts.tokens.session_socket_id, those opened with that session).
+
+    Call it after the revocation committed: a socket that reconnects at once must already be refused.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
     try:
         async_to_sync(layer.group_send)(user_group(user_id), revoked_event(user_id, jti))
-    except Exception:  # noqa: BLE001 - sockets also re-check the denylist on their periodic sweep
+    except Exception:  # noqa: BLE001 - the revocation itself stands; only the push failed
         logger.exception("could not publish revocation of user %s", user_id)

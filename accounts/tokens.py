@@ -1,20 +1,33 @@
-"""Access-token revocation: a denylist by jti in the shared cache, kept until the token would expire anyway.
+"""Token revocation: what makes logout and deactivation real although access tokens are stateless JWTs.
 
-Refresh tokens are revoked by simplejwt's blacklist (database); access tokens are stateless, so logout puts
-their jti here. With REDIS_URL set the cache is Redis, so every process sees the revocation at once.
+- Refresh tokens: simplejwt's blacklist (database). Rotation blacklists the old one; logout blacklists the
+  one presented; deactivation blacklists every outstanding one of the user.
+- Access tokens: a denylist by jti in the shared cache, kept until the token would expire anyway (logout),
+  and a per-user cutoff time: every access token issued at or before it is refused (deactivation).
+With REDIS_URL set the cache is Redis, so every process sees a revocation at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"
+# Sockets opened with a session cookie carry this id instead of a jti, so a logout can close them too.
+SESSION_SOCKET_PREFIX = "session:"
+
+
+def access_lifetime() -> timedelta:
+    return settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
 
 
 def revoke_access_jti(jti: str, expires_at: float) -> None:
+    """Refuse one access token until it expires on its own (plus a margin for clock skew)."""
     ttl = max(1, int(expires_at - time.time()) + 5)
     cache.set(DENYLIST_PREFIX + jti, 1, timeout=ttl)
 
@@ -23,15 +36,38 @@ def is_access_jti_revoked(jti: str | None) -> bool:
     return bool(jti) and cache.get(DENYLIST_PREFIX + str(jti)) is not None
 
 
-def revoke_all_tokens_issued_before(user_id: int, cutoff: float, ttl_seconds: int) -> None:
-    """Every access token of the user issued before `cutoff` is refused (deactivation, password change)."""
+def revoke_all_tokens_issued_before(user_id: int, cutoff: float, ttl_seconds: int | None = None) -> None:
+    """Every access token of the user issued at or before `cutoff` is refused (deactivation).
+
+    The entry only has to outlive the longest-lived access token issued before the cutoff.
+    """
+    if ttl_seconds is None:
+        ttl_seconds = int(access_lifetime().total_seconds()) + 60
     cache.set(USER_CUTOFF_PREFIX + str(user_id), cutoff, timeout=ttl_seconds)
 
 
 def is_token_before_user_cutoff(user_id: int, issued_at: float | None) -> bool:
     cutoff = cache.get(USER_CUTOFF_PREFIX + str(user_id))
-    return cutoff is not None and (issued_at is None or issued_at <= float(cutoff))
+    return cutoff is not None and (issued_at is None or float(issued_at) <= float(cutoff))
 
 
 def access_token_is_revoked(user_id: int, jti: str | None, issued_at: float | None) -> bool:
     return is_access_jti_revoked(jti) or is_token_before_user_cutoff(user_id, issued_at)
+
+
+def blacklist_outstanding_refresh_tokens(user_id: int) -> int:
+    """Blacklist every refresh token of the user that is not blacklisted yet; returns how many."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    pending = OutstandingToken.objects.filter(user_id=user_id, blacklistedtoken__isnull=True)
+    created = BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in pending], ignore_conflicts=True
+    )
+    return len(created)
+
+
+def session_socket_id(session_key: str | None) -> str | None:
+    """The revocation id of sockets opened with this session (a digest: the key itself is a secret)."""
+    if not session_key:
+        return None
+    return SESSION_SOCKET_PREFIX + hashlib.sha256(session_key.encode()).hexdigest()[:32]

@@ -1,3 +1,16 @@
-from django.urls import path  # noqa: F401
+"""/api/auth/ (mounted by chattalk_project/urls.py)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import api
+from .password_pool import on_password_pool
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("signup", on_password_pool(api.SignupView.as_view()), name="signup"),
+    path("login", on_password_pool(api.LoginView.as_view()), name="login"),
+    path("refresh", api.RefreshView.as_view(), name="refresh"),
+    path("logout", api.LogoutView.as_view(), name="logout"),
+    path("me", api.MeView.as_view(), name="me"),
+]

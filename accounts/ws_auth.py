@@ -15,13 +15,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from channels.auth import AuthMiddlewareStack
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from rest_framework_simplejwt.exceptions import TokenError
-from rest_framework_simplejwt.tokens import AccessToken
 
-from .tokens import access_token_is_revoked
+from .tokens import session_socket_id
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +32,9 @@ class SocketAuth:
     """How a socket was authenticated; `expires_at` (epoch seconds) bounds its life for token sockets."""
 
     method: str  # "token" | "session" | "none"
-    jti: str | None = None
+    jti: str | None = None  # the access token's jti, or the session's revocation id (tokens.session_socket_id)
     expires_at: float | None = None
-    error: str | None = None  # why a presented token was refused
+    error: str | None = None  # why a presented token was refused: a code, sent as the close reason
 
 
 def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
@@ -54,21 +52,18 @@ def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
     return token, SUBPROTOCOL in offered
 
 
-@database_sync_to_async
-def _user_for_token(raw: str) -> tuple[Any, SocketAuth]:
-    from .models import User
+def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
+    from .services import NotAuthenticated, authenticate_access_token
 
     try:
-        token = AccessToken(raw)
-    except TokenError as exc:
-        return AnonymousUser(), SocketAuth("none", error=f"token_invalid: {exc}")
-    user_id = token.get("user_id")
-    user = User.objects.filter(pk=user_id, is_active=True).first()
-    if user is None:
-        return AnonymousUser(), SocketAuth("none", error="user_inactive")
-    if access_token_is_revoked(user.pk, token.get("jti"), token.get("iat")):
-        return AnonymousUser(), SocketAuth("none", error="token_revoked")
-    return user, SocketAuth("token", jti=token.get("jti"), expires_at=float(token["exp"]))
+        user, token = authenticate_access_token(raw)
+    except NotAuthenticated as exc:
+        return AnonymousUser(), SocketAuth("none", error=exc.code)
+    return user, SocketAuth("token", jti=str(token.get("jti")), expires_at=float(token["exp"]))
+
+
+# A worker thread of the pool, not the one thread-sensitive thread: a storm of connects checks tokens side by side.
+_user_for_token = DatabaseSyncToAsync(_user_for_token_sync, thread_sensitive=False)
 
 
 def allowed_origin_hosts() -> set[str]:
@@ -96,8 +91,15 @@ def origin_is_allowed(scope: dict[str, Any]) -> bool:
     if "*" in hosts:
         return True
     netloc = parts.netloc.lower()
-    host = parts.hostname or ""
-    return netloc in hosts or host in hosts or any(h.startswith(".") and host.endswith(h) for h in hosts)
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6: ALLOWED_HOSTS spells it in brackets
+        host = f"[{host}]"
+    # A leading dot matches the domain and its subdomains, as in ALLOWED_HOSTS.
+    return (
+        netloc in hosts
+        or host in hosts
+        or any(h.startswith(".") and (host == h[1:] or host.endswith(h)) for h in hosts)
+    )
 
 
 class TokenAuthMiddleware:
@@ -106,8 +108,11 @@ class TokenAuthMiddleware:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope["type"] == "websocket" and not origin_is_allowed(scope):
+            # Refused before accept (the client sees an HTTP 403): a foreign page must learn nothing more.
             logger.warning("websocket refused: origin not allowed")
-            await send({"type": "websocket.close", "code": 4403})
+            message = await receive()
+            if message.get("type") == "websocket.connect":
+                await send({"type": "websocket.close", "code": 4403})
             return None
         raw, wants_subprotocol = _token_from_scope(scope)
         scope = dict(scope)
@@ -119,8 +124,14 @@ class TokenAuthMiddleware:
         else:
             user = scope.get("user")
             if user is not None and getattr(user, "is_authenticated", False):
-                # Session sockets live as long as the session; the sweep re-checks is_active.
-                scope["socket_auth"] = SocketAuth("session", expires_at=time.time() + settings.SESSION_COOKIE_AGE)
+                # Session sockets live as long as the session; logout closes them by their session id,
+                # deactivation closes every socket of the user.
+                session = scope.get("session")
+                scope["socket_auth"] = SocketAuth(
+                    "session",
+                    jti=session_socket_id(getattr(session, "session_key", None)),
+                    expires_at=time.time() + settings.SESSION_COOKIE_AGE,
+                )
             else:
                 scope["user"] = AnonymousUser()
                 scope["socket_auth"] = SocketAuth("none", error="not_authenticated")

@@ -41,13 +41,18 @@ class ChatTalkGraphQLView(GraphQLView):
         too_large = query_too_large(request)
         if too_large is not None:
             return too_large
+        # A valid Bearer token authenticates (no CSRF: a browser never adds that header by itself); a bad one
+        # is a 401 with the same codes as REST; anything else falls back to the session, with its CSRF check.
+        bearer = None
         if "HTTP_AUTHORIZATION" in request.META:
             try:
-                result = RevocableJWTAuthentication().authenticate(Request(request))
+                bearer = RevocableJWTAuthentication().authenticate(Request(request))
             except exceptions.AuthenticationFailed as exc:
-                return JsonResponse(error_body("token_invalid", str(exc.detail)), status=401)
-            if result is not None:
-                request.user = result[0]
+                codes = exc.get_codes()
+                code = codes if isinstance(codes, str) else "token_invalid"
+                return JsonResponse(error_body(code, str(exc.detail)), status=401)
+        if bearer is not None:
+            request.user = bearer[0]
         elif request.method == "POST" and request.user.is_authenticated:
             failure = _csrf_failure(request)
             if failure is not None:

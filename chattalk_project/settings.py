@@ -72,6 +72,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "t
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
 CORS_ALLOW_CREDENTIALS = True
+# CORS headers only where the SPA calls: the REST API and GraphQL (never the pages or the admin).
+CORS_URLS_REGEX = r"^/(api/|graphql)"
 
 INSTALLED_APPS = [
     "daphne",
@@ -235,6 +237,11 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env_str("JWT_SIGNING_KEY") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
+# HttpOnly cookie holding the refresh token (path /api/auth/), set by login and refresh; see docs/API.md.
+AUTH_REFRESH_COOKIE = "chattalk_refresh"
+# Threads that run login and signup (password hashing) off the event loop: one per core by default.
+# 0 runs them like any sync view; the default inside pytest, whose test transaction lives on one thread.
+PASSWORD_HASH_WORKERS = env_int("PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else (os.cpu_count() or 2))
 
 # --- Rate limits --------------------------------------------------------------------------------------
 RATE_LIMITS_ENABLED = env_str("RATE_LIMITS", "on").lower() not in {"off", "0", "false", "no"}
@@ -256,7 +263,11 @@ REST_FRAMEWORK = {
         "login_ip": env_str("THROTTLE_LOGIN_IP", "30/min"),
         "login_username": env_str("THROTTLE_LOGIN_USERNAME", "10/min"),
         "signup_ip": env_str("THROTTLE_SIGNUP_IP", "20/hour"),
+        "signup_username": env_str("THROTTLE_SIGNUP_USERNAME", "10/hour"),
     },
+    # The client address for throttles is REMOTE_ADDR unless proxies are declared: a client-supplied
+    # X-Forwarded-For must not buy a fresh rate limit.
+    "NUM_PROXIES": env_int("TRUSTED_PROXY_COUNT", 0),
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")

@@ -1,0 +1,81 @@
+"""Throttles of login and signup, per client IP and per username, counted in the shared cache.
+
+With REDIS_URL the counters live in Redis, so a guesser spreading attempts over processes is still counted
+once. Rates are REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]; RATE_LIMITS=off (load tests) turns them all off.
+A refusal is a 429 with the contract's body (`rate_limited`) and a Retry-After header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.conf import settings
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class _AuthThrottle(SimpleRateThrottle):
+    """DRF's rate throttle with an atomic counter per fixed window (cache.incr) instead of DRF's
+    read-modify-write history, so that a burst of concurrent attempts cannot slip past the limit."""
+
+    window_ends: float = 0.0
+
+    def get_rate(self) -> str | None:
+        # Read at call time (not at import, as DRF does), so that settings overrides apply.
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request: Request, view: Any) -> bool:
+        if not settings.RATE_LIMITS_ENABLED or self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        self.window_ends = (window + 1) * self.duration
+        window_key = f"{key}:{window}"
+        self.cache.add(window_key, 0, self.duration + 1)
+        try:
+            count = self.cache.incr(window_key)
+        except ValueError:  # the window's key expired between add and incr
+            self.cache.set(window_key, 1, self.duration + 1)
+            count = 1
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return max(1.0, self.window_ends - self.timer())
+
+
+class _PerIPThrottle(_AuthThrottle):
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class _PerUsernameThrottle(_AuthThrottle):
+    """Counts attempts on one account from anywhere: what stops a password guesser using many IPs."""
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        data = request.data
+        username = data.get("username") if isinstance(data, dict) else None
+        if not isinstance(username, str) or not username:
+            return None  # nothing to count by; the per-IP throttle still applies
+        digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+        return self.cache_format % {"scope": self.scope, "ident": digest}
+
+
+class LoginIPThrottle(_PerIPThrottle):
+    scope = "login_ip"
+
+
+class LoginUsernameThrottle(_PerUsernameThrottle):
+    scope = "login_username"
+
+
+class SignupIPThrottle(_PerIPThrottle):
+    scope = "signup_ip"
+
+
+class SignupUsernameThrottle(_PerUsernameThrottle):
+    scope = "signup_username"
