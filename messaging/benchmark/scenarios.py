@@ -1,0 +1,464 @@
+"""The chat_bench scenarios: set up rows in the database the server uses, drive the server, return figures.
+
+Setup writes rows directly (seeding.py) and mints access tokens with simplejwt (same signing key as the
+server), so that neither PBKDF2 nor the join path is part of a measurement that is not about them. Every
+scenario is bounded in sockets, requests and seconds, and targets loopback only (client.require_loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import close_old_connections, connection, transaction
+from django.urls import Resolver404, resolve
+from django.utils import timezone
+from rest_framework_simplejwt.tokens import AccessToken
+
+from accounts.models import User
+from rooms.models import MAX_MAX_PERSONNEL, Membership, Room
+
+from ..models import Message
+from . import seeding
+from .client import connect, http_json, require_loopback
+from .fanout import FanoutSpec, percentile, run_in_process, run_in_processes, summarize
+from .servers import CpuSnapshot, process_rss_bytes
+
+BENCH_USER_PREFIX = "bench-"
+BENCH_PASSWORD = "bench-password-1"
+Say = Callable[[str], None]
+
+
+def _quiet(line: str) -> None:
+    return None
+
+
+@dataclass
+class BenchRoom:
+    room_id: int
+    user_ids: list[int]
+    tokens: list[str] = field(default_factory=list)
+
+    def ws_url(self, base_url: str) -> str:
+        return base_url.replace("http://", "ws://", 1).rstrip("/") + f"/ws/rooms/{self.room_id}/"
+
+
+def tokens_for(user_ids: list[int]) -> list[str]:
+    users = {u.pk: u for u in User.objects.filter(pk__in=user_ids)}
+    return [str(AccessToken.for_user(users[uid])) for uid in user_ids]
+
+
+def prepare_room(members: int, *, seats: int | None = None, with_members: bool = True) -> BenchRoom:
+    """A fresh room; `members` bench users (created once, reused), all active members unless told not."""
+    user_ids, _ = seeding.ensure_users(BENCH_USER_PREFIX, members, BENCH_PASSWORD)
+    seats = max(2, min(MAX_MAX_PERSONNEL, seats if seats is not None else members))
+    room = Room.objects.create(
+        title=f"bench {members} {timezone.now():%H:%M:%S.%f}", owner_id=user_ids[0], max_personnel=seats
+    )
+    if with_members:
+        now = timezone.now()
+        Membership.objects.bulk_create(
+            [Membership(room_id=room.pk, user_id=uid, is_active=True, joined_at=now) for uid in user_ids],
+            batch_size=2000,
+        )
+        seeding.recount_personnel([room.pk])
+    bench_room = BenchRoom(room.pk, user_ids)
+    bench_room.tokens = tokens_for(user_ids)
+    return bench_room
+
+
+def drop_room(room_id: int) -> None:
+    """Remove a bench room and its rows without the ORM cascade (which would load every message)."""
+    with transaction.atomic():
+        Message.objects.filter(room_id=room_id)._raw_delete(connection.alias)
+        Membership.objects.filter(room_id=room_id)._raw_delete(connection.alias)
+        Room.objects.filter(pk=room_id).delete()
+
+
+def endpoint_exists(path: str) -> bool:
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return False
+    return "handler404" not in getattr(match.func, "__name__", "") and match.url_name != "api-not-found"
+
+
+# --- fan-out ---------------------------------------------------------------------------------------------
+def fanout(
+    base_url: str,
+    *,
+    members: int,
+    senders: int,
+    duration: float,
+    rate: float = 0.0,
+    window: int = 1,
+    processes: int = 1,
+    server_pids: list[int] | None = None,
+    body_bytes: int = 100,
+    keep_room: bool = False,
+    on_started: Callable[[], None] | None = None,
+    keep_timeline: bool = False,
+) -> tuple[dict[str, Any], list[Any]]:
+    """N members in one room, S senders; returns (summary, raw reports)."""
+    require_loopback(base_url)
+    senders = max(0, min(senders, members))
+    room = prepare_room(members)
+    close_old_connections()
+    parts = max(1, processes)
+    # Deal sockets round-robin; each worker's senders are its first sockets.
+    token_parts = [room.tokens[i::parts] for i in range(parts)]
+    sender_parts = [len(range(i, senders, parts)) for i in range(parts)]
+    specs = [
+        FanoutSpec(
+            ws_url=room.ws_url(base_url),
+            tokens=token_parts[i],
+            sender_count=sender_parts[i],
+            duration=duration,
+            rate=rate,
+            window=window,
+            worker=i,
+            body_bytes=body_bytes,
+            keep_timeline=keep_timeline,
+        )
+        for i in range(parts)
+        if token_parts[i]
+    ]
+    pids = server_pids or []
+    snapshots: dict[str, CpuSnapshot] = {}
+
+    def started() -> None:
+        snapshots["start"] = CpuSnapshot.take(pids)
+        if on_started is not None:
+            on_started()
+
+    try:
+        reports = asyncio.run(run_in_process(specs, started)) if processes <= 0 else run_in_processes(specs, started)
+        end = CpuSnapshot.take(pids)
+    finally:
+        if not keep_room:
+            drop_room(room.room_id)
+    summary: dict[str, Any] = {"members": members, "senders": senders, "rate": rate, "window": window}
+    summary.update(summarize(reports))
+    server_cpu, machine_cpu = end.since(snapshots["start"])
+    deliveries = summary["deliveries"]
+    if pids:
+        summary["server_cpu_seconds"] = round(server_cpu, 3)
+        summary["server_cpu_us_per_delivery"] = round(server_cpu / deliveries * 1e6, 1) if deliveries else None
+        summary["deliveries_per_server_cpu_second"] = round(deliveries / server_cpu) if server_cpu > 0 else None
+    summary["machine_cpu_seconds"] = round(machine_cpu, 3)
+    summary["machine_cpu_us_per_delivery"] = round(machine_cpu / deliveries * 1e6, 1) if deliveries else None
+    return summary, reports
+
+
+# --- connect storm ---------------------------------------------------------------------------------------
+def connect_storm(
+    base_url: str, *, sockets: int, concurrency: int = 200, hold: float = 2.0, server_pid: int | None = None
+) -> dict[str, Any]:
+    """Open `sockets` sockets as fast as the server takes them; memory per idle socket from the server's RSS."""
+    require_loopback(base_url)
+    room = prepare_room(sockets)
+    close_old_connections()
+    url = room.ws_url(base_url)
+    result: dict[str, Any] = {"sockets": sockets, "concurrency": concurrency}
+
+    async def storm() -> None:
+        gate = asyncio.Semaphore(concurrency)
+        opened: list[Any] = []
+        failures: dict[str, int] = {}
+        times: list[float] = []
+
+        async def one(token: str) -> None:
+            async with gate:
+                started = time.monotonic()
+                pong = asyncio.get_running_loop().create_future()
+
+                def on_text(data: bytes) -> None:
+                    if b'"pong"' in data and not pong.done():
+                        pong.set_result(None)
+
+                try:
+                    sock = await connect(f"{url}?access_token={token}", on_text)
+                    sock.send_json({"type": "ping"})
+                    await asyncio.wait_for(pong, 60)
+                except (OSError, TimeoutError) as exc:
+                    failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+                    return
+                times.append((time.monotonic() - started) * 1000)
+                opened.append(sock)
+
+        await asyncio.sleep(1.0)
+        rss_before = process_rss_bytes(server_pid) if server_pid else 0
+        began = time.monotonic()
+        await asyncio.gather(*(one(t) for t in room.tokens))
+        seconds = time.monotonic() - began
+        await asyncio.sleep(hold)
+        rss_after = process_rss_bytes(server_pid) if server_pid else 0
+        closed_early = sum(1 for s in opened if not s.is_open)
+        await asyncio.gather(*(s.close() for s in opened), return_exceptions=True)
+        result.update(
+            {
+                "opened": len(opened),
+                "failures": failures,
+                "closed_while_idle": closed_early,
+                "seconds": round(seconds, 3),
+                "sockets_per_second": round(len(opened) / seconds, 1) if seconds else None,
+                "open_p50_ms": _r(percentile(times, 0.5)),
+                "open_p99_ms": _r(percentile(times, 0.99)),
+            }
+        )
+        if server_pid:
+            result["server_rss_before_mib"] = round(rss_before / 2**20, 1)
+            result["server_rss_after_mib"] = round(rss_after / 2**20, 1)
+            result["kib_per_idle_socket"] = round((rss_after - rss_before) / 1024 / max(1, len(opened)), 1)
+
+    try:
+        asyncio.run(storm())
+    finally:
+        drop_room(room.room_id)
+    return result
+
+
+# --- resume storm ----------------------------------------------------------------------------------------
+def resume_storm(
+    base_url: str, *, clients: int, history: int, after_seq: int = 0, concurrency: int = 1000
+) -> dict[str, Any]:
+    """`clients` members reconnect at once with ?after_seq=N into a room with `history` messages: time to
+    `synced` and whether each got exactly seq N+1..last_seq, in order, once."""
+    require_loopback(base_url)
+    room = prepare_room(clients)
+    members = room.user_ids[: min(len(room.user_ids), 50)]
+    seeding.ensure_messages([seeding.MessagePlan(room.room_id, history, members)])
+    last_seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.room_id)
+    close_old_connections()
+    url = room.ws_url(base_url)
+    expected = list(range(after_seq + 1, last_seq + 1))
+    result: dict[str, Any] = {"clients": clients, "history": history, "after_seq": after_seq, "last_seq": last_seq}
+
+    async def storm() -> None:
+        gate = asyncio.Semaphore(concurrency)
+        times: list[float] = []
+        wrong = 0
+        failures = 0
+        replayed = 0
+
+        async def one(token: str) -> None:
+            nonlocal wrong, failures, replayed
+            seqs: list[int] = []
+            synced = asyncio.get_running_loop().create_future()
+
+            def on_text(data: bytes) -> None:
+                import json
+
+                frame = json.loads(data)
+                if frame.get("type") == "message":
+                    seqs.append(int(frame["message"]["seq"]))
+                elif frame.get("type") == "synced" and not synced.done():
+                    synced.set_result(int(frame["last_seq"]))
+
+            async with gate:
+                started = time.monotonic()
+                try:
+                    sock = await connect(f"{url}?access_token={token}&after_seq={after_seq}", on_text)
+                    await asyncio.wait_for(synced, 120)
+                except (OSError, TimeoutError):
+                    failures += 1
+                    return
+                times.append((time.monotonic() - started) * 1000)
+                replayed += len(seqs)
+                if seqs != expected:
+                    wrong += 1
+                await sock.close()
+
+        began = time.monotonic()
+        await asyncio.gather(*(one(t) for t in room.tokens))
+        seconds = time.monotonic() - began
+        result.update(
+            {
+                "seconds": round(seconds, 3),
+                "failures": failures,
+                "clients_with_wrong_stream": wrong,
+                "messages_replayed": replayed,
+                "replayed_per_second": round(replayed / seconds) if seconds else None,
+                "synced_p50_ms": _r(percentile(times, 0.5)),
+                "synced_p99_ms": _r(percentile(times, 0.99)),
+            }
+        )
+
+    try:
+        asyncio.run(storm())
+    finally:
+        drop_room(room.room_id)
+    return result
+
+
+# --- join stampede ---------------------------------------------------------------------------------------
+def join_stampede(
+    base_url: str, *, users: int, seats: int, concurrency: int = 500, say: Say = _quiet
+) -> dict[str, Any]:
+    """`users` non-members join one room of `seats` seats at once; exact when successes = seats (or users)
+    and personnel = active memberships = that number afterwards. Through POST /api/rooms/{id}/join when the
+    endpoint exists; otherwise through rooms.services.join_room from threads (and the result says so)."""
+    require_loopback(base_url)
+    room = prepare_room(users, seats=seats, with_members=False)
+    close_old_connections()
+    path = f"/api/rooms/{room.room_id}/join"
+    via_rest = endpoint_exists(path)
+    statuses: dict[str, int] = {}
+    times: list[float] = []
+    began = time.monotonic()
+    if via_rest:
+
+        async def stampede() -> None:
+            gate = asyncio.Semaphore(concurrency)
+
+            async def one(token: str) -> None:
+                async with gate:
+                    started = time.monotonic()
+                    try:
+                        status, body = await http_json(
+                            "POST", base_url.rstrip("/") + path, {}, {"Authorization": f"Bearer {token}"}
+                        )
+                        key = str(status) if status != 409 else f"409 {(body or {}).get('code')}"
+                    except (OSError, TimeoutError) as exc:
+                        key = type(exc).__name__
+                    times.append((time.monotonic() - started) * 1000)
+                    statuses[key] = statuses.get(key, 0) + 1
+
+            await asyncio.gather(*(one(t) for t in room.tokens))
+
+        asyncio.run(stampede())
+    else:
+        say(f"POST {path} is not routed yet: joining through rooms.services.join_room from 50 threads instead")
+        from rooms.services import RoomFull, join_room
+
+        users_by_id = {u.pk: u for u in User.objects.filter(pk__in=room.user_ids)}
+
+        def one(user_id: int) -> str:
+            started = time.monotonic()
+            try:
+                join_room(room_id=room.room_id, user=users_by_id[user_id])
+                key = "joined"
+            except RoomFull:
+                key = "room_full"
+            finally:
+                times.append((time.monotonic() - started) * 1000)
+                connection.close()
+            return key
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            for key in pool.map(one, room.user_ids):
+                statuses[key] = statuses.get(key, 0) + 1
+    seconds = time.monotonic() - began
+    saved = Room.objects.get(pk=room.room_id)
+    active = Membership.objects.filter(room_id=room.room_id, is_active=True).count()
+    joined = statuses.get("200", 0) + statuses.get("joined", 0)
+    expected = min(users, saved.max_personnel)
+    result = {
+        "via": "REST POST /api/rooms/{id}/join"
+        if via_rest
+        else "rooms.services.join_room (50 threads; REST endpoint missing)",
+        "users": users,
+        "seats": saved.max_personnel,
+        "outcomes": statuses,
+        "joined": joined,
+        "personnel": saved.personnel,
+        "active_memberships": active,
+        "exact": joined == expected and saved.personnel == expected and active == expected,
+        "seconds": round(seconds, 3),
+        "joins_per_second": round(users / seconds, 1) if seconds else None,
+        "p50_ms": _r(percentile(times, 0.5)),
+        "p99_ms": _r(percentile(times, 0.99)),
+    }
+    drop_room(room.room_id)
+    return result
+
+
+# --- login storm -----------------------------------------------------------------------------------------
+def login_storm(
+    base_url: str,
+    *,
+    logins: int,
+    members: int,
+    senders: int,
+    rate: float,
+    duration: float,
+    processes: int = 1,
+    server_pids: list[int] | None = None,
+    say: Say = _quiet,
+) -> dict[str, Any]:
+    """`logins` users log in at once (POST /api/auth/login, real password hashing) while a room chats; the
+    failures, the login latency and the live deliveries' p99 during the storm against before it."""
+    require_loopback(base_url)
+    if not endpoint_exists("/api/auth/login"):
+        return {"skipped": "POST /api/auth/login is not routed yet: the scenario could not run"}
+    usernames = [seeding.username_for(BENCH_USER_PREFIX, i) for i in range(1, logins + 1)]
+    seeding.ensure_users(BENCH_USER_PREFIX, max(logins, members), BENCH_PASSWORD)
+    login_stats: dict[str, Any] = {}
+
+    def storm_in_thread() -> None:
+        async def storm() -> None:
+            await asyncio.sleep(duration / 3)
+            statuses: dict[str, int] = {}
+            times: list[float] = []
+            login_stats["began"] = time.monotonic()
+
+            async def one(name: str) -> None:
+                started = time.monotonic()
+                try:
+                    status, _ = await http_json(
+                        "POST", base_url.rstrip("/") + "/api/auth/login", {"username": name, "password": BENCH_PASSWORD}
+                    )
+                    key = str(status)
+                except (OSError, TimeoutError) as exc:
+                    key = type(exc).__name__
+                times.append((time.monotonic() - started) * 1000)
+                statuses[key] = statuses.get(key, 0) + 1
+
+            await asyncio.gather(*(one(n) for n in usernames))
+            login_stats.update(
+                ended=time.monotonic(),
+                statuses=statuses,
+                p50_ms=_r(percentile(times, 0.5)),
+                p99_ms=_r(percentile(times, 0.99)),
+            )
+
+        asyncio.run(storm())
+
+    thread = threading.Thread(target=storm_in_thread, daemon=True)
+    summary, reports = fanout(
+        base_url,
+        members=members,
+        senders=senders,
+        duration=duration,
+        rate=rate,
+        processes=processes,
+        server_pids=server_pids,
+        on_started=thread.start,
+        keep_timeline=True,
+    )
+    thread.join(timeout=120)
+    began, ended = login_stats.get("began", 0.0), login_stats.get("ended", 0.0)
+    during = [ms for r in reports for at, ms in zip(r.timeline, r.delivery_ms, strict=False) if began <= at <= ended]
+    before = [ms for r in reports for at, ms in zip(r.timeline, r.delivery_ms, strict=False) if at < began]
+    ok = login_stats.get("statuses", {}).get("200", 0)
+    return {
+        "logins": logins,
+        "login_ok": ok,
+        "login_failures": logins - ok,
+        "login_outcomes": login_stats.get("statuses"),
+        "login_storm_seconds": round(ended - began, 3) if ended else None,
+        "login_p50_ms": login_stats.get("p50_ms"),
+        "login_p99_ms": login_stats.get("p99_ms"),
+        "chat_delivery_p99_before_ms": _r(percentile(before, 0.99)),
+        "chat_delivery_p99_during_ms": _r(percentile(during, 0.99)),
+        "chat": summary,
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -1,0 +1,115 @@
+"""Servers under test and what the kernel says about them: CPU time and resident memory from /proc.
+
+`ServedApp` starts an ASGI app the way the README runs ChatTalk (uvicorn, wsproto, uvloop, httptools), on a
+loopback port, with this process's environment (same database, Redis and secret) and rate limits off, so
+that ChatTalk and the baseline are served and measured identically in one run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+APPS = {
+    "chattalk": "chattalk_project.asgi:application",
+    "baseline": "bench.baseline_asgi:application",
+}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def process_rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine spent not idle (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+@dataclass
+class CpuSnapshot:
+    per_pid: dict[int, float]
+    machine: float
+    at: float
+
+    @classmethod
+    def take(cls, pids: list[int]) -> CpuSnapshot:
+        return cls({pid: process_cpu_seconds(pid) for pid in pids}, machine_busy_seconds(), time.monotonic())
+
+    def since(self, earlier: CpuSnapshot) -> tuple[float, float]:
+        """(CPU seconds of the given pids, busy CPU seconds of the whole machine) between two snapshots."""
+        servers = sum(self.per_pid[pid] - earlier.per_pid.get(pid, self.per_pid[pid]) for pid in self.per_pid)
+        return servers, self.machine - earlier.machine
+
+
+class ServedApp:
+    """One uvicorn process serving `app` ("chattalk" or "baseline") on 127.0.0.1:port."""
+
+    def __init__(self, app: str, port: int, env: dict[str, str] | None = None, log_dir: Path | None = None):
+        if app not in APPS:
+            raise ValueError(f"unknown app {app!r}; one of {sorted(APPS)}")
+        self.app, self.port = app, port
+        self.env = {**os.environ, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.log_path = (log_dir or Path("var")) / f"bench-{app}-{port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout: float = 60.0) -> ServedApp:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        command = [
+            sys.executable, "-m", "uvicorn", APPS[self.app], "--host", "127.0.0.1", "--port", str(self.port),
+            "--ws", "wsproto", "--ws-max-size", "65536", "--loop", "uvloop", "--http", "httptools",
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.app} exited with {self.process.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{self.app} did not answer on port {self.port} within {timeout} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
