@@ -17,6 +17,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
+from .settings import redact_url
+
 CHECK_TIMEOUT_SECONDS = 3.0
 
 
@@ -35,7 +37,7 @@ def check_redis() -> dict[str, Any]:
         client.ping()
     finally:
         client.close()
-    return {"url": settings.redact_url(settings.REDIS_URL)}
+    return {"url": redact_url(settings.REDIS_URL)}
 
 
 def check_kafka() -> dict[str, Any]:
@@ -49,7 +51,7 @@ def check_mongodb() -> dict[str, Any]:
     from presence.backends import get_presence_backend
 
     get_presence_backend().ping()
-    return {"url": settings.redact_url(settings.MONGODB_URI)}
+    return {"url": redact_url(settings.MONGODB_URI)}
 
 
 def configured_checks() -> dict[str, tuple[Callable[[], dict[str, Any]], bool]]:
