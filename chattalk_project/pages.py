@@ -173,10 +173,10 @@ def room_create(request: HttpRequest) -> HttpResponse:
         )
     except InvalidInput as exc:
         form = CreateRoomForm(data=request.POST)
-        form.is_valid()
+        form.is_valid()  # the form's own messages first; the service's only where the form saw nothing
         for field, errors in (exc.fields or {}).items():
-            for error in errors:
-                if error not in form.errors.get(field, []):
+            if field not in form.errors:
+                for error in errors:
                     form.add_error(field if field in form.fields else None, error)
         messages.error(request, domain_error_text(exc))
         return render(request, "pages/room_list.html", room_list_context(request, form), status=400)

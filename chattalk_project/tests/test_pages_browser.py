@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from accounts.models import User
 from chattalk_project.testing import ServerProcess
 from messaging.models import Message
+from messaging.services import send_message
 from rooms.models import Room
 from rooms.services import create_room, join_room
 
@@ -298,4 +299,144 @@ def test_admin_lists_the_room_with_its_personnel(browser: Browser, server: Serve
     expect(row).to_have_count(1)
     expect(row.locator("td.field-personnel")).to_have_text("2")
     expect(row.locator("td.field-max_personnel")).to_have_text("7")
+    context.close()
+
+
+def test_scrolling_up_loads_older_history_in_order_without_duplicates(browser: Browser, server: ServerProcess) -> None:
+    def busy_room() -> Room:
+        room = room_with_members("Long history", 5, "alice", "bob")  # seq 1, 2: ENTER
+        bob = User.objects.get(username="bob")
+        for n in range(60):  # seq 3..62
+            send_message(room_id=room.pk, sender=bob, client_id=f"seed-{n}", body=f"old message {n}")
+        return room
+
+    room = off_loop(busy_room)
+    context, page = new_page(browser, server)
+    log_in(page, "alice")
+    open_room(page, room)
+    messages = page.locator("#message-list li.message")
+    expect(messages).to_have_count(50)
+    assert messages.first.get_attribute("data-seq") == "13"
+    expect(page.get_by_test_id("message-body").last).to_have_text("old message 59")
+
+    page.locator("#messages").evaluate("element => { element.scrollTop = 0; }")
+    expect(messages).to_have_count(62)
+    expect(page.locator("#load-older")).to_have_text("This is the beginning of the room.")
+    seqs = [int(s) for s in messages.evaluate_all("items => items.map(item => item.dataset.seq)")]
+    assert seqs == list(range(1, 63))
+    # The reader stays where they were: the message that was on top is still in view.
+    assert page.locator("#message-list li[data-seq='13']").evaluate(
+        "item => { const box = item.getBoundingClientRect(); "
+        "const view = document.getElementById('messages').getBoundingClientRect(); "
+        "return box.top >= view.top - 1 && box.top < view.bottom; }"
+    )
+    context.close()
+
+
+def test_room_list_shows_unread_badges_that_clear_once_the_room_is_read(
+    browser: Browser, server: ServerProcess
+) -> None:
+    def room_with_unread() -> Room:
+        room = room_with_members("Busy", 5, "alice", "bob")
+        bob = User.objects.get(username="bob")
+        for n in range(3):
+            send_message(room_id=room.pk, sender=bob, client_id=f"unread-{n}", body=f"news {n}")
+        return room
+
+    room = off_loop(room_with_unread)
+    context, page = new_page(browser, server)
+    log_in(page, "alice")
+    mine = page.get_by_test_id("my-rooms").locator(f"li[data-room-id='{room.pk}']")
+    expect(mine.get_by_test_id("unread-badge")).to_have_text("3")
+
+    open_room(page, room)
+    expect(page.get_by_test_id("message-body")).to_have_count(3)
+    expect(page.locator("#messages")).to_have_attribute("data-read-seq", str(room.last_seq + 3))
+    for _ in range(20):  # the read position went over the socket; the server stores it right after
+        page.goto("/rooms/")
+        if mine.get_by_test_id("unread-badge").count() == 0:
+            break
+        page.wait_for_timeout(100)
+    expect(mine.get_by_test_id("unread-badge")).to_have_count(0)
+    context.close()
+
+
+def test_leaving_updates_the_other_members_page_and_presence_shows_when_they_left(
+    browser: Browser, server: ServerProcess
+) -> None:
+    room = off_loop(room_with_members, "Presence", 5, "alice", "bob")
+    context_a, page_a = new_page(browser, server)
+    context_b, page_b = new_page(browser, server)
+    log_in(page_a, "alice")
+    log_in(page_b, "bob")
+    open_room(page_a, room)
+    open_room(page_b, room)
+    bob_in_list = page_a.locator("[data-testid=participant]", has_text="Bob")
+    expect(bob_in_list).to_have_class(re.compile(r"\bonline\b"))
+    expect(bob_in_list.locator(".status")).to_have_text("online")
+
+    page_b.get_by_test_id("leave-form").get_by_role("button", name="Leave room").click()
+    expect(page_b).to_have_url(re.compile(r"/rooms/$"))
+    expect(page_b.locator(".flash")).to_contain_text("You left Presence.")
+    expect(page_b.locator("tr", has_text="Presence").get_by_role("button", name="Join")).to_be_enabled()
+
+    expect(page_a.locator("#message-list .kind-leave", has_text="Bob left the room")).to_have_count(1)
+    expect(page_a.locator(".chat-head [data-testid=personnel]")).to_have_text("1 / 5")
+    expect(bob_in_list).to_have_class(re.compile(r"\boffline\b"))
+    expect(bob_in_list.locator(".status")).to_have_text(re.compile(r"^left \d+ seconds? ago$"))
+    context_a.close()
+    context_b.close()
+
+
+def test_room_list_search_pagination_create_errors_and_logout(browser: Browser, server: ServerProcess) -> None:
+    def many_rooms() -> None:
+        owner = make_user("owner")
+        make_user("alice")
+        for n in range(24):
+            create_room(owner=owner, title=f"Room {n:02d}", max_personnel=50)
+        create_room(owner=owner, title="Special interest", max_personnel=12)
+
+    off_loop(many_rooms)
+    context, page = new_page(browser, server)
+    log_in(page, "alice")
+    rows = page.get_by_test_id("room-table").locator("tbody tr")
+    expect(rows).to_have_count(20)
+    expect(page.locator(".pagination")).to_contain_text("Page 1 of 2")
+    page.get_by_role("link", name="Next").click()
+    expect(rows).to_have_count(5)
+
+    page.fill("#room-search", "special")
+    page.get_by_role("button", name="Search").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first.get_by_test_id("personnel")).to_have_text("1 / 12")
+
+    page.fill("#id_title", "   ")
+    page.fill("#id_max_personnel", "5")
+    page.click("[data-testid=create-room-form] button[type=submit]")
+    expect(page.get_by_test_id("create-room-form").locator(".errors")).to_have_text("This field is required.")
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login/$"))
+    page.goto("/rooms/")
+    expect(page).to_have_url(re.compile(r"/login/\?next=/rooms/$"))
+    context.close()
+
+
+def test_pages_follow_the_browser_language_and_switch_to_english(browser: Browser, server: ServerProcess) -> None:
+    room = off_loop(room_with_members, "다국어", 5, "minji")
+    context, page = new_page(browser, server, locale="ko-KR")
+    page.goto("/login/")
+    expect(page.locator("html")).to_have_attribute("lang", "ko")
+    expect(page.locator("h1")).to_have_text("로그인")
+    log_in(page, "minji")
+    expect(page.locator("h2", has_text="방 만들기")).to_have_count(1)
+    page.goto(f"/rooms/{room.pk}/")
+    # Strings the script shows come translated from the page too.
+    expect(page.get_by_test_id("connection-state")).to_have_text("연결됨")
+    expect(page.locator("#message-list .kind-enter")).to_have_text(re.compile("Minji님이 입장했습니다"))
+
+    page.select_option("#language-select", "en")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_test_id("connection-state")).to_have_text("connected")
+    expect(page.get_by_role("button", name="Leave room")).to_have_count(1)
     context.close()

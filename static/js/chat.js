@@ -260,7 +260,10 @@ function scheduleRead() {
   if (readTimer || document.visibilityState !== "visible") return;
   readTimer = setTimeout(() => {
     readTimer = null;
-    if (lastSeq > lastReadSent && chat.synced && socket.send({ type: "read", seq: lastSeq })) lastReadSent = lastSeq;
+    if (lastSeq > lastReadSent && chat.synced && socket.send({ type: "read", seq: lastSeq })) {
+      lastReadSent = lastSeq;
+      scroller.dataset.readSeq = String(lastSeq); // what the page has reported as read
+    }
   }, 500);
 }
 document.addEventListener("visibilitychange", scheduleRead);
