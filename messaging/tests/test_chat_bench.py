@@ -1,0 +1,146 @@
+"""chat_bench's counting: a fake chat server that misbehaves on purpose must be caught, a faithful one must not.
+
+The fake server speaks the chat socket's frames (ping/pong, send -> ack + message to every socket) with the
+`websockets` library, independent of the benchmark's own client; it can skip one delivery to one socket
+(loss) or deliver one message twice (duplicate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from websockets.asyncio.server import serve
+
+from messaging.benchmark.client import require_loopback
+from messaging.benchmark.fanout import FanoutSpec, run_in_process, summarize
+from messaging.benchmark.servers import process_cpu_seconds, process_rss_bytes
+
+
+class FakeChatServer:
+    """Broadcasts every send to every socket; `drop` = (socket index, seq) to skip, `duplicate` = seq to send
+    twice to socket 0, `restore` = (client_id reuse) to store one message under two seqs."""
+
+    def __init__(
+        self, drop: tuple[int, int] | None = None, duplicate: int | None = None, double_store: int | None = None
+    ):
+        self.drop, self.duplicate, self.double_store = drop, duplicate, double_store
+        self.sockets: list[Any] = []
+        self.seq = 0
+
+    async def handler(self, websocket: Any) -> None:
+        self.sockets.append(websocket)
+        async for raw in websocket:
+            frame = json.loads(raw)
+            if frame["type"] == "ping":
+                await websocket.send(json.dumps({"type": "pong"}))
+            elif frame["type"] == "send":
+                await self.store_and_broadcast(websocket, frame["client_id"], frame["body"])
+
+    async def store_and_broadcast(self, sender: Any, client_id: str, body: str) -> None:
+        self.seq += 1
+        seq = self.seq
+        await sender.send(json.dumps({"type": "ack", "client_id": client_id, "seq": seq, "id": seq}))
+        copies = [seq]
+        if self.double_store == seq:
+            self.seq += 1
+            copies.append(self.seq)  # the same client_id stored again under a new seq
+        for stored in copies:
+            text = json.dumps({"type": "message", "message": {"seq": stored, "client_id": client_id, "body": body}})
+            for index, socket in enumerate(list(self.sockets)):
+                if self.drop == (index, stored):
+                    continue
+                await socket.send(text)
+                if self.duplicate == stored and index == 0:
+                    await socket.send(text)
+
+
+def run_against(server: FakeChatServer, sockets: int = 4, senders: int = 2, duration: float = 0.4) -> dict[str, Any]:
+    async def main() -> dict[str, Any]:
+        async with serve(server.handler, "127.0.0.1", 0) as running:
+            port = running.sockets[0].getsockname()[1]
+            spec = FanoutSpec(
+                ws_url=f"ws://127.0.0.1:{port}/ws/rooms/1/",
+                tokens=[f"t{i}" for i in range(sockets)],
+                sender_count=senders,
+                duration=duration,
+                drain_quiet=0.2,
+                drain_max=3.0,
+            )
+            return summarize(await run_in_process([spec]))
+
+    return asyncio.run(main())
+
+
+def test_faithful_server_reports_no_loss_and_no_duplicates() -> None:
+    summary = run_against(FakeChatServer())
+    assert summary["acked"] > 5
+    assert summary["deliveries"] == summary["acked"] * 4
+    assert summary["lost_deliveries"] == 0
+    assert summary["duplicates"] == 0
+    assert summary["delivery_p99_ms"] is not None and summary["ack_p50_ms"] is not None
+
+
+def test_a_delivery_skipped_for_one_socket_is_reported_as_one_loss() -> None:
+    summary = run_against(FakeChatServer(drop=(2, 3)))
+    assert summary["acked"] >= 3
+    assert summary["lost_deliveries"] == 1
+    assert summary["lost_messages"] == 1
+    assert summary["duplicates"] == 0
+
+
+def test_a_message_delivered_twice_is_reported_as_a_duplicate() -> None:
+    summary = run_against(FakeChatServer(duplicate=2))
+    assert summary["duplicates"] == 1
+    assert summary["lost_deliveries"] == 0
+
+
+def test_a_client_id_stored_under_two_seqs_is_reported_as_duplicate() -> None:
+    summary = run_against(FakeChatServer(double_store=2))
+    # Every socket sees client_id of seq 2 again under seq 3: one duplicate per socket.
+    assert summary["duplicates"] == 4
+    assert summary["unacked_deliveries"] == 4  # seq 3 was never acked to anyone
+
+
+def test_benchmarks_refuse_targets_off_this_machine() -> None:
+    assert require_loopback("ws://127.0.0.1:8100/ws/rooms/1/")[1] == 8100
+    for url in ("ws://10.0.0.5:8000/", "http://192.168.1.2/", "ws://example.com/"):
+        with pytest.raises(ValueError):
+            require_loopback(url)
+
+
+def test_server_cpu_and_memory_are_read_from_proc() -> None:
+    before = process_cpu_seconds(os.getpid())
+    sum(i * i for i in range(300_000))
+    assert process_cpu_seconds(os.getpid()) > before
+    assert process_rss_bytes(os.getpid()) > 1 << 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chat_bench_fanout_against_a_real_server_counts_every_delivery(server_factory: Any, capsys: Any) -> None:
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    json_path = server.log_path.with_suffix(".bench.jsonl")
+    json_path.unlink(missing_ok=True)
+    call_command(
+        "chat_bench",
+        "--scenario=fanout",
+        f"--url={server.http_url}",
+        f"--server-pid={server.pid}",
+        "--members=6",
+        "--senders=2",
+        "--duration=1",
+        "--processes=0",
+        f"--json={json_path}",
+    )
+    result = json.loads(json_path.read_text().splitlines()[-1])
+    json_path.unlink()
+    assert result["connected"] == 6
+    assert result["acked"] > 0
+    assert result["deliveries"] == result["acked"] * 6
+    assert result["lost_deliveries"] == 0 and result["duplicates"] == 0
+    assert result["server_cpu_us_per_delivery"] > 0
+    assert "deliveries_per_second" in capsys.readouterr().out
