@@ -145,3 +145,25 @@ def test_a_server_killed_with_sigkill_leaves_no_ghost_after_the_timeout(server_f
         await watcher.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.redis  # the leave happens in this test process: its publish reaches the server through Redis
+def test_leaving_the_room_drops_the_member_and_closes_their_presence_socket(server_factory):
+    from rooms.services import delete_room, leave_room
+
+    alice, bob = make_user("alice"), make_user("bob")
+    room = make_room(alice, bob)
+    server = server_factory()
+
+    async def scenario() -> None:
+        watcher = await PresenceClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        leaver = await PresenceClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        await leaver.wait_for(bob.pk, member=True)
+        await asyncio.to_thread(leave_room, room_id=room.pk, user=bob)
+        gone = await watcher.wait_for(bob.pk, member=False, connected=False)
+        assert gone["left_at"] is not None
+        assert await leaver.wait_closed() == 4403
+        await asyncio.to_thread(delete_room, room_id=room.pk, actor=alice)
+        assert await watcher.wait_closed() == 4404
+
+    asyncio.run(scenario())
