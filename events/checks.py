@@ -26,10 +26,8 @@ def kafka_settings_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
             )
     if settings.KAFKA_TOPIC_PARTITIONS < 1:
         problems.append(Error("KAFKA_TOPIC_PARTITIONS must be at least 1.", id="events.E002"))
-    if settings.KAFKA_DELIVERY_TIMEOUT_MS < 1000:
-        problems.append(Error("KAFKA_DELIVERY_TIMEOUT_MS must be at least 1000.", id="events.E003"))
     if settings.EVENTS_RELAY_BATCH_SIZE < 1:
-        problems.append(Error("EVENTS_RELAY_BATCH_SIZE must be at least 1.", id="events.E004"))
+        problems.append(Error("EVENTS_RELAY_BATCH_SIZE must be at least 1.", id="events.E003"))
     if servers and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         problems.append(
             Warning(

@@ -48,7 +48,7 @@ def base_config() -> dict[str, Any]:
 
 def producer_config() -> dict[str, Any]:
     """The relay's producer: idempotent (no duplicates or reordering from its own retries), acks from all
-    in-sync replicas, and a bounded delivery timeout so that every produced row gets a definite outcome."""
+    in-sync replicas, and no message timeout (why: events.relay's docstring)."""
     return {
         **base_config(),
         "client.id": "chattalk-relay",
@@ -57,7 +57,9 @@ def producer_config() -> dict[str, Any]:
         "max.in.flight.requests.per.connection": 5,
         "linger.ms": 5,
         "compression.type": "lz4",
-        "message.timeout.ms": settings.KAFKA_DELIVERY_TIMEOUT_MS,
+        "message.timeout.ms": 0,
+        # Topics are created by the relay with KAFKA_TOPIC_PARTITIONS, never by a metadata request's side effect.
+        "allow.auto.create.topics": False,
     }
 
 

@@ -13,8 +13,14 @@ How order per room holds:
   in the transaction that marks rows sent. Other relays are hot standbys that take over when the leader's
   session ends. On SQLite there is no such lock: run a single relay.
 
-A Kafka outage of any length costs nothing but time: each attempt ends within KAFKA_DELIVERY_TIMEOUT_MS,
-nothing is marked sent, and the relay retries with exponential backoff, logging what it is waiting for.
+Why produced messages never time out (message.timeout.ms=0): librdkafka documents that messages timing out
+while the broker is away can leave a gap (1, 4, 5 written; 2, 3 failed). Re-sending 2 and 3 would then put them
+after 4 and 5 for a consumer. Without a timeout, the idempotent producer keeps retrying in order until the broker
+answers again; the errors that remain (fatal producer errors, a purge at shutdown, a vanished topic) fail a
+message together with everything queued behind it, so what was delivered is always a prefix per partition.
+A Kafka outage of any length therefore costs nothing but time: the batch in flight waits (logging every few
+seconds what it waits for, re-creating topics a restarted cluster lost), nothing is marked sent meanwhile, and
+a batch that cannot even start (cluster unreachable) is retried with exponential backoff.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ logger = logging.getLogger("events.relay")
 ADVISORY_LOCK_CLASS = 0x43484154
 ADVISORY_LOCK_OBJECT = 1
 NOT_REPORTED = "no delivery report"
+STALL_LOG_SECONDS = 5.0  # while a batch waits for the broker: a log line (and a topic check) this often
 
 
 class LostLeadership(Exception):
@@ -115,6 +122,7 @@ class BatchResult:
     selected: int = 0
     sent: int = 0
     error: str | None = None
+    stalled_seconds: float = 0.0  # how long the batch waited for a broker that did not answer
 
 
 @dataclass
@@ -137,6 +145,7 @@ class Relay:
         stats_interval: float = 30.0,
         prune_interval: float = 300.0,
         stop_grace: float = 5.0,
+        stall_restart: float = 30.0,
         producer_factory: Callable[[], Producer] | None = None,
     ) -> None:
         self.batch_size = batch_size or settings.EVENTS_RELAY_BATCH_SIZE
@@ -145,6 +154,7 @@ class Relay:
         self.stats_interval = stats_interval
         self.prune_interval = prune_interval
         self.stop_grace = stop_grace
+        self.stall_restart = stall_restart
         self.producer_factory = producer_factory or self._default_producer
         self.lock = LeaderLock()
         self.stats = RelayStats()
@@ -153,6 +163,7 @@ class Relay:
         self._producer: Producer | None = None
         self._known_topics: set[str] = set()
         self._leading = False
+        self.last_client_error = ""
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -205,7 +216,7 @@ class Relay:
                     continue
                 if result.error is not None:
                     failures += 1
-                    outage_started = outage_started or time.monotonic()
+                    outage_started = outage_started or time.monotonic() - result.stalled_seconds
                     delay = backoff_seconds(failures, self.backoff_max)
                     logger.warning(
                         "relay: kafka unavailable (%s); %d events waiting in this batch, nothing marked sent "
@@ -219,13 +230,14 @@ class Relay:
                         raise RuntimeError(f"kafka unavailable: {result.error}")
                     self._stop.wait(delay)
                     continue
-                if outage_started is not None:
+                if outage_started is not None or result.stalled_seconds:
+                    waited = time.monotonic() - outage_started if outage_started is not None else 0.0
                     logger.info(
-                        "relay: kafka reachable again after %.1f s and %d failed attempts; catching up",
-                        time.monotonic() - outage_started,
+                        "relay: kafka reachable again after %.1f s (%d failed attempts); catching up",
+                        max(waited, result.stalled_seconds),
                         failures,
                     )
-                    outage_started, failures = None, 0
+                    outage_started = None
                 failures = 0
                 self._housekeeping()
                 if result.selected < self.batch_size:
@@ -282,7 +294,7 @@ class Relay:
                 continue  # never send a later event of a room before an earlier one that failed
             if not self._produce(producer, row_id, topic, key, payload, outcomes):
                 stopped_keys.add(key)
-        unreported = self._wait_for_reports(producer)
+        unreported, result.stalled_seconds = self._wait_for_reports(producer, {topic for _i, topic, _k, _p in rows})
         sent_ids, failures = plan_marks(((row_id, key) for row_id, _t, key, _p in rows), outcomes)
         self._mark(sent_ids, failures)
         result.sent = len(sent_ids)
@@ -318,21 +330,60 @@ class Relay:
         outcomes[row_id] = "local producer queue stayed full"
         return False
 
-    def _wait_for_reports(self, producer: Producer) -> int:
-        """Serve delivery reports until every produced row has one. Returns how many never reported."""
-        deadline = time.monotonic() + settings.KAFKA_DELIVERY_TIMEOUT_MS / 1000 + 5.0
-        while len(producer) > 0:
+    def _wait_for_reports(self, producer: Producer, topics: set[str]) -> tuple[int, float]:
+        """Serve delivery reports until every produced row has one; only a stop request cuts the wait short.
+
+        Returns (rows that never got a report, seconds spent waiting on an unresponsive broker).
+        """
+        started = last_progress = last_log = time.monotonic()
+        last_remaining = len(producer)
+        stalled = 0.0
+        while (remaining := len(producer)) > 0:
             now = time.monotonic()
-            if self._stop_requested_at is not None:
-                deadline = min(deadline, self._stop_requested_at + self.stop_grace)
-            if now >= deadline:
+            if self._stop_requested_at is not None and now >= self._stop_requested_at + self.stop_grace:
                 break
-            producer.flush(min(0.5, deadline - now))
+            if remaining < last_remaining:
+                last_progress, last_remaining = now, remaining
+            if now - last_progress >= STALL_LOG_SECONDS:
+                stalled = now - started
+                if now - last_log >= STALL_LOG_SECONDS:
+                    last_log = now
+                    logger.warning(
+                        "relay: kafka unavailable: %d events of this batch unacknowledged for %.0f s (%s); "
+                        "nothing is marked sent until the broker acknowledges them",
+                        remaining,
+                        now - started,
+                        self.last_client_error or "no answer",
+                    )
+                    cluster_answers = self._recreate_lost_topics(topics)
+                    if cluster_answers and now - last_progress >= self.stall_restart:
+                        # The cluster answers, yet nothing moves: e.g. a broker that lost its state refuses our
+                        # producer id forever. A fresh producer is the way out; what it sends again is deduped.
+                        logger.warning(
+                            "relay: the cluster answers but %d events stayed unacknowledged for %.0f s; "
+                            "restarting the producer",
+                            remaining,
+                            now - last_progress,
+                        )
+                        break
+            producer.flush(0.5)
         remaining = len(producer)
         if remaining:
             producer.purge()
             producer.poll(0)
-        return remaining
+        return remaining, stalled
+
+    def _recreate_lost_topics(self, topics: set[str]) -> bool:
+        """A restarted cluster may have lost our topics; queued messages wait for them to exist again.
+
+        Returns whether the cluster answered.
+        """
+        try:
+            for name in ensure_topics(sorted(topics), timeout=2.0):
+                logger.warning("relay: topic %s was missing on the cluster; re-created it", name)
+        except KafkaException:
+            return False  # still unreachable: keep waiting
+        return True
 
     def _mark(self, sent_ids: list[int], failures: dict[int, str]) -> None:
         now = timezone.now()
@@ -349,7 +400,13 @@ class Relay:
 
     # --- kafka clients ------------------------------------------------------------------------------
     def _default_producer(self) -> Producer:
-        return new_producer(error_cb=_log_kafka_error, logger=logging.getLogger("events.librdkafka"))
+        return new_producer(error_cb=self._on_client_error, logger=logging.getLogger("events.librdkafka"))
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's client-level errors (broker down, all brokers down): kept for the stall log lines."""
+        self.last_client_error = _describe(error)
+        if error.fatal():
+            logger.warning("relay: kafka producer fatal error: %s", self.last_client_error)
 
     def _get_producer(self) -> Producer:
         if self._producer is None:
@@ -368,7 +425,7 @@ class Relay:
         missing = topics - self._known_topics
         if not missing:
             return
-        created = ensure_topics(sorted(missing), timeout=max(2.0, settings.KAFKA_DELIVERY_TIMEOUT_MS / 1000 / 3))
+        created = ensure_topics(sorted(missing), timeout=5.0)
         for name in created:
             logger.info("relay: created topic %s (%d partitions)", name, settings.KAFKA_TOPIC_PARTITIONS)
         self._known_topics |= missing
@@ -411,14 +468,3 @@ def _describe(error: KafkaError | KafkaException) -> str:
     if isinstance(error, KafkaError):
         return f"{error.name()}: {error.str()}"
     return str(error)
-
-
-_last_client_error: dict[str, float] = {}
-
-
-def _log_kafka_error(error: KafkaError) -> None:
-    """librdkafka's client-level errors (broker down, all brokers down), at most once per 10 s per kind."""
-    now = time.monotonic()
-    if error.fatal() or now - _last_client_error.get(error.name(), 0.0) >= 10.0:
-        _last_client_error[error.name()] = now
-        logger.warning("relay: kafka client: %s", _describe(error))

@@ -28,6 +28,12 @@ class Command(BaseCommand):
             default=float(settings.EVENTS_RELAY_BACKOFF_MAX_SECONDS),
             help="Longest wait between attempts while Kafka is down.",
         )
+        parser.add_argument(
+            "--stall-restart",
+            type=float,
+            default=30.0,
+            help="Restart the producer when the cluster answers but nothing was acknowledged for this long.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not settings.KAFKA_BOOTSTRAP_SERVERS:
@@ -40,6 +46,7 @@ class Command(BaseCommand):
             backoff_max=options["backoff_max"],
             stats_interval=options["stats_interval"],
             prune_interval=options["prune_interval"],
+            stall_restart=options["stall_restart"],
         )
 
         def request_stop(signum: int, _frame: Any) -> None:

@@ -1,0 +1,209 @@
+"""The pure parts of the relay and the outbox (embedded run: no broker needed)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from django.core.checks import run_checks
+from django.db import transaction
+from django.utils import timezone
+
+from events.checks import kafka_settings_check
+from events.consumer import parse_envelope
+from events.kafka import bootstrap_server_problems
+from events.models import OutboxEvent
+from events.relay import NOT_REPORTED, Relay, backoff_seconds, plan_marks
+from events.services import outbox_backlog, prune_sent_events, record_event
+
+
+def test_plan_marks_keeps_only_the_delivered_prefix_of_each_room():
+    rows = [(1, "7"), (2, "8"), (3, "7"), (4, "8"), (5, "7"), (6, "9")]
+    outcomes = {1: None, 2: None, 3: "timed out", 4: None, 5: None, 6: None}
+    sent, failures = plan_marks(rows, outcomes)
+    # Room 7 stops at its failed row 3: row 5 got through but must be sent again after 3.
+    assert sent == [1, 2, 4, 6]
+    assert failures == {3: "timed out"}
+
+
+def test_plan_marks_treats_a_row_without_report_as_failed():
+    sent, failures = plan_marks([(1, "1"), (2, "1")], {1: None})
+    assert sent == [1]
+    assert failures == {2: NOT_REPORTED}
+
+
+def test_backoff_grows_and_is_capped():
+    assert backoff_seconds(1, 30) <= 0.5
+    assert 3.2 <= backoff_seconds(4, 30) <= 4.0
+    assert all(backoff_seconds(n, 5) <= 5 for n in range(1, 60))
+
+
+@pytest.mark.parametrize(
+    "value", ["127.0.0.1:9092", "kafka-1:9092,kafka-2:9093", "SASL_SSL://broker.example.com:9094", "[::1]:9092"]
+)
+def test_well_formed_bootstrap_servers_pass(value):
+    assert bootstrap_server_problems(value) == []
+
+
+@pytest.mark.parametrize("value", ["kafka", "kafka:", "kafka:port", "host:99999", ",", "a b:9092", "http//x:1"])
+def test_malformed_bootstrap_servers_are_refused(value):
+    assert bootstrap_server_problems(value)
+
+
+def test_system_check_refuses_a_malformed_kafka_bootstrap(settings):
+    settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-without-port"
+    errors = [m for m in kafka_settings_check(None) if m.id == "events.E001"]
+    assert errors and "kafka-without-port" in errors[0].msg
+    # Registered with Django's check framework, not only callable.
+    assert "events.E001" in {m.id for m in run_checks()}
+    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+    assert "events.E001" not in {m.id for m in run_checks()}
+
+
+def test_parse_envelope_needs_every_contract_field():
+    good = {"event_id": "x", "type": "t", "version": 1, "occurred_at": "now", "room_id": 1, "data": {}}
+    assert parse_envelope(json.dumps(good).encode()) == good
+    assert parse_envelope(json.dumps({**good, "data": None} | {}).encode()) is not None
+    bad = dict(good)
+    del bad["event_id"]
+    assert parse_envelope(json.dumps(bad).encode()) is None
+    assert parse_envelope(b"not json") is None
+    assert parse_envelope(None) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_record_event_refuses_to_run_outside_a_transaction():
+    with pytest.raises(RuntimeError):
+        record_event("message.created", room_id=1, data={})
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_prune_deletes_only_sent_rows_older_than_the_cutoff():
+    with transaction.atomic():
+        old_sent, new_sent, pending = (record_event("room.created", room_id=i, data={}) for i in (1, 2, 3))
+    now = timezone.now()
+    OutboxEvent.objects.filter(pk=old_sent.pk).update(sent_at=now - timedelta(days=10))
+    OutboxEvent.objects.filter(pk=new_sent.pk).update(sent_at=now - timedelta(hours=1))
+    assert prune_sent_events(older_than=now - timedelta(days=3), chunk=1) == 1
+    assert set(OutboxEvent.objects.values_list("pk", flat=True)) == {new_sent.pk, pending.pk}
+    assert outbox_backlog()["pending"] == 1
+
+
+class ScriptedProducer:
+    """A stand-in broker for the batch logic: refuses chosen bodies at produce() (a local error) or fails their
+    delivery report (reported later, as a real producer does), and delivers the rest."""
+
+    def __init__(self, refuse: set[str] = frozenset(), fail: set[str] = frozenset()):
+        self.refuse, self.fail = refuse, fail
+        self.produced: list[tuple[str, bytes | None, dict[str, Any]]] = []
+        self.pending: list[tuple[Any, Any]] = []
+
+    def produce(self, topic: str, key: bytes | None, value: bytes, on_delivery: Any) -> None:
+        envelope = json.loads(value)
+        body = envelope["data"].get("body")
+        if body in self.refuse:
+            raise KafkaException(KafkaError(KafkaError._FATAL))
+        self.produced.append((topic, key, envelope))
+        self.pending.append((on_delivery, KafkaError(KafkaError._MSG_TIMED_OUT) if body in self.fail else None))
+
+    def poll(self, timeout: float = 0) -> int:
+        served, self.pending = self.pending, []
+        for callback, error in served:
+            callback(error, None)
+        return len(served)
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll()
+        return 0
+
+    def purge(self) -> None:
+        self.pending = []
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+
+def bodies(producer: ScriptedProducer) -> list[str]:
+    return [envelope["data"]["body"] for _t, _k, envelope in producer.produced]
+
+
+def sent_bodies() -> set[str]:
+    return set(OutboxEvent.objects.filter(sent_at__isnull=False).values_list("payload__data__body", flat=True))
+
+
+@pytest.fixture
+def two_rooms_of_events(settings):
+    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:1"
+    with transaction.atomic():
+        for n in range(3):
+            record_event("message.created", room_id=1, data={"body": f"a{n}"})
+            record_event("message.created", room_id=2, data={"body": f"b{n}"})
+
+
+@pytest.fixture
+def relay_with(monkeypatch):
+    relays: list[Relay] = []
+
+    def make(producer: ScriptedProducer) -> Relay:
+        relay = Relay(producer_factory=lambda: producer, batch_size=100)
+        monkeypatch.setattr(relay, "_ensure_topics", lambda topics: None)
+        assert relay.lock.try_acquire()  # only the lock holder may mark rows sent
+        relays.append(relay)
+        return relay
+
+    yield make
+    for relay in relays:
+        relay.lock.release()  # the session outlives the test: leave no lock behind for the next one
+
+
+@pytest.mark.django_db
+def test_a_row_refused_at_produce_stops_its_room_for_the_batch_while_other_rooms_go_on(two_rooms_of_events, relay_with):
+    producer = ScriptedProducer(refuse={"a1"})
+    result = relay_with(producer).relay_batch()
+    # a2 is never produced after a1 was refused; room 2 is unaffected.
+    assert bodies(producer) == ["a0", "b0", "b1", "b2"]
+    assert result.error is not None and result.sent == 4
+    assert sent_bodies() == {"a0", "b0", "b1", "b2"}
+    refused = OutboxEvent.objects.get(payload__data__body="a1")
+    assert refused.sent_at is None and refused.attempts == 1 and "_FATAL" in refused.last_error
+
+
+@pytest.mark.django_db
+def test_a_failed_delivery_leaves_the_rest_of_its_room_unsent_and_the_retry_starts_from_it(
+    two_rooms_of_events, relay_with
+):
+    producer = ScriptedProducer(fail={"a1"})
+    relay = relay_with(producer)
+    result = relay.relay_batch()
+    assert result.error is not None
+    # a2 was delivered, but after a failed a1 it is not marked: it goes again after a1.
+    assert sent_bodies() == {"a0", "b0", "b1", "b2"}
+    failed = OutboxEvent.objects.get(payload__data__body="a1")
+    assert failed.attempts == 1 and "MSG_TIMED_OUT" in failed.last_error
+    retry = ScriptedProducer()
+    relay.producer_factory = lambda: retry
+    assert relay.relay_batch().error is None
+    assert bodies(retry) == ["a1", "a2"]
+    assert [key for _t, key, _e in retry.produced] == [b"1", b"1"]
+    assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
+
+
+@pytest.mark.django_db
+def test_outbox_admin_is_read_only_and_shows_the_backlog(client, django_user_model):
+    admin_user = django_user_model.objects.create_superuser(username="root-ev", password="pw-Secret-123")
+    client.force_login(admin_user)
+    with transaction.atomic():
+        event = record_event("room.created", room_id=5, data={})
+    page = client.get("/admin/events/outboxevent/")
+    assert page.status_code == 200
+    assert b"1 pending" in page.content
+    assert client.get("/admin/events/outboxevent/add/").status_code == 403
+    detail = client.post(f"/admin/events/outboxevent/{event.pk}/change/", {"topic": "x"})
+    assert OutboxEvent.objects.get(pk=event.pk).topic == "chattalk.rooms"
+    assert detail.status_code in (200, 403)
+    assert client.post(f"/admin/events/outboxevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert OutboxEvent.objects.filter(pk=event.pk).exists()
