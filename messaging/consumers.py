@@ -171,6 +171,7 @@ class ChatConsumer(SocketBase):
         self._init_socket()
         self.room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
         self.registered = False
+        self.opened = False
         self.replaying = False
         self.holding = False
         self.buffer: list[tuple[int, str]] = []
@@ -186,12 +187,31 @@ class ChatConsumer(SocketBase):
         self.accepted = True
         if after_seq is not None:
             self.replaying = True  # live frames wait in the buffer until the replay is done
-        await self.hub.add_user_listener(self)
-        await self.hub.join_room(self.room_id, self)
+        # Hold live frames until membership is confirmed once more after registering: a leave committed
+        # between the first check and the registration sent its close to nobody.
+        self.holding = True
         self.registered = True
-        await chat_socket_opened.asend(
-            sender=ChatConsumer, room_id=self.room_id, user_id=self.user_id, connection_id=self.connection_id
-        )
+        try:
+            await self.hub.add_user_listener(self)
+            await self.hub.join_room(self.room_id, self)
+            access = await room_access(self.room_id, self.user)
+        except Exception:  # noqa: BLE001 - channel layer or database away: the client retries and resumes
+            logger.exception("could not register the socket")
+            self.close_with(frames.CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect and resume")
+            return
+        if access != "ok":
+            self.buffer.clear()
+            self.close_with(frames.CLOSE_FORBIDDEN, "no longer a member of this room")
+            return
+        self.holding = False
+        self._flush_buffer()
+        self.opened = True
+        try:
+            await chat_socket_opened.asend(
+                sender=ChatConsumer, room_id=self.room_id, user_id=self.user_id, connection_id=self.connection_id
+            )
+        except Exception:  # noqa: BLE001 - presence trouble must never cost the chat its socket
+            logger.exception("socket-opened listeners failed")
         if after_seq is not None:
             await self._replay(after_seq)
 
@@ -211,6 +231,8 @@ class ChatConsumer(SocketBase):
             self.registered = False
             await self.hub.leave_room(self.room_id, self)
             await self.hub.remove_user_listener(self)
+        if getattr(self, "opened", False):
+            self.opened = False
             try:
                 await chat_socket_closed.asend(
                     sender=ChatConsumer, room_id=self.room_id, user_id=self.user_id, connection_id=self.connection_id
