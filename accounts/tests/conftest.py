@@ -16,7 +16,8 @@ _counter = itertools.count(1)
 def make_user(db: None) -> Any:
     def make(name: str | None = None, **extra: Any) -> User:
         username = name or f"acct{next(_counter)}"
-        return User.objects.create_user(username=username, password=PASSWORD, nickname=username.title(), **extra)
+        extra.setdefault("nickname", username.title())
+        return User.objects.create_user(username=username, password=PASSWORD, **extra)
 
     return make
 

@@ -167,7 +167,7 @@ def test_me_without_credentials_is_401(api):
 # --- bad tokens -----------------------------------------------------------------------------------------
 def _expired_access(user: User) -> str:
     token = AccessToken.for_user(user)
-    token.set_exp(from_time=aware_utcnow() - timedelta(hours=1))
+    token.set_exp(from_time=aware_utcnow() - timedelta(minutes=5), lifetime=timedelta(0))
     return str(token)
 
 
@@ -244,7 +244,9 @@ def test_refresh_with_an_access_token_or_a_foreign_key_is_refused(make_user):
     access = str(AccessToken.for_user(user))
     foreign = jwt.encode(dict(RefreshToken.for_user(user).payload), "another-key-" * 4, algorithm="HS256")
     for raw in (access, foreign):
-        assert_contract_error(APIClient().post("/api/auth/refresh", {"refresh": raw}, format="json"), 401, "token_invalid")
+        assert_contract_error(
+            APIClient().post("/api/auth/refresh", {"refresh": raw}, format="json"), 401, "token_invalid"
+        )
 
 
 @pytest.mark.django_db(transaction=True)
