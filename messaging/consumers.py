@@ -179,7 +179,6 @@ class ChatConsumer(SocketBase):
         self.tokens = float(settings.WS_MESSAGES_BURST)
         self.tokens_at = time.monotonic()
         self.refused_in_a_row = 0
-        self.last_typing = 0.0
         if not await self.authorize_room(self.room_id):
             return
         after_seq = self._after_seq_from_query()
@@ -387,10 +386,8 @@ class ChatConsumer(SocketBase):
         await apublish_room_frame(self.room_id, frames.read_frame(self.user.as_public_dict(), last_read))
 
     async def on_typing(self) -> None:
-        now = time.monotonic()
-        if now - self.last_typing < TYPING_MIN_INTERVAL:
-            return  # throttled silently: typing is a hint, not a message
-        self.last_typing = now
+        if not self.hub.allow_typing(self.room_id, self.user_id, TYPING_MIN_INTERVAL):
+            return  # throttled silently, per user across their tabs: typing is a hint, not a message
         await apublish_room_frame(
             self.room_id, frames.typing_frame(self.user.as_public_dict()), exclude_user_id=self.user_id
         )

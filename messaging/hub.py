@@ -184,6 +184,7 @@ class Hub:
         self.group_added: dict[str, asyncio.Future[None]] = {}
         self.group_listeners: dict[str, set[Any]] = {}
         self.deliveries = 0
+        self.last_typing: dict[tuple[int, int], float] = {}
         self._started: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -387,6 +388,17 @@ class Hub:
         if "room_id" in event:
             return room_group(int(event["room_id"]))
         return ""
+
+    def allow_typing(self, room_id: int, user_id: int, min_interval: float) -> bool:
+        """One typing frame per user and room per interval, whichever tab it comes from."""
+        now = time.monotonic()
+        key = (room_id, user_id)
+        if now - self.last_typing.get(key, 0.0) < min_interval:
+            return False
+        if len(self.last_typing) > 10_000:
+            self.last_typing = {k: t for k, t in self.last_typing.items() if now - t < min_interval}
+        self.last_typing[key] = now
+        return True
 
     def local_socket_count(self) -> int:
         return sum(len(listeners) for listeners in self.users.values())

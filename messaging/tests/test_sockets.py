@@ -410,3 +410,24 @@ def test_a_burst_larger_than_channels_default_capacity_of_100_loses_nothing(serv
         await asyncio.gather(*(c.close() for c in clients))
 
     asyncio.run(scenario())
+
+
+def test_typing_is_throttled_per_user_across_their_tabs(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        tab1 = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        tab2 = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        for _ in range(3):
+            await tab1.send_json({"type": "typing"})
+            await tab2.send_json({"type": "typing"})
+        await b.wait_until(lambda c: c.of_type("typing"))
+        await tab1.send_message("flush")  # ordered after the typing frames on the room's stream
+        await b.wait_until(lambda c: c.messages())
+        assert len(b.of_type("typing")) == 1
+        for c in (tab1, tab2, b):
+            await c.close()
+
+    asyncio.run(scenario())
