@@ -346,3 +346,15 @@ def test_a_reactivated_user_can_log_in_again_and_old_tokens_stay_dead(make_user)
     new = login(APIClient(), user)
     assert APIClient().get("/api/auth/me", **bearer(new["access"])).status_code == 200
     assert APIClient().get("/api/auth/me", **bearer(old["access"])).status_code == 401
+
+
+def test_a_session_logout_needs_csrf_and_then_ends_the_session(make_user):
+    browser = APIClient(enforce_csrf_checks=True)
+    login(browser, make_user())
+    assert_contract_error(browser.post("/api/auth/logout", {}, format="json"), 403)
+    csrf = browser.cookies[django_settings.CSRF_COOKIE_NAME].value
+    response = browser.post("/api/auth/logout", {}, format="json", HTTP_X_CSRFTOKEN=csrf)
+    assert response.status_code == 204, response.content
+    assert_contract_error(browser.get("/api/auth/me"), 401, "not_authenticated")
+    # The refresh cookie was sent along and is blacklisted too.
+    assert BlacklistedToken.objects.count() == 1
