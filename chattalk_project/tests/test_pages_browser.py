@@ -174,9 +174,13 @@ def test_two_users_sign_up_create_join_and_chat_both_ways_live(browser: Browser,
     expect(bob.locator("[data-testid=participant].online", has_text="Alice")).to_have_count(1)
 
     if os.environ.get("CHATTALK_SCREENSHOT"):
-        send(bob, "Shall we meet at 7? 🍜")
-        send(alice, "저녁 7시 좋아요!")
+        send(bob, "Shall we meet at 7 for dinner?")
+        send(alice, "Yes! The noodle place?")
         expect(bob.locator("#message-list [data-testid=message-body]")).to_have_count(4)
+        alice.wait_for_timeout(2100)  # the server passes on one "typing" per 2 s and socket
+        alice.fill("#send-body", "See")
+        alice.dispatch_event("#send-body", "input")
+        expect(bob.get_by_test_id("typing")).to_have_text("Alice is typing…")
         bob.set_viewport_size({"width": 1100, "height": 700})
         bob.screenshot(path=str(Path(settings.BASE_DIR) / "docs" / "screenshot-chat.png"))
     context_a.close()
@@ -439,4 +443,48 @@ def test_pages_follow_the_browser_language_and_switch_to_english(browser: Browse
     expect(page.locator("html")).to_have_attribute("lang", "en")
     expect(page.get_by_test_id("connection-state")).to_have_text("connected")
     expect(page.get_by_role("button", name="Leave room")).to_have_count(1)
+    context.close()
+
+
+# Wraps the page's WebSocket: once window.__loseNextAck is set, the next ack is swallowed and the socket is
+# closed on the spot, as when a connection dies after the server stored a message but before the ack came.
+LOSE_NEXT_ACK = """
+(() => {
+  const Native = window.WebSocket;
+  window.__socketsOpened = 0;
+  window.WebSocket = class extends Native {
+    constructor(...args) { super(...args); if (String(args[0]).includes("/presence/") === false) window.__socketsOpened += 1; }
+    addEventListener(type, listener, options) {
+      if (type !== "message") return super.addEventListener(type, listener, options);
+      return super.addEventListener(type, (event) => {
+        if (window.__loseNextAck && JSON.parse(event.data).type === "ack") {
+          window.__loseNextAck = false;
+          this.close(4000, "test: connection lost before the ack");
+          return;
+        }
+        listener(event);
+      }, options);
+    }
+  };
+})();
+"""
+
+
+def test_a_message_whose_ack_was_lost_shows_once_after_the_reconnect(browser: Browser, server: ServerProcess) -> None:
+    room = off_loop(room_with_members, "Lossy", 5, "alice")
+    context, page = new_page(browser, server)
+    context.add_init_script(LOSE_NEXT_ACK)
+    log_in(page, "alice")
+    open_room(page, room)
+    assert page.evaluate("window.__socketsOpened") == 1
+
+    page.evaluate("window.__loseNextAck = true")
+    send(page, "stored, but the ack never came")
+    page.wait_for_function("window.__socketsOpened === 2")
+    expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "connected")
+    expect(page.get_by_test_id("message-body")).to_have_text(["stored, but the ack never came"])
+    expect(page.get_by_test_id("pending-message")).to_have_count(0)
+    send(page, "and the next one")
+    expect(page.get_by_test_id("message-body")).to_have_text(["stored, but the ack never came", "and the next one"])
+    assert off_loop(lambda: Message.objects.filter(room=room, kind="TALK").count()) == 2
     context.close()

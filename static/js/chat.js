@@ -226,6 +226,7 @@ form.addEventListener("submit", (event) => {
   const body = input.value.trim();
   if (!body) return;
   input.value = "";
+  typingSentAt = 0; // others clear our "typing…" when the message lands; the next keystroke says it again
   sendMessage(body);
 });
 input.addEventListener("keydown", (event) => {
