@@ -1,11 +1,19 @@
 """The presence socket /ws/rooms/{id}/presence/: members only; a snapshot, then every change.
 
-It has no channel of its own: the process's hub delivers `presence.<room>` events to it (hub_event), and
-closes it like a chat socket when its token is revoked, expires, or it idles (clients send pings).
+Sockets have no channel of their own. Per process and room, one RoomPresenceFeed is the hub's listener of
+the `presence.<room>` group and serves every local presence socket of the room.
+
+Why the feed re-reads instead of forwarding what it receives: changes of one user come from different
+processes (a page reload closes a socket on one process and opens one on another), each publishing the
+state it read right after its own change, and those publishes can arrive in either order. A frame built
+from what arrived last could then be stale for good. The feed treats an event as "this user changed",
+waits a moment to coalesce a burst, and reads the users' current state once for all its sockets. Every
+change is followed by an event, and every event by a read, so what a client shows converges on the truth.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,6 +23,7 @@ from django.db import DatabaseError
 
 from messaging import frames as chat_frames
 from messaging.consumers import SocketBase, in_worker_thread
+from messaging.hub import encode, get_hub
 
 from . import services
 from .frames import changed_frame
@@ -22,25 +31,65 @@ from .tracker import get_tracker
 
 logger = logging.getLogger(__name__)
 
+COALESCE_SECONDS = 0.05
+
 snapshot_async = in_worker_thread(services.snapshot_frame)
-participant_async = in_worker_thread(services.participant)
+participants_of_async = in_worker_thread(services.participants_of)
+
+
+class RoomPresenceFeed:
+    """The local fan-out of one room's presence changes: one store read per burst, one encode per frame."""
+
+    def __init__(self, room_id: int):
+        self.room_id = room_id
+        self.group = services.presence_group(room_id)
+        self.sockets: set[PresenceConsumer] = set()
+        self.changed: dict[int, dict[str, Any]] = {}  # user id -> the participant as published
+        self._refreshing: asyncio.Task[None] | None = None
+
+    def hub_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "presence.room_deleted":
+            for sock in tuple(self.sockets):
+                sock.close_with(chat_frames.CLOSE_NOT_FOUND, "the room was deleted")
+        elif kind == "presence.changed":
+            participant = event["participant"]
+            self.changed[int(participant["user"]["id"])] = participant
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        await asyncio.sleep(COALESCE_SECONDS)
+        while self.changed:
+            published, self.changed = self.changed, {}
+            try:
+                fresh = await participants_of_async(self.room_id, list(published))
+                payloads = [p.as_frame_dict() for p in fresh.values()]
+            except Exception:  # noqa: BLE001 - the database is away: what was published is the best we have
+                logger.exception("presence re-read of room %s failed; forwarding the published state", self.room_id)
+                payloads = list(published.values())
+            for payload in payloads:
+                text = encode(changed_frame(payload))
+                for sock in tuple(self.sockets):
+                    sock.deliver_participant(payload, text)
+
+
+_feeds: dict[int, RoomPresenceFeed] = {}
 
 
 class PresenceConsumer(SocketBase):
     async def connect(self) -> None:
         self._init_socket()
         self.room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
-        self.group = services.presence_group(self.room_id)
-        self.subscribed = False
-        # Changes that arrive while the snapshot is read wait here (None once the snapshot is sent).
-        self.early: list[dict[str, Any]] | None = []
+        self.feed: RoomPresenceFeed | None = None
+        # Frames that arrive while the snapshot is read wait here (None once the snapshot is sent).
+        self.early: list[tuple[dict[str, Any], str]] | None = []
         if not await self.authorize_room(self.room_id):
             return
         await self.accept(self.scope.get("chattalk_subprotocol"))
         self.accepted = True
-        await self.hub.add_user_listener(self)
-        await self.hub.add_group_listener(self.group, self)
-        self.subscribed = True
+        await self.hub.add_user_listener(self)  # logout, revocation and expiry close it like a chat socket
+        await self._join_feed()
         get_tracker().ensure_running()  # this process reaps too, so watchers see dead processes' sockets go
         try:
             snapshot = await snapshot_async(self.room_id)
@@ -50,26 +99,24 @@ class PresenceConsumer(SocketBase):
             return
         self.push_frame(snapshot)
         early, self.early = self.early, None
-        # A change seen during the read may be older or newer than the snapshot: send each such user's state
-        # as read now, which is at least as new as both.
-        for user_id in dict.fromkeys(int(e["participant"]["user"]["id"]) for e in early):
-            fresh = await participant_async(self.room_id, user_id)
-            if fresh is not None:
-                self._send_participant(fresh.as_frame_dict())
+        # Each of these was read after the change it follows, so they go after the snapshot, in order.
+        for payload, text in early:
+            self.deliver_participant(payload, text)
 
-    def hub_event(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "presence.room_deleted":
-            self.close_with(chat_frames.CLOSE_NOT_FOUND, "the room was deleted")
-        elif kind == "presence.changed":
-            if self.early is not None:
-                self.early.append(event)
-            else:
-                self._send_participant(event["participant"])
+    async def _join_feed(self) -> None:
+        feed = _feeds.get(self.room_id)
+        if feed is None:
+            feed = _feeds[self.room_id] = RoomPresenceFeed(self.room_id)
+        feed.sockets.add(self)
+        self.feed = feed
+        await get_hub().add_group_listener(feed.group, feed)
 
-    def _send_participant(self, participant: dict[str, Any]) -> None:
-        self.push_frame(changed_frame(participant))
-        if not participant.get("member", True) and int(participant["user"]["id"]) == self.user_id:
+    def deliver_participant(self, payload: dict[str, Any], text: str) -> None:
+        if self.early is not None:
+            self.early.append((payload, text))
+            return
+        self._push(text)
+        if not payload.get("member", True) and int(payload["user"]["id"]) == self.user_id:
             self.close_with(chat_frames.CLOSE_FORBIDDEN, "no longer a member of this room")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -88,7 +135,11 @@ class PresenceConsumer(SocketBase):
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
-        if getattr(self, "subscribed", False):
-            self.subscribed = False
-            await self.hub.remove_group_listener(self.group, self)
-            await self.hub.remove_user_listener(self)
+        feed, self.feed = getattr(self, "feed", None), None
+        if feed is None:
+            return
+        await self.hub.remove_user_listener(self)
+        feed.sockets.discard(self)
+        if not feed.sockets and _feeds.get(self.room_id) is feed:
+            del _feeds[self.room_id]
+            await self.hub.remove_group_listener(feed.group, feed)

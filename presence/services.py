@@ -146,18 +146,33 @@ def participants_for_rooms(room_ids: list[int]) -> dict[int, list[Participant]]:
     return result
 
 
+def participants_of(room_id: int, user_ids: Iterable[int]) -> dict[int, Participant]:
+    """These users' presence in one room, members or not (a change frame describes whoever changed):
+    two queries and one store read for any number of users."""
+    user_ids = {int(u) for u in user_ids}
+    users = User.objects.filter(pk__in=user_ids).only("id", "username", "nickname").in_bulk()
+    memberships = {
+        m["user_id"]: m
+        for m in Membership.objects.filter(room_id=room_id, user_id__in=user_ids).values(
+            "user_id", "left_at", "is_active"
+        )
+    }
+    states = _states([room_id]) if users else {}
+    found: dict[int, Participant] = {}
+    for user_id, user in users.items():
+        membership = memberships.get(user_id)
+        found[user_id] = _participant(
+            user,
+            states.get((room_id, user_id)),
+            membership["left_at"] if membership else None,
+            member=bool(membership and membership["is_active"]),
+        )
+    return found
+
+
 def participant(room_id: int, user_id: int) -> Participant | None:
-    """One user's presence in one room (member or not: frames describe whoever changed)."""
-    user = User.objects.filter(pk=user_id).only("id", "username", "nickname").first()
-    if user is None:
-        return None
-    membership = Membership.objects.filter(room_id=room_id, user_id=user_id).values("left_at", "is_active").first()
-    return _participant(
-        user,
-        _states([room_id]).get((room_id, user_id)),
-        membership["left_at"] if membership else None,
-        member=bool(membership and membership["is_active"]),
-    )
+    """One user's presence in one room."""
+    return participants_of(room_id, [user_id]).get(int(user_id))
 
 
 def left_at(room_id: int, user_id: int) -> datetime | None:

@@ -10,6 +10,7 @@ then, and chat keeps going.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,7 @@ from pymongo.errors import PyMongoError
 from .base import ConnectionRecord, PresenceBackend, PresenceUnavailable, RoomUserState
 
 ALIAS = "presence"
+FAIL_FAST_SECONDS = 1.0
 
 
 class MongoConnection(mongoengine.Document):
@@ -92,6 +94,7 @@ class MongoPresenceBackend(PresenceBackend):
             retryWrites=True,
         )
         self._indexes_ready = False
+        self._unreachable_until = 0.0
 
     # Every call goes through here: pymongo errors become PresenceUnavailable, indexes are made once.
     def _collections(self) -> tuple[Collection, Collection]:
@@ -101,17 +104,24 @@ class MongoPresenceBackend(PresenceBackend):
             self._indexes_ready = True
         return MongoConnection._get_collection(), MongoRoomUser._get_collection()
 
-    def _run(self, operation: Any) -> Any:
+    def _run(self, operation: Any, probe: bool = False) -> Any:
+        # Right after a failure, callers fail fast for a moment instead of each waiting out the timeout
+        # (a burst of snapshot reads during an outage would otherwise hold worker threads for seconds).
+        if not probe and time.monotonic() < self._unreachable_until:
+            raise PresenceUnavailable("MongoDB was unreachable a moment ago")
         try:
-            return operation(*self._collections())
+            result = operation(*self._collections())
         except PyMongoError as exc:
+            self._unreachable_until = time.monotonic() + FAIL_FAST_SECONDS
             raise PresenceUnavailable(f"{type(exc).__name__}: {exc}"[:300]) from exc
+        self._unreachable_until = 0.0
+        return result
 
     def ping(self) -> None:
         def ping(conns: Collection, _pairs: Collection) -> None:
             conns.database.client.admin.command("ping")
 
-        self._run(ping)
+        self._run(ping, probe=True)
 
     def add_connection(self, record: ConnectionRecord) -> bool:
         def add(conns: Collection, _pairs: Collection) -> bool:

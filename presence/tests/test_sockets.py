@@ -167,3 +167,31 @@ def test_leaving_the_room_drops_the_member_and_closes_their_presence_socket(serv
         assert await watcher.wait_closed() == 4404
 
     asyncio.run(scenario())
+
+
+@pytest.mark.redis  # the stale publish is sent from this test process through Redis
+def test_a_stale_or_out_of_order_publish_never_sticks_on_a_presence_socket(server_factory):
+    from presence import services
+
+    alice, bob = make_user("alice"), make_user("bob")
+    room = make_room(alice, bob)
+    server = server_factory()
+
+    async def scenario() -> None:
+        watcher = await PresenceClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        await watcher.wait_for(alice.pk, connected=False)
+        tab = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        await watcher.wait_for(alice.pk, connected=True, connections=1)
+        # A publish that arrives late, from before the tab opened (e.g. another process's close):
+        before = len(watcher.of_type("presence.changed"))
+        stale = services.Participant(alice.pk, alice.username, alice.nickname, False, 0, None, None)
+        await services.apublish(room.pk, stale)
+        await watcher.wait_until(lambda c: len(c.of_type("presence.changed")) > before)
+        await asyncio.sleep(0.2)
+        changed = watcher.of_type("presence.changed")
+        assert changed[-1]["participant"]["connections"] == 1  # re-read: the truth, not the stale payload
+        assert watcher.participant(alice.pk)["connected"] is True
+        await tab.close()
+        await watcher.close()
+
+    asyncio.run(scenario())
