@@ -5,7 +5,9 @@ The member limit is exact because a seat is taken by one conditional UPDATE
 row: no lock held across a read, no read-modify-write, the database decides. On PostgreSQL the row lock of
 that UPDATE queues concurrent joiners; on SQLite the IMMEDIATE transaction does.
 
-Lock order everywhere: membership row, then room row. The same order in join and leave means no deadlock.
+Lock order everywhere: the room row, then membership rows. Join and leave start with their conditional
+UPDATE of the room, delete locks the room before its cascade, and messaging's send takes its seq from the
+room row: no transaction holds a membership row while it waits for a room, so none can deadlock.
 """
 
 from __future__ import annotations
@@ -89,22 +91,34 @@ def room_event_data(room: Room) -> dict[str, Any]:
     }
 
 
+MAX_ID = 2**63 - 1
+
+
+def _checked_room_id(room_id: Any) -> int:
+    """A room id any database can be asked about; anything else is an unknown room (never an overflow)."""
+    if isinstance(room_id, bool) or not isinstance(room_id, int) or not 0 < room_id <= MAX_ID:
+        raise RoomNotFound()
+    return room_id
+
+
 def get_room(room_id: int) -> Room:
     try:
-        return Room.objects.select_related("owner").get(pk=room_id)
-    except (Room.DoesNotExist, ValueError, TypeError):
+        return Room.objects.select_related("owner").get(pk=_checked_room_id(room_id))
+    except Room.DoesNotExist:
         raise RoomNotFound() from None
 
 
 def active_membership(room_id: int, user: User) -> Membership | None:
-    if not user.is_authenticated:
+    if not user.is_authenticated or isinstance(room_id, bool) or not isinstance(room_id, int):
+        return None
+    if not 0 < room_id <= MAX_ID:
         return None
     return Membership.objects.filter(room_id=room_id, user_id=user.pk, is_active=True).first()
 
 
 def require_member(room_id: int, user: User) -> Membership:
     """The membership of a member, or RoomNotFound / NotRoomMember: the gate of every members-only read."""
-    membership = active_membership(room_id, user)
+    membership = active_membership(_checked_room_id(room_id), user)
     if membership is not None:
         return membership
     if not Room.objects.filter(pk=room_id).exists():
@@ -148,34 +162,55 @@ def create_room(*, owner: User, title: Any, max_personnel: Any) -> Room:
     return room
 
 
+class _NoChange(Exception):
+    """Raised inside a membership change's savepoint to undo its seat update when the flip found nothing."""
+
+
 def join_room(*, room_id: int, user: User) -> MembershipChange:
     """Take a seat. Idempotent: a member joining again changes nothing. RoomFull when no seat is left."""
+    room_id = _checked_room_id(room_id)
     try:
         with transaction.atomic():
             return _join(room_id, user)
     except IntegrityError:
-        # The room was deleted between the existence check and the membership insert (the foreign key
-        # refused it; SQLite reports that at commit): the same answer as an unknown room.
+        # The room was deleted under the membership insert (the foreign key refused it; SQLite reports that at
+        # commit): the same answer as an unknown room.
         if not Room.objects.filter(pk=room_id).exists():
             raise RoomNotFound() from None
         raise
 
 
+def _unchanged(room_id: int, user: User) -> MembershipChange:
+    membership = Membership.objects.filter(room_id=room_id, user=user).first()
+    if membership is None:
+        membership = Membership(room_id=room_id, user=user, is_active=False)
+    return MembershipChange(room=get_room(room_id), membership=membership, changed=False)
+
+
 def _join(room_id: int, user: User) -> MembershipChange:
-    if not Room.objects.filter(pk=room_id).exists():
-        raise RoomNotFound()
+    if active_membership(room_id, user) is not None:
+        return _unchanged(room_id, user)  # the common repeat join takes no lock at all
     now = timezone.now()
-    # Make sure the (room, user) row exists without racing: a concurrent insert of the same pair is ignored.
-    Membership.objects.bulk_create([Membership(room_id=room_id, user=user)], ignore_conflicts=True)
-    flipped = Membership.objects.filter(room_id=room_id, user=user, is_active=False).update(
-        is_active=True, joined_at=now
-    )
-    if not flipped:
-        membership = Membership.objects.get(room_id=room_id, user=user)
-        return MembershipChange(room=get_room(room_id), membership=membership, changed=False)
-    took_seat = Room.objects.filter(pk=room_id, personnel__lt=F("max_personnel")).update(personnel=F("personnel") + 1)
-    if not took_seat:
-        raise RoomFull()  # rolls back the flip with the transaction
+    try:
+        with transaction.atomic():
+            # The seat first: this UPDATE takes the room row lock, so every writer of a room (join, leave,
+            # send, delete) queues on that one row before touching any membership row: no lock cycle.
+            took_seat = Room.objects.filter(pk=room_id, personnel__lt=F("max_personnel")).update(
+                personnel=F("personnel") + 1
+            )
+            if not took_seat:
+                if not Room.objects.filter(pk=room_id).exists():
+                    raise RoomNotFound()
+                raise RoomFull()
+            # The (room, user) row exists or is created without racing; a former member's row is reused.
+            Membership.objects.bulk_create([Membership(room_id=room_id, user=user)], ignore_conflicts=True)
+            flipped = Membership.objects.filter(room_id=room_id, user=user, is_active=False).update(
+                is_active=True, joined_at=now
+            )
+            if not flipped:
+                raise _NoChange()  # a concurrent join of the same user won: give the seat back
+    except _NoChange:
+        return _unchanged(room_id, user)
     room = Room.objects.select_related("owner").get(pk=room_id)
     membership = Membership.objects.get(room_id=room_id, user=user)
     signals.member_joined.send(sender=Room, room=room, user=user, membership=membership, at=now)
@@ -194,29 +229,33 @@ def _join(room_id: int, user: User) -> MembershipChange:
 
 def leave_room(*, room_id: int, user: User) -> MembershipChange:
     """Give the seat back. Idempotent; personnel never goes below 0 (the CHECK constraint guards it too)."""
-    with transaction.atomic():
-        if not Room.objects.filter(pk=room_id).exists():
-            raise RoomNotFound()
-        now = timezone.now()
-        flipped = Membership.objects.filter(room_id=room_id, user=user, is_active=True).update(
-            is_active=False, left_at=now
-        )
-        if not flipped:
-            membership = Membership.objects.filter(room_id=room_id, user=user).first()
-            if membership is None:
-                membership = Membership(room_id=room_id, user=user, is_active=False)
-            return MembershipChange(room=get_room(room_id), membership=membership, changed=False)
-        Room.objects.filter(pk=room_id, personnel__gt=0).update(personnel=F("personnel") - 1)
-        room = Room.objects.select_related("owner").get(pk=room_id)
-        membership = Membership.objects.get(room_id=room_id, user=user)
-        signals.member_left.send(sender=Room, room=room, user=user, membership=membership, at=now)
-        record_event(
-            "member.left",
-            room_id=room_id,
-            data={"room_id": room_id, "user": user.as_public_dict(), "personnel": room.personnel},
-            occurred_at=now,
-        )
-        return MembershipChange(room=room, membership=membership, changed=True)
+    room_id = _checked_room_id(room_id)
+    if active_membership(room_id, user) is None:
+        return _unchanged(room_id, user)  # the common repeat leave takes no lock at all
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            # The room row first, as in join; `personnel > 0` keeps the count from going negative.
+            gave_seat = Room.objects.filter(pk=room_id, personnel__gt=0).update(personnel=F("personnel") - 1)
+            if not gave_seat and not Room.objects.filter(pk=room_id).exists():
+                raise RoomNotFound()
+            flipped = Membership.objects.filter(room_id=room_id, user=user, is_active=True).update(
+                is_active=False, left_at=now
+            )
+            if not flipped:
+                raise _NoChange()  # a concurrent leave of the same user won: undo the decrement
+            room = Room.objects.select_related("owner").get(pk=room_id)
+            membership = Membership.objects.get(room_id=room_id, user=user)
+            signals.member_left.send(sender=Room, room=room, user=user, membership=membership, at=now)
+            record_event(
+                "member.left",
+                room_id=room_id,
+                data={"room_id": room_id, "user": user.as_public_dict(), "personnel": room.personnel},
+                occurred_at=now,
+            )
+            return MembershipChange(room=room, membership=membership, changed=True)
+    except _NoChange:
+        return _unchanged(room_id, user)
 
 
 def _require_owner_or_staff(room: Room, actor: User) -> None:
@@ -250,10 +289,10 @@ def delete_room(*, room_id: int, actor: User) -> None:
     with transaction.atomic():
         room = get_room(room_id)
         _require_owner_or_staff(room, actor)
-        # Lock in the order join and leave use (membership rows, then the room row), so that a delete racing
-        # a join or leave waits for it instead of deadlocking; the room lock keeps sends from taking a seq.
-        list(Membership.objects.select_for_update().filter(room_id=room_id).values_list("pk", flat=True))
-        Room.objects.select_for_update().filter(pk=room_id).first()
+        # The room row first, the order join, leave and send use: joins queue behind the delete and then
+        # find no room, and no send takes a seq while the room goes away.
+        if Room.objects.select_for_update().filter(pk=room_id).first() is None:
+            raise RoomNotFound()
         signals.room_deleting.send(sender=Room, room=room, actor=actor)
         record_event("room.deleted", room_id=room_id, data=room_event_data(room))
         room.delete()

@@ -172,3 +172,50 @@ def test_join_never_exceeds_max_personnel_under_200_concurrent_joins_on_sqlite()
 def test_30_users_joining_and_leaving_concurrently_keep_personnel_exact_on_sqlite() -> None:
     _require_vendor("sqlite")
     _churn(connections=30)
+
+
+def _delete_during_churn() -> None:
+    owner, *users = _users("deleting", 21)
+    room = create_room(owner=owner, title="Doomed", max_personnel=50)
+    for user in users[::2]:
+        join_room(room_id=room.pk, user=user)
+        leave_room(room_id=room.pk, user=user)  # former members: a rejoin reuses (and locks) their row
+    from rooms.services import RoomNotFound, delete_room
+
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def act(step: tuple[str, User]) -> None:
+        kind, user = step
+        try:
+            if kind == "delete":
+                delete_room(room_id=room.pk, actor=owner)
+            else:
+                for _ in range(4):
+                    join_room(room_id=room.pk, user=user)
+                    leave_room(room_id=room.pk, user=user)
+            outcome = "done"
+        except RoomNotFound:
+            outcome = "not_found"
+        with lock:
+            outcomes[outcome] += 1
+
+    jobs: list[list[Any]] = [[("churn", user)] for user in users] + [[("delete", owner)]]
+    errors = _run_in_threads(jobs, act)
+    assert errors == []  # no deadlock, no integrity error: only "done" or RoomNotFound
+    assert sum(outcomes.values()) == len(jobs)
+    assert not Room.objects.filter(pk=room.pk).exists()
+    assert not Membership.objects.filter(room_id=room.pk).exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_room_while_members_join_and_leave_never_deadlocks_on_postgresql() -> None:
+    assert connection.vendor == "postgresql"
+    _delete_during_churn()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_room_while_members_join_and_leave_never_deadlocks_on_sqlite() -> None:
+    _require_vendor("sqlite")
+    _delete_during_churn()
