@@ -59,14 +59,17 @@ def consume_events(
     accept: Callable[[dict[str, Any]], bool] | None = None,
     on_event: Callable[[ConsumedEvent], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> ConsumeResult:
     """Read events until max_events distinct accepted ones arrived, timeout seconds passed, or should_stop().
 
     group: a consumer group (committed offsets, rebalancing); None reads every partition from the beginning
     without a group (no join wait: handy for tests). Topics are contract names; KAFKA_TOPIC_PREFIX applies.
+    config: extra librdkafka consumer settings.
     """
     names = [kafka_topic_name(topic) for topic in topics]
-    consumer = Consumer(consumer_config(group or "chattalk-unused", **({} if group else {"enable.auto.commit": False})))
+    overrides = {**({} if group else {"enable.auto.commit": False}), **(config or {})}
+    consumer = Consumer(consumer_config(group or "chattalk-unused", **overrides))
     result = ConsumeResult()
     seen: set[str] = set()
     deadline = None if timeout is None else time.monotonic() + timeout

@@ -38,11 +38,13 @@ def bootstrap_server_problems(value: str) -> list[str]:
 
 def base_config() -> dict[str, Any]:
     # Reconnect quickly after an outage: the default backoff grows to 10 s, which only delays the catch-up.
+    # librdkafka would log every refused reconnect; failures reach the caller (and its log lines) instead.
     return {
         "bootstrap.servers": settings.KAFKA_BOOTSTRAP_SERVERS,
         "client.id": "chattalk",
         "reconnect.backoff.ms": 100,
         "reconnect.backoff.max.ms": 2000,
+        "log_level": 2,
     }
 
 

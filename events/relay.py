@@ -140,7 +140,7 @@ class Relay:
         self,
         *,
         batch_size: int | None = None,
-        poll_interval: float = 0.5,
+        poll_interval: float = 0.2,
         backoff_max: float | None = None,
         stats_interval: float = 30.0,
         prune_interval: float = 300.0,
@@ -163,6 +163,7 @@ class Relay:
         self._producer: Producer | None = None
         self._known_topics: set[str] = set()
         self._leading = False
+        self._once = False
         self.last_client_error = ""
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -181,6 +182,7 @@ class Relay:
 
         With once, a failed attempt raises instead of retrying: cron and tests want the error.
         """
+        self._once = once
         if not self.lock.enforced:
             logger.info("relay: %s has no advisory locks: run a single relay against it", connection.vendor)
         failures = 0
@@ -214,6 +216,12 @@ class Relay:
                         raise
                     self._stop.wait(delay)
                     continue
+                if result.error is not None and self.stopping:
+                    logger.info(
+                        "relay: stopping; %d events of the batch in flight stay unsent in the outbox",
+                        result.selected - result.sent,
+                    )
+                    break
                 if result.error is not None:
                     failures += 1
                     outage_started = outage_started or time.monotonic() - result.stalled_seconds
@@ -340,11 +348,14 @@ class Relay:
         stalled = 0.0
         while (remaining := len(producer)) > 0:
             now = time.monotonic()
-            if self._stop_requested_at is not None and now >= self._stop_requested_at + self.stop_grace:
-                break
             if remaining < last_remaining:
                 last_progress, last_remaining = now, remaining
-            if now - last_progress >= STALL_LOG_SECONDS:
+            if self._stop_requested_at is not None:
+                # Finish a batch that is moving; do not wait on a broker that is away.
+                idle_since = max(last_progress, self._stop_requested_at)
+                if now >= self._stop_requested_at + self.stop_grace or now - idle_since >= 1.0:
+                    break
+            elif now - last_progress >= STALL_LOG_SECONDS:
                 stalled = now - started
                 if now - last_log >= STALL_LOG_SECONDS:
                     last_log = now
@@ -356,6 +367,9 @@ class Relay:
                         self.last_client_error or "no answer",
                     )
                     cluster_answers = self._recreate_lost_topics(topics)
+                    if self._once and now - last_progress >= self.stall_restart:
+                        logger.warning("relay: --once gives up waiting for the broker after %.0f s", now - started)
+                        break
                     if cluster_answers and now - last_progress >= self.stall_restart:
                         # The cluster answers, yet nothing moves: e.g. a broker that lost its state refuses our
                         # producer id forever. A fresh producer is the way out; what it sends again is deduped.

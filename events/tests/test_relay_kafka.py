@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 
 from events.consumer import ENVELOPE_FIELDS, ConsumeResult, consume_events
@@ -123,7 +124,7 @@ def test_a_rolled_back_transaction_publishes_nothing(topic_prefix, make_user):
         send_message(room_id=room.pk, sender=owner, client_id="rolled-back", body="never happened")
         raise Abort()
     send_message(room_id=room.pk, sender=owner, client_id="committed", body="after the rollback")
-    Relay().run(once=True)
+    call_command("relay_events", once=True)
 
     result = consume_room_events({room.pk}, expected=4, timeout=20.0)
     client_ids = [e.envelope["data"].get("client_id") for e in result.events if e.envelope["type"] == "message.created"]
@@ -253,7 +254,6 @@ def test_two_relays_at_once_keep_per_room_order_across_a_takeover(topic_prefix, 
 
 def test_consume_events_command_counts_by_type_and_skips_duplicates(topic_prefix, make_user, capsys):
     from confluent_kafka import Producer
-    from django.core.management import call_command
 
     from events.kafka import producer_config
 
@@ -271,3 +271,33 @@ def test_consume_events_command_counts_by_type_and_skips_duplicates(topic_prefix
     call_command("consume_events", group=f"g-{uuid.uuid4().hex[:8]}", max_events=4, timeout=20, count_only=True)
     out = capsys.readouterr().out
     assert "consumed 4 events (member.joined=1, message.created=2, room.created=1)" in out
+
+
+def test_sigterm_during_an_outage_exits_promptly_and_marks_nothing(topic_prefix, make_user):
+    broker = TansuBroker().start()
+    relay = RelayProcess(relay_env(topic_prefix, broker.bootstrap), name="relay-sigterm").start()
+    try:
+        owner = make_user()
+        room = create_room(owner=owner, title="sigterm", max_personnel=10)
+        wait_until(lambda: unsent(room.pk) == 0, 20, what="the relay publishes")
+        broker.stop()
+        for n in range(5):
+            send_message(room_id=room.pk, sender=owner, client_id=f"t{n}", body="waiting")
+        time.sleep(1.0)  # the relay has picked the rows up and waits for the broker
+        started = time.monotonic()
+        assert relay.stop(signal.SIGTERM, timeout=15) == 0
+        assert time.monotonic() - started < 10
+        assert unsent(room.pk) == 5
+        assert "SIGTERM received" in relay.log() and "stopped after sending" in relay.log()
+    finally:
+        relay.stop(signal.SIGKILL)
+        broker.stop()
+
+
+def test_readyz_reports_kafka_up_and_the_outbox_backlog(client, make_user):
+    owner = make_user()
+    create_room(owner=owner, title="backlog", max_personnel=10)
+    body = client.get("/readyz").json()
+    assert body["services"]["kafka"]["state"] == "up"
+    assert body["outbox"]["pending"] == OutboxEvent.objects.filter(sent_at__isnull=True).count() >= 3
+    assert body["outbox"]["oldest_age_seconds"] >= 0

@@ -207,3 +207,22 @@ def test_outbox_admin_is_read_only_and_shows_the_backlog(client, django_user_mod
     assert detail.status_code in (200, 403)
     assert client.post(f"/admin/events/outboxevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert OutboxEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_relay_command_needs_a_kafka_bootstrap(settings):
+    from django.core.management import CommandError, call_command
+
+    settings.KAFKA_BOOTSTRAP_SERVERS = ""
+    with pytest.raises(CommandError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        call_command("relay_events", once=True)
+
+
+@pytest.mark.django_db
+def test_relay_housekeeping_prunes_sent_rows_past_the_retention(settings):
+    settings.EVENTS_RETENTION = timedelta(hours=1)
+    with transaction.atomic():
+        old, recent = (record_event("room.created", room_id=i, data={}) for i in (1, 2))
+    OutboxEvent.objects.filter(pk=old.pk).update(sent_at=timezone.now() - timedelta(hours=2))
+    OutboxEvent.objects.filter(pk=recent.pk).update(sent_at=timezone.now() - timedelta(minutes=5))
+    Relay(producer_factory=lambda: ScriptedProducer())._housekeeping()
+    assert list(OutboxEvent.objects.values_list("pk", flat=True)) == [recent.pk]

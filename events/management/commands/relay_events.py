@@ -17,7 +17,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Drain the backlog, then exit (cron, tests).")
         parser.add_argument("--batch-size", type=int, default=settings.EVENTS_RELAY_BATCH_SIZE)
-        parser.add_argument("--poll-interval", type=float, default=0.5, help="Seconds between polls when idle.")
+        parser.add_argument("--poll-interval", type=float, default=0.2, help="Seconds between polls when idle.")
         parser.add_argument(
             "--stats-interval", type=float, default=30.0, help="Seconds between backlog/throughput log lines."
         )
