@@ -87,8 +87,9 @@ class RoomBatch:
         return batch
 
     def show(self, room_ids: Iterable[int]) -> None:
-        known = set(self.room_ids)
-        self.room_ids.extend(r for r in room_ids if r not in known and not known.add(r))  # type: ignore[func-returns-value]
+        for room_id in room_ids:
+            if room_id not in self.room_ids:
+                self.room_ids.append(room_id)
 
     def prime(self, name: str, values: dict[int, Any]) -> None:
         self.values.setdefault(name, {}).update(values)

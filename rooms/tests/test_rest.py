@@ -204,3 +204,26 @@ def test_a_member_rejoining_a_full_room_is_still_a_member(make_user: Any, client
     join_room(room_id=room.pk, user=make_user())
     response = client_for(owner).post(f"/api/rooms/{room.pk}/join")
     assert response.status_code == 200 and response.json()["member"] is True
+
+
+def test_malformed_json_is_a_400_malformed_request(make_user: Any, client_for: Any) -> None:
+    response = client_for(make_user()).post("/api/rooms", b"{not json", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"
+
+
+@pytest.mark.parametrize("path", ["members", "messages"])
+def test_a_non_member_reading_members_or_history_gets_403_and_an_unknown_room_404(
+    make_user: Any, client_for: Any, path: str
+) -> None:
+    owner, stranger, former = make_user(), make_user(), make_user()
+    room = create_room(owner=owner, title="Closed", max_personnel=5)
+    join_room(room_id=room.pk, user=former)
+    client_for(former).post(f"/api/rooms/{room.pk}/leave")
+    for outsider in (stranger, former):
+        response = client_for(outsider).get(f"/api/rooms/{room.pk}/{path}")
+        assert response.status_code == 403
+        assert response.json()["code"] == "not_member" and response.json()["detail"]
+    assert client_for(owner).get(f"/api/rooms/{room.pk}/{path}").status_code == 200
+    response = client_for(owner).get(f"/api/rooms/424242/{path}")
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
