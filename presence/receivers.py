@@ -6,6 +6,7 @@ consumer awaits them, so they must be instant and must never raise, whatever sta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -21,6 +22,8 @@ from .tracker import get_tracker
 
 logger = logging.getLogger(__name__)
 
+CLOSE_WAIT_SECONDS = 3.0
+
 
 @receiver(chat_socket_opened)
 async def register_chat_socket(sender: Any, room_id: int, user_id: int, connection_id: str, **kwargs: Any) -> None:
@@ -32,8 +35,14 @@ async def register_chat_socket(sender: Any, room_id: int, user_id: int, connecti
 
 @receiver(chat_socket_closed)
 async def unregister_chat_socket(sender: Any, room_id: int, user_id: int, connection_id: str, **kwargs: Any) -> None:
+    """Waits (briefly) until the removal is applied: a server shutting down waits for its sockets' disconnect
+    handlers, so a graceful restart leaves no ghosts behind, not even for the timeout."""
     try:
-        get_tracker().socket_closed(room_id, user_id, connection_id)
+        done = get_tracker().socket_closed(room_id, user_id, connection_id)
+        if done is not None:
+            await asyncio.wait_for(asyncio.shield(done), CLOSE_WAIT_SECONDS)
+    except TimeoutError:
+        pass  # the store is slow: the worker finishes later, or the heartbeat reconciles
     except Exception:  # noqa: BLE001
         logger.exception("presence could not unregister socket %s", connection_id)
 

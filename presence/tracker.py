@@ -76,11 +76,14 @@ class PresenceTracker:
         self.open[connection_id] = record
         self._enqueue("open", record)
 
-    def socket_closed(self, room_id: int, user_id: int, connection_id: str) -> None:
+    def socket_closed(self, room_id: int, user_id: int, connection_id: str) -> asyncio.Future[None] | None:
+        """Queue the removal; the returned future resolves once it is applied (or skipped)."""
         record = self.open.pop(connection_id, None)
         if record is None or self._queue is None:
-            return
-        self._enqueue("close", record, services.store_time())
+            return None
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._enqueue("close", record, services.store_time(), done)
+        return done
 
     def _enqueue(self, *op: Any) -> None:
         assert self._queue is not None
@@ -97,6 +100,10 @@ class PresenceTracker:
                 raise
             except Exception:  # noqa: BLE001 - one failed change must not stop presence
                 logger.exception("presence %s failed", op[0])
+            finally:
+                done = op[-1]
+                if isinstance(done, asyncio.Future) and not done.done():
+                    done.set_result(None)
 
     async def _apply(self, op: tuple[Any, ...]) -> None:
         kind = op[0]
@@ -113,7 +120,7 @@ class PresenceTracker:
                     at=record.connected_at,
                 )
             elif kind == "close":
-                record, at = op[1], op[2]
+                record, at = op[1], op[2]  # op[3]: the future socket_closed handed out
                 changes = await _closed(
                     room_id=record.room_id,
                     user_id=record.user_id,

@@ -195,3 +195,21 @@ def test_a_stale_or_out_of_order_publish_never_sticks_on_a_presence_socket(serve
         await watcher.close()
 
     asyncio.run(scenario())
+
+
+def test_a_server_stopped_gracefully_removes_its_sockets_at_once(server_factory):
+    from presence.backends import get_presence_backend
+
+    alice, bob = make_user("alice"), make_user("bob")
+    room = make_room(alice, bob)
+    server = server_factory()
+
+    async def scenario() -> None:
+        tabs = [await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect() for _ in range(2)]
+        await asyncio.to_thread(wait_for_member, server, room.pk, access_token_for(bob), alice.pk, connected=True)
+        await asyncio.to_thread(server.stop)
+        for tab in tabs:
+            await tab.close()
+
+    asyncio.run(scenario())
+    assert get_presence_backend().live_connections() == []
