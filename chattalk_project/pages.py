@@ -27,9 +27,9 @@ from chattalk_project.domain import DomainError, InvalidInput
 from messaging.services import history, my_rooms_queryset
 from rooms.models import Room
 from rooms.services import (
+    NotRoomMember,
     RoomFull,
     RoomNotFound,
-    active_membership,
     create_room,
     join_room,
     leave_room,
@@ -211,17 +211,22 @@ def room_leave(request: HttpRequest, room_id: int) -> HttpResponse:
 def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
     """The chat page. Non-members go back to the list: the socket and the history are members only."""
     room = Room.objects.select_related("owner").filter(pk=room_id).first()
-    if room is None:
+    try:
+        if room is None:
+            raise RoomNotFound()
+        # History up to the seq read here; the socket then resumes after that very seq: no gap, no overlap.
+        initial, has_more = history(
+            room_id=room.pk, user=request.user, before_seq=room.last_seq + 1, limit=HISTORY_PAGE
+        )
+    except RoomNotFound:
         messages.error(request, _("No such room."))
         return redirect("room-list")
-    if active_membership(room.pk, request.user) is None:
+    except NotRoomMember:
         messages.error(request, _("Join the room first."))
         return redirect("room-list")
-    initial, has_more = history(room_id=room.pk, user=request.user, before_seq=room.last_seq + 1, limit=HISTORY_PAGE)
-    user = request.user
     chat_config = {
         "roomId": room.pk,
-        "me": {"id": user.pk, "username": user.username, "nickname": getattr(user, "nickname", "")},
+        "me": request.user.as_public_dict(),
         "lastSeq": room.last_seq,
         "history": initial,
         "hasMore": has_more,
@@ -259,7 +264,6 @@ def chat_strings() -> dict[str, str]:
         "closed_4401": _("Your session has ended. Please log in again."),
         "closed_4403": _("You are no longer a member of this room."),
         "closed_4404": _("This room no longer exists."),
-        "closed_4429": _("Too many connections or messages; slow down."),
         "error_body_too_long": _("The message is too long."),
         "error_body_empty": _("The message is empty."),
         "error_rate_limited": _("Too many messages; slow down."),
