@@ -38,7 +38,8 @@ class OrmPresenceBackend(PresenceBackend):
         return bool(self._upsert([record], record.heartbeat_at))
 
     def _upsert(self, records: list[ConnectionRecord], at: datetime) -> list[str]:
-        """Insert the missing rows (ignore_conflicts), then refresh the heartbeat of all: two statements."""
+        """One INSERT ... ON CONFLICT DO UPDATE of the heartbeat (atomic per row, also when a reaper deletes a
+        row meanwhile: it is inserted again). The read before it only tells which rows are new, for events."""
         if not records:
             return []
         ids = [r.connection_id for r in records]
@@ -54,11 +55,11 @@ class OrmPresenceBackend(PresenceBackend):
                     heartbeat_at=at,
                 )
                 for r in records
-                if r.connection_id not in present
             ],
-            ignore_conflicts=True,
+            update_conflicts=True,
+            unique_fields=["connection_id"],
+            update_fields=["heartbeat_at", "process_id"],
         )
-        PresenceConnection.objects.filter(connection_id__in=present).update(heartbeat_at=at)
         return [i for i in ids if i not in present]
 
     def remove_connection(self, connection_id: str) -> bool:
