@@ -91,6 +91,11 @@ class RoomBatch:
             if room_id not in self.room_ids:
                 self.room_ids.append(room_id)
 
+    def forget(self, room_id: int) -> None:
+        """After a mutation changed the room: later fields of the same request must read it afresh."""
+        for values in self.values.values():
+            values.pop(room_id, None)
+
     def prime(self, name: str, values: dict[int, Any]) -> None:
         self.values.setdefault(name, {}).update(values)
 
@@ -254,6 +259,7 @@ def _membership_mutation(info: graphene.ResolveInfo, room_id: int, change: Calla
         return MembershipPayload(ok=False, room=room, error=exc.code)
     except DomainError as exc:
         return MembershipPayload(ok=False, room=None, error=exc.code)
+    RoomBatch.of(info).forget(room_id)
     return MembershipPayload(ok=True, room=result.room, error=None)
 
 

@@ -219,3 +219,39 @@ def test_deleting_a_room_while_members_join_and_leave_never_deadlocks_on_postgre
 def test_deleting_a_room_while_members_join_and_leave_never_deadlocks_on_sqlite() -> None:
     _require_vendor("sqlite")
     _delete_during_churn()
+
+
+def _same_user_everywhere(connections: int = 12) -> None:
+    owner, user = _users("twin", 2)
+    room = create_room(owner=owner, title="Twins", max_personnel=5)
+    changed: list[str] = []
+    lock = threading.Lock()
+
+    def act(kind: str) -> None:
+        change = (join_room if kind == "join" else leave_room)(room_id=room.pk, user=user)
+        if change.changed:
+            with lock:
+                changed.append(kind)
+
+    for kind in ("join", "leave", "join"):
+        assert _run_in_threads([[kind] for _ in range(connections)], act) == []
+        room.refresh_from_db()
+        expected = 2 if kind == "join" else 1
+        assert room.personnel == expected == Membership.objects.filter(room=room, is_active=True).count()
+    # Each wave changed the membership exactly once, whatever the number of racing connections.
+    assert changed == ["join", "leave", "join"]
+    kinds = Counter(Message.objects.filter(room=room, sender=user).values_list("kind", flat=True))
+    assert kinds == Counter({MessageKind.ENTER: 2, MessageKind.LEAVE: 1})
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_user_joining_and_leaving_from_many_connections_at_once_counts_once_on_postgresql() -> None:
+    assert connection.vendor == "postgresql"
+    _same_user_everywhere()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_user_joining_and_leaving_from_many_connections_at_once_counts_once_on_sqlite() -> None:
+    _require_vendor("sqlite")
+    _same_user_everywhere()

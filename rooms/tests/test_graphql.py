@@ -233,3 +233,13 @@ def test_listing_rooms_with_participants_costs_a_constant_number_of_queries(make
     # lives in the database (the MongoDB store reads no SQL).
     store_queries = 2 if settings.PRESENCE_BACKEND == "orm" else 0
     assert twelve == 5 + store_queries, twelve
+
+
+def test_fields_after_a_mutation_in_the_same_request_see_its_effect(make_user: Any) -> None:
+    room = create_room(owner=make_user(), title="Flip", max_personnel=5)
+    bob = make_user()
+    query = """mutation($id: Int!) { a: joinRoom(roomId: $id) { room { isMember unread personnel } }
+      b: leaveRoom(roomId: $id) { room { isMember unread personnel } } }"""
+    data = gql(bob, query, {"id": room.pk})["data"]
+    assert data["a"]["room"] == {"isMember": True, "unread": 0, "personnel": 2}
+    assert data["b"]["room"] == {"isMember": False, "unread": None, "personnel": 1}
