@@ -94,9 +94,14 @@ def room_event_data(room: Room) -> dict[str, Any]:
 MAX_ID = 2**63 - 1
 
 
+def _is_room_id(value: Any) -> bool:
+    """Whether any database can be asked about this id (a path's <int:...> is unbounded)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
 def _checked_room_id(room_id: Any) -> int:
-    """A room id any database can be asked about; anything else is an unknown room (never an overflow)."""
-    if isinstance(room_id, bool) or not isinstance(room_id, int) or not 0 < room_id <= MAX_ID:
+    """The id itself, or RoomNotFound for one no room can have: never an overflow error."""
+    if not _is_room_id(room_id):
         raise RoomNotFound()
     return room_id
 
@@ -109,9 +114,7 @@ def get_room(room_id: int) -> Room:
 
 
 def active_membership(room_id: int, user: User) -> Membership | None:
-    if not user.is_authenticated or isinstance(room_id, bool) or not isinstance(room_id, int):
-        return None
-    if not 0 < room_id <= MAX_ID:
+    if not user.is_authenticated or not _is_room_id(room_id):
         return None
     return Membership.objects.filter(room_id=room_id, user_id=user.pk, is_active=True).first()
 
@@ -279,6 +282,8 @@ def update_room(*, room_id: int, actor: User, title: Any = None, max_personnel: 
         if "max_personnel" in changes:
             query = query.filter(personnel__lte=changes["max_personnel"])
         if not query.update(**changes):
+            if not Room.objects.filter(pk=room_id).exists():
+                raise RoomNotFound()  # deleted meanwhile
             raise MaxPersonnelBelowPersonnel()
         room = get_room(room_id)
         record_event("room.updated", room_id=room_id, data=room_event_data(room))

@@ -255,3 +255,47 @@ def test_one_user_joining_and_leaving_from_many_connections_at_once_counts_once_
 def test_one_user_joining_and_leaving_from_many_connections_at_once_counts_once_on_sqlite() -> None:
     _require_vendor("sqlite")
     _same_user_everywhere()
+
+
+def _shrink_during_joins() -> None:
+    owner, *users = _users("shrink", 31)
+    room = create_room(owner=owner, title="Shrinking", max_personnel=30)
+    from rooms.services import MaxPersonnelBelowPersonnel, update_room
+
+    refusals: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def act(step: Any) -> None:
+        try:
+            if step == "shrink":
+                for size in range(30, 1, -1):
+                    try:
+                        update_room(room_id=room.pk, actor=owner, max_personnel=size)
+                    except MaxPersonnelBelowPersonnel:
+                        with lock:
+                            refusals["below"] += 1
+            else:
+                join_room(room_id=room.pk, user=step)
+        except RoomFull:
+            with lock:
+                refusals["full"] += 1
+
+    errors = _run_in_threads([["shrink"], *[[user] for user in users]], act)
+    assert errors == []
+    room.refresh_from_db()
+    active = Membership.objects.filter(room=room, is_active=True).count()
+    assert room.personnel == active <= room.max_personnel
+    assert active + refusals["full"] == 31  # every join either got a seat or RoomFull
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_lowering_max_personnel_while_users_join_never_leaves_more_members_than_seats_on_postgresql() -> None:
+    assert connection.vendor == "postgresql"
+    _shrink_during_joins()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lowering_max_personnel_while_users_join_never_leaves_more_members_than_seats_on_sqlite() -> None:
+    _require_vendor("sqlite")
+    _shrink_during_joins()
