@@ -42,8 +42,8 @@ class FanoutSpec:
     window: int = 1
     worker: int = 0
     connect_concurrency: int = 200
-    drain_quiet: float = 1.0
-    drain_max: float = 15.0
+    drain_quiet: float = 2.0
+    drain_max: float = 30.0
     body_bytes: int = 100
     keep_timeline: bool = False  # also keep (receive time, latency) pairs, for the login storm
 
@@ -72,12 +72,13 @@ class FanoutReport:
     sending_stopped_at: float = 0.0
     last_delivery_at: float = 0.0
     client_cpu_seconds: float = 0.0
+    drain_timed_out: bool = False  # still missing deliveries drain_max seconds after sending stopped
 
 
 class _Member:
     """One socket's bookkeeping; `on_text` runs for every frame the server sends it."""
 
-    __slots__ = ("record", "report", "socket", "pong", "acks_waiting", "keep_timeline", "worker_state")
+    __slots__ = ("record", "report", "socket", "pong", "acks_waiting", "keep_timeline", "worker_state", "max_seq")
 
     def __init__(self, report: FanoutReport, keep_timeline: bool, worker_state: dict[str, float]):
         self.record = SocketRecord()
@@ -87,6 +88,7 @@ class _Member:
         self.acks_waiting: dict[str, tuple[int, asyncio.Future[None] | None]] = {}
         self.keep_timeline = keep_timeline
         self.worker_state = worker_state
+        self.max_seq = 0
 
     def on_text(self, data: bytes) -> None:
         frame = json.loads(data)
@@ -95,7 +97,10 @@ class _Member:
             now_ns = time.monotonic_ns()
             message = frame["message"]
             record = self.record
-            record.seqs.append(int(message["seq"]))
+            seq = int(message["seq"])
+            record.seqs.append(seq)
+            if seq > self.max_seq:
+                self.max_seq = seq
             client_id = str(message.get("client_id") or "")
             if client_id in record.client_ids:
                 if record.client_ids[client_id] != message["seq"]:
@@ -210,14 +215,21 @@ async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None
     await asyncio.gather(*senders)
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
     report.sending_stopped_at = time.monotonic()
-    # Drain: until quiet (and every ack in), or drain_max.
+    # Drain, or drain_max: until every ack is in, every local socket has received the newest acked seq (a
+    # socket gets a room's seqs in order, so that means everything acked here), and nothing arrived for
+    # drain_quiet seconds (for what other workers' senders sent).
     drain_deadline = report.sending_stopped_at + spec.drain_max
     while time.monotonic() < drain_deadline:
         quiet_for = time.monotonic() - max(state["last"], report.sending_stopped_at)
-        waiting = any(m.acks_waiting for m in members[: spec.sender_count] if m.socket and m.socket.is_open)
-        if quiet_for >= spec.drain_quiet and not waiting:
+        open_members = [m for m in members if m.socket is not None and m.socket.is_open]
+        waiting = any(m.acks_waiting for m in open_members[: spec.sender_count])
+        newest_acked = max((seq for _cid, seq in report.acks), default=0)
+        behind = any(m.max_seq < newest_acked for m in open_members)
+        if quiet_for >= spec.drain_quiet and not waiting and not behind:
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
+    else:
+        report.drain_timed_out = True
     pinger.cancel()
     report.last_delivery_at = state["last"]
     report.client_cpu_seconds = time.process_time() - cpu_start
@@ -328,6 +340,7 @@ def summarize(reports: list[FanoutReport]) -> dict[str, Any]:
         "ack_p50_ms": _round(percentile(ack_ms, 0.50)),
         "ack_p99_ms": _round(percentile(ack_ms, 0.99)),
         "client_cpu_seconds": round(sum(r.client_cpu_seconds for r in reports), 3),
+        "drain_timed_out": any(r.drain_timed_out for r in reports),
     }
     summary.update(judge(reports))
     return summary

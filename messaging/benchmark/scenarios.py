@@ -27,7 +27,7 @@ from ..models import Message
 from . import seeding
 from .client import connect, http_json, require_loopback
 from .fanout import FanoutSpec, percentile, run_in_process, run_in_processes, summarize
-from .servers import CpuSnapshot, process_rss_bytes
+from .servers import CpuSnapshot, loadavg, process_rss_bytes
 
 BENCH_USER_PREFIX = "bench-"
 BENCH_PASSWORD = "bench-password-1"
@@ -129,10 +129,11 @@ def fanout(
         if token_parts[i]
     ]
     pids = server_pids or []
-    snapshots: dict[str, CpuSnapshot] = {}
+    snapshots: dict[str, Any] = {}
 
     def started() -> None:
         snapshots["start"] = CpuSnapshot.take(pids)
+        snapshots["loadavg"] = loadavg()
         if on_started is not None:
             on_started()
 
@@ -142,7 +143,7 @@ def fanout(
     finally:
         if not keep_room:
             drop_room(room.room_id)
-    summary: dict[str, Any] = {"members": members, "senders": senders, "rate": rate, "window": window}
+    summary: dict[str, Any] = {"members": members, "senders": senders, "rate": round(rate, 3), "window": window}
     summary.update(summarize(reports))
     server_cpu, machine_cpu = end.since(snapshots["start"])
     deliveries = summary["deliveries"]
@@ -151,6 +152,7 @@ def fanout(
         summary["server_cpu_us_per_delivery"] = round(server_cpu / deliveries * 1e6, 1) if deliveries else None
         summary["deliveries_per_server_cpu_second"] = round(deliveries / server_cpu) if server_cpu > 0 else None
     summary["machine_cpu_seconds"] = round(machine_cpu, 3)
+    summary["loadavg_at_start"] = snapshots["loadavg"]
     summary["machine_cpu_us_per_delivery"] = round(machine_cpu / deliveries * 1e6, 1) if deliveries else None
     return summary, reports
 

@@ -46,6 +46,12 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
+def loadavg() -> float:
+    """The 1-minute load average: other work on the machine skews latency figures, so runs record it."""
+    with open("/proc/loadavg") as load:
+        return float(load.read().split()[0])
+
+
 @dataclass
 class CpuSnapshot:
     per_pid: dict[int, float]
