@@ -301,3 +301,40 @@ def test_readyz_reports_kafka_up_and_the_outbox_backlog(client, make_user):
     assert body["services"]["kafka"]["state"] == "up"
     assert body["outbox"]["pending"] == OutboxEvent.objects.filter(sent_at__isnull=True).count() >= 3
     assert body["outbox"]["oldest_age_seconds"] >= 0
+
+
+def test_a_lower_id_that_commits_late_is_still_sent(topic_prefix):
+    """Rows of different rooms can commit out of id order: the relay keeps no watermark, so none is skipped."""
+    import threading
+
+    from django.db import connections
+
+    from events.services import record_event
+
+    inserted, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_writer() -> None:
+        try:
+            with transaction.atomic():
+                record_event("room.updated", room_id=1001, data={"late": True})
+                inserted.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+            done.set()
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    assert inserted.wait(10)
+    with transaction.atomic():
+        record_event("room.updated", room_id=1002, data={"late": False})
+    assert Relay().run(once=True) == 1  # only the committed row 1002 is visible yet
+    release.set()
+    writer.join(10)
+    assert done.is_set()
+    assert Relay().run(once=True) == 1  # the lower id, committed after a higher one was sent
+    assert not OutboxEvent.objects.filter(sent_at__isnull=True).exists()
+    late, early = OutboxEvent.objects.order_by("id")
+    assert late.room_id == 1001 and late.sent_at > early.sent_at
+    result = consume_room_events({1001, 1002}, expected=2, timeout=20.0)
+    assert {e.envelope["room_id"] for e in result.events} == {1001, 1002}
