@@ -253,6 +253,8 @@ def test_two_relays_at_once_keep_per_room_order_across_a_takeover(topic_prefix, 
 
 
 def test_consume_events_command_counts_by_type_and_skips_duplicates(topic_prefix, make_user, capsys):
+    import json
+
     from confluent_kafka import Producer
 
     from events.kafka import producer_config
@@ -261,16 +263,20 @@ def test_consume_events_command_counts_by_type_and_skips_duplicates(topic_prefix
     room = create_room(owner=owner, title="counted", max_personnel=10)
     send_message(room_id=room.pk, sender=owner, client_id="x", body="counted")
     Relay().run(once=True)
-    # A second copy of one event, as after a relay crash between delivery and marking.
-    duplicate = OutboxEvent.objects.filter(room_id=room.pk).first()
-    import json
-
+    # A second copy of room.created, as after a relay crash between delivery and marking, then a new event
+    # behind it in the same partition: reading that one means the copy was read (and skipped) before.
+    created = OutboxEvent.objects.get(room_id=room.pk, event_type="room.created")
+    sentinel = {**created.payload, "event_id": str(uuid.uuid4()), "type": "room.updated"}
     producer = Producer(producer_config())
-    producer.produce(kafka_topic_name(duplicate.topic), key=duplicate.key, value=json.dumps(duplicate.payload))
-    producer.flush(10)
-    call_command("consume_events", group=f"g-{uuid.uuid4().hex[:8]}", max_events=4, timeout=20, count_only=True)
+    for payload in (created.payload, sentinel):
+        producer.produce(kafka_topic_name(created.topic), key=created.key, value=json.dumps(payload))
+    assert producer.flush(10) == 0
+    call_command("consume_events", group=f"g-{uuid.uuid4().hex[:8]}", max_events=5, timeout=20, count_only=True)
     out = capsys.readouterr().out
-    assert "consumed 4 events (member.joined=1, message.created=2, room.created=1)" in out
+    assert (
+        "consumed 5 events (member.joined=1, message.created=2, room.created=1, room.updated=1); "
+        "1 duplicates skipped, 0 malformed"
+    ) in out
 
 
 def test_sigterm_during_an_outage_exits_promptly_and_marks_nothing(topic_prefix, make_user):
