@@ -7,16 +7,9 @@ from typing import Any
 
 import graphene
 
+from chattalk_project.graphql_errors import domain_errors_as_graphql, graphql_error, require_user
 from rooms.models import Room
-from rooms.schema import (
-    ROOM_TYPE,
-    PublicUser,
-    RoomBatch,
-    domain_errors_as_graphql,
-    graphql_error,
-    require_user,
-    show_rooms,
-)
+from rooms.schema import ROOM_TYPE, PublicUser, RoomBatch, show_rooms
 from rooms.services import require_member
 
 from . import services

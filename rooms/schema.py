@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 import graphene
-from graphql import GraphQLError
 
-from accounts.models import User
 from chattalk_project.domain import DomainError
+from chattalk_project.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
 
 from . import services
 from .models import Room as RoomModel
@@ -29,40 +27,6 @@ from .models import Room as RoomModel
 ROOM_TYPE = "chattalk_project.schema.Room"
 ROOMS_PAGE_DEFAULT = 20
 ROOMS_PAGE_MAX = 100
-
-T = TypeVar("T")
-
-
-# --- errors and auth, shared by every app's GraphQL -----------------------------------------------------------
-def graphql_error(code: str, message: str) -> GraphQLError:
-    """A GraphQL error carrying the contract's code in `extensions.code`."""
-    return GraphQLError(message, extensions={"code": code})
-
-
-def domain_errors_as_graphql(resolver: Callable[..., T]) -> Callable[..., T]:
-    """For query resolvers: a service's DomainError becomes a GraphQL error with the same code."""
-
-    @functools.wraps(resolver)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            return resolver(*args, **kwargs)
-        except DomainError as exc:
-            raise graphql_error(exc.code, exc.detail) from exc
-
-    return wrapper
-
-
-def current_user(info: graphene.ResolveInfo) -> User | None:
-    user = getattr(info.context, "user", None)
-    return user if user is not None and user.is_authenticated else None
-
-
-def require_user(info: graphene.ResolveInfo) -> User:
-    """The authenticated caller, or the `not_authenticated` error (REST answers 401 there)."""
-    user = current_user(info)
-    if user is None:
-        raise graphql_error("not_authenticated", "Authentication credentials were not provided.")
-    return user
 
 
 # --- per-request batching -------------------------------------------------------------------------------------
