@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework_simplejwt.authentication import JWTAuthentication
@@ -29,3 +30,13 @@ class RevocableJWTAuthentication(JWTAuthentication):
             # Codes of the contract's error body: token_invalid, token_expired, token_revoked.
             raise exceptions.AuthenticationFailed(exc.detail, code=exc.code) from None
         return user, token
+
+
+class RevocableJWTScheme(OpenApiAuthenticationExtension):
+    """Tells the OpenAPI schema (drf-spectacular) that this is a Bearer JWT."""
+
+    target_class = "accounts.authentication.RevocableJWTAuthentication"
+    name = "jwtAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
