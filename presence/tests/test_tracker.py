@@ -1,0 +1,99 @@
+"""The per-process tracker: never blocks or raises into chat, degrades when the store is away, and
+re-registers this process's open sockets by itself when it returns (the store here is the ORM one, made
+unreachable on demand; the real-MongoDB version of this is test_mongo_outage)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+
+import pytest
+
+from presence.backends import PresenceUnavailable, set_presence_backend_for_tests
+from presence.backends.orm import OrmPresenceBackend
+from presence.tracker import PresenceTracker
+
+from .factories import make_room, make_user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class UnplugableBackend(OrmPresenceBackend):
+    """The ORM store with a switch that makes every call fail as an unreachable MongoDB would."""
+
+    down = False
+
+    def __getattribute__(self, name: str):
+        attribute = super().__getattribute__(name)
+        if callable(attribute) and not name.startswith("_") and name != "clear" and super().__getattribute__("down"):
+            raise PresenceUnavailable("unplugged by the test")
+        return attribute
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    """Wait until predicate() (a value or an awaitable) is true."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def test_tracker_degrades_without_raising_and_re_registers_open_sockets_when_the_store_returns(settings, caplog):
+    settings.PRESENCE_HEARTBEAT_SECONDS = 1
+    settings.PRESENCE_TIMEOUT_SECONDS = 4
+    alice = make_user("alice")
+    room = make_room(alice)
+    backend = UnplugableBackend()
+    backend.clear()
+    set_presence_backend_for_tests(backend)
+    tracker = PresenceTracker()
+
+    def read_store() -> set[str]:
+        from django.db import connection
+
+        backend.down, was = False, backend.down
+        try:
+            return {r.connection_id for r in backend.live_connections()}
+        finally:
+            backend.down = was
+            connection.close()
+
+    async def stored() -> set[str]:
+        return await asyncio.to_thread(read_store)
+
+    async def stored_is(expected: set[str]) -> bool:
+        return await stored() == expected
+
+    async def scenario() -> None:
+        tracker.socket_opened(room.pk, alice.pk, "t1")
+        await _until(lambda: stored_is({"t1"}))
+
+        backend.down = True
+        tracker.socket_opened(room.pk, alice.pk, "t2")  # returns at once, raises nothing
+        await _until(lambda: tracker.degraded)
+        started = time.monotonic()
+        await tracker.socket_closed(room.pk, alice.pk, "t1")  # skipped while degraded, and quick
+        assert time.monotonic() - started < 1.0
+        assert await stored() == {"t1"}
+
+        backend.down = False
+        await _until(lambda: not tracker.degraded)
+        await _until(lambda: stored_is({"t2"}))
+        for task in tracker._tasks:
+            task.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="presence.tracker"):
+        try:
+            asyncio.run(scenario())
+        finally:
+            set_presence_backend_for_tests(None)
+            backend.clear()
+    text = caplog.text
+    assert "presence degraded" in text and "presence recovered" in text
