@@ -488,3 +488,20 @@ def test_a_message_whose_ack_was_lost_shows_once_after_the_reconnect(browser: Br
     expect(page.get_by_test_id("message-body")).to_have_text(["stored, but the ack never came", "and the next one"])
     assert off_loop(lambda: Message.objects.filter(room=room, kind="TALK").count()) == 2
     context.close()
+
+
+def test_logging_out_in_another_tab_ends_the_open_chat_page(browser: Browser, server: ServerProcess) -> None:
+    room = off_loop(room_with_members, "Two tabs", 5, "alice")
+    context, chat_tab = new_page(browser, server)
+    log_in(chat_tab, "alice")
+    open_room(chat_tab, room)
+    other_tab = context.new_page()
+    other_tab.goto("/rooms/")
+    other_tab.get_by_role("button", name="Log out").click()
+    expect(other_tab).to_have_url(re.compile(r"/login/$"))
+
+    state = chat_tab.get_by_test_id("connection-state")
+    expect(state).to_have_attribute("data-state", "closed")
+    expect(chat_tab.get_by_test_id("chat-error")).to_have_text("Your session has ended. Please log in again.")
+    expect(chat_tab.locator("#send-form button[type=submit]")).to_be_disabled()
+    context.close()
