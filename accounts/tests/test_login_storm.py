@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import time
 import uuid
@@ -21,7 +22,8 @@ from rooms.services import create_room
 
 from .conftest import PASSWORD
 
-STORM_USERS = 24
+# Modest in the suite; ACCOUNTS_STORM_USERS=100 replays the full storm by hand.
+STORM_USERS = int(os.environ.get("ACCOUNTS_STORM_USERS", "24"))
 
 
 @pytest.mark.postgres
