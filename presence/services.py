@@ -279,13 +279,18 @@ def connection_closed(
 
 
 def sync_process(
-    *, process_id: str, open_connections: Iterable[ConnectionRecord], at: datetime | None = None
+    *,
+    process_id: str,
+    open_connections: Iterable[ConnectionRecord],
+    closed_at: dict[str, datetime] | None = None,
+    at: datetime | None = None,
 ) -> list[PresenceChange]:
     """The heartbeat: make the store hold exactly this process's open sockets, with a fresh heartbeat.
 
     Sockets the store had lost (reaped while this process stalled, or opened while the store was away) come
     back; records of sockets that closed while the store was away are removed. This is also how presence
-    recovers by itself after an outage: the first heartbeat that succeeds puts everything right."""
+    recovers by itself after an outage: the first heartbeat that succeeds puts everything right.
+    `closed_at` gives the real close time of sockets that closed while the store was away (for left_at)."""
     at = store_time(at)
     backend = get_presence_backend()
     local = {r.connection_id: r for r in open_connections}
@@ -298,7 +303,7 @@ def sync_process(
             changes.append(change)
     for record in backend.connections_of_process(process_id):
         if record.connection_id not in local and backend.remove_connection(record.connection_id):
-            change = _after_removal(record, at)
+            change = _after_removal(record, (closed_at or {}).get(record.connection_id, at))
             if change:
                 changes.append(change)
     return changes

@@ -21,6 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from channels.db import DatabaseSyncToAsync
@@ -50,6 +51,7 @@ class PresenceTracker:
     def __init__(self) -> None:
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.open: dict[str, ConnectionRecord] = {}
+        self.closed_while_degraded: dict[str, datetime] = {}  # connection id -> when it closed
         self.degraded = False
         self.degraded_since: float | None = None
         self._queue: asyncio.Queue[tuple[Any, ...]] | None = None
@@ -108,6 +110,8 @@ class PresenceTracker:
     async def _apply(self, op: tuple[Any, ...]) -> None:
         kind = op[0]
         if self.degraded and kind in {"open", "close", "reap"}:
+            if kind == "close":
+                self.closed_while_degraded[op[1].connection_id] = op[2]
             return  # the next successful heartbeat reconciles these
         try:
             if kind == "open":
@@ -130,12 +134,19 @@ class PresenceTracker:
                 )
             elif kind == "sync":
                 # The snapshot is taken now, in queue order: everything opened or closed before is in it.
-                changes = await _sync(process_id=self.process_id, open_connections=list(self.open.values()))
+                closed_at = dict(self.closed_while_degraded)
+                changes = await _sync(
+                    process_id=self.process_id, open_connections=list(self.open.values()), closed_at=closed_at
+                )
+                for connection_id in closed_at:
+                    self.closed_while_degraded.pop(connection_id, None)
                 if self.degraded:
                     self._recovered()
             else:
                 changes = await _reap()
         except (PresenceUnavailable, DatabaseError) as exc:
+            if kind == "close":
+                self.closed_while_degraded[op[1].connection_id] = op[2]
             self._degrade(exc)
             return
         for change in changes:

@@ -10,7 +10,9 @@ import logging
 import time
 
 import pytest
+from django.utils import timezone
 
+from presence import services
 from presence.backends import PresenceUnavailable, set_presence_backend_for_tests
 from presence.backends.orm import OrmPresenceBackend
 from presence.tracker import PresenceTracker
@@ -68,6 +70,14 @@ def test_tracker_degrades_without_raising_and_re_registers_open_sockets_when_the
     async def stored() -> set[str]:
         return await asyncio.to_thread(read_store)
 
+    def left_at_of_alice():
+        from django.db import connection
+
+        try:
+            return services.left_at(room.pk, alice.pk)
+        finally:
+            connection.close()
+
     async def stored_is(expected: set[str]) -> bool:
         return await stored() == expected
 
@@ -86,6 +96,20 @@ def test_tracker_degrades_without_raising_and_re_registers_open_sockets_when_the
         backend.down = False
         await _until(lambda: not tracker.degraded)
         await _until(lambda: stored_is({"t2"}))
+
+        # The last socket closes while the store is away: left_at is when it closed, not when it came back.
+        backend.down = True
+        tracker.socket_opened(room.pk, alice.pk, "t3")
+        await _until(lambda: tracker.degraded)
+        await tracker.socket_closed(room.pk, alice.pk, "t3")
+        await tracker.socket_closed(room.pk, alice.pk, "t2")
+        closed_at = timezone.now()
+        await asyncio.sleep(1.5)
+        backend.down = False
+        await _until(lambda: not tracker.degraded)
+        await _until(lambda: stored_is(set()))
+        left = await asyncio.to_thread(left_at_of_alice)
+        assert left is not None and abs((left - closed_at).total_seconds()) < 0.5
         for task in tracker._tasks:
             task.cancel()
 
