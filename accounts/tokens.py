@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -71,3 +72,55 @@ def session_socket_id(session_key: str | None) -> str | None:
     if not session_key:
         return None
     return SESSION_SOCKET_PREFIX + hashlib.sha256(session_key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class SocketCredential:
+    """What a live socket was authenticated with, for the periodic re-check of revocations."""
+
+    user_id: int
+    jti: str | None
+    issued_at: float | None
+    session_key: str | None
+
+
+def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
+    """Indexes of the credentials that no longer hold: denylisted jti, before the user's cutoff, inactive
+    user, or an ended session. Batched (one cache read, two queries) so a process can re-check all of its
+    sockets every few seconds; this is what closes a socket whose revocation event was lost in transit."""
+    from django.contrib.sessions.models import Session
+
+    from .models import User
+
+    if not credentials:
+        return set()
+    user_ids = {c.user_id for c in credentials}
+    keys = [DENYLIST_PREFIX + c.jti for c in credentials if c.jti] + [USER_CUTOFF_PREFIX + str(u) for u in user_ids]
+    cached = cache.get_many(keys)
+    inactive = set(User.objects.filter(pk__in=user_ids, is_active=False).values_list("pk", flat=True))
+    inactive |= user_ids - set(User.objects.filter(pk__in=user_ids).values_list("pk", flat=True))
+    session_keys = {c.session_key for c in credentials if c.session_key}
+    live_sessions: set[str] = set()
+    if session_keys and settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        from django.utils import timezone
+
+        live_sessions = set(
+            Session.objects.filter(session_key__in=session_keys, expire_date__gt=timezone.now()).values_list(
+                "session_key", flat=True
+            )
+        )
+    else:
+        live_sessions = session_keys
+    revoked: set[int] = set()
+    for index, credential in enumerate(credentials):
+        cutoff = cached.get(USER_CUTOFF_PREFIX + str(credential.user_id))
+        if (
+            credential.user_id in inactive
+            or (credential.jti and DENYLIST_PREFIX + credential.jti in cached)
+            or (
+                cutoff is not None and credential.issued_at is not None and float(credential.issued_at) <= float(cutoff)
+            )
+            or (credential.session_key and credential.session_key not in live_sessions)
+        ):
+            revoked.add(index)
+    return revoked

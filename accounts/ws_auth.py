@@ -35,6 +35,8 @@ class SocketAuth:
     jti: str | None = None  # the access token's jti, or the session's revocation id (tokens.session_socket_id)
     expires_at: float | None = None
     error: str | None = None  # why a presented token was refused: a code, sent as the close reason
+    issued_at: float | None = None  # the access token's iat, for the per-user cutoff of deactivation
+    session_key: str | None = None  # session sockets: re-checked periodically in case a close event was lost
 
 
 def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
@@ -59,7 +61,9 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
         user, token = authenticate_access_token(raw)
     except NotAuthenticated as exc:
         return AnonymousUser(), SocketAuth("none", error=exc.code)
-    return user, SocketAuth("token", jti=str(token.get("jti")), expires_at=float(token["exp"]))
+    return user, SocketAuth(
+        "token", jti=str(token.get("jti")), expires_at=float(token["exp"]), issued_at=token.get("iat")
+    )
 
 
 # A worker thread of the pool, not the one thread-sensitive thread: a storm of connects checks tokens side by side.
@@ -131,6 +135,7 @@ class TokenAuthMiddleware:
                     "session",
                     jti=session_socket_id(getattr(session, "session_key", None)),
                     expires_at=time.time() + settings.SESSION_COOKIE_AGE,
+                    session_key=getattr(session, "session_key", None),
                 )
             else:
                 scope["user"] = AnonymousUser()

@@ -27,6 +27,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from accounts.realtime import user_group
+from accounts.tokens import SocketCredential, revoked_socket_credentials
 
 from .groups import room_group
 
@@ -37,6 +38,8 @@ SWEEP_SECONDS = 1.0
 # How often the hub compares its rooms' streams with the database. A room seen behind twice in a row is
 # caught up from the database: that covers a publish lost with no later message to reveal the gap.
 CATCH_UP_SECONDS = 5.0
+# Revocations travel as events (user.revoked); this periodic re-check closes sockets whose event was lost.
+REVOCATION_CHECK_SECONDS = 5.0
 # channels' group membership expires (group_expiry, one day by default): re-add well before that.
 GROUP_REFRESH_SECONDS = 3600.0
 
@@ -69,6 +72,9 @@ def _rooms_last_seq(room_ids: list[int]) -> dict[int, int]:
     from rooms.models import Room
 
     return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
+
+
+_revoked_socket_credentials = database_sync_to_async(revoked_socket_credentials)
 
 
 @database_sync_to_async
@@ -198,6 +204,7 @@ class Hub:
                 asyncio.ensure_future(self._sweep_loop()),
                 asyncio.ensure_future(self._refresh_groups_loop()),
                 asyncio.ensure_future(self._catch_up_loop()),
+                asyncio.ensure_future(self._revocation_loop()),
             ]
             self._started.set_result(None)
         await self._started
@@ -242,6 +249,27 @@ class Hub:
                 await self.layer.group_add(group, self.channel_name)
             except Exception:  # noqa: BLE001
                 logger.warning("could not refresh group %s; will retry", group)
+
+    async def _revocation_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REVOCATION_CHECK_SECONDS)
+            sockets = [listener for listeners in self.users.values() for listener in listeners]
+            credentials = [
+                SocketCredential(
+                    user_id=listener.user_id,
+                    jti=listener.auth_jti,
+                    issued_at=getattr(listener, "auth_issued_at", None),
+                    session_key=getattr(listener, "auth_session_key", None),
+                )
+                for listener in sockets
+            ]
+            try:
+                revoked = await _revoked_socket_credentials(credentials)
+            except Exception:  # noqa: BLE001 - cache or database away: the next round tries again
+                logger.warning("revocation re-check failed; retrying")
+                continue
+            for index in revoked:
+                sockets[index].close_with(4401, "token_revoked")
 
     async def _catch_up_loop(self) -> None:
         while True:

@@ -431,3 +431,45 @@ def test_typing_is_throttled_per_user_across_their_tabs(server_factory, room_wit
             await c.close()
 
     asyncio.run(scenario())
+
+
+def test_a_deactivated_user_whose_close_event_was_lost_is_closed_by_the_periodic_recheck(
+    server_factory, room_with_members
+):
+    from accounts.models import User
+
+    server = server_factory()
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        # Flip the flag behind the service's back: no user.revoked event is ever published.
+        await asyncio.to_thread(lambda: User.objects.filter(pk=alice.pk).update(is_active=False))
+        assert await a.wait_closed(timeout=8) == 4401
+        assert b.close_code is None
+        await b.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.redis
+def test_a_denylisted_token_whose_close_event_was_lost_is_closed_by_the_periodic_recheck(
+    server_factory, room_with_members
+):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from accounts.tokens import revoke_access_jti
+
+    server = server_factory()
+    room, (alice, _) = room_with_members(2)
+    token = AccessToken.for_user(alice)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, str(token)).connect()
+        await a.send_json({"type": "ping"})
+        await a.wait_until(lambda c: c.of_type("pong"))
+        revoke_access_jti(str(token["jti"]), float(token["exp"]))  # the shared denylist, no event
+        assert await a.wait_closed(timeout=8) == 4401
+
+    asyncio.run(scenario())
