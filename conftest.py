@@ -61,10 +61,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     available = set(configured_services())
+    # Soak tests run only when asked for by marker (`-m soak`).
+    run_soak = "soak" in (config.getoption("markexpr", "") or "")
     keep, drop = [], []
     for item in items:
         needed = {m.name for m in item.iter_markers() if m.name in SERVICE_MARKERS}
-        (keep if needed <= available else drop).append(item)
+        soak = item.get_closest_marker("soak") is not None
+        (keep if needed <= available and (run_soak or not soak) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
