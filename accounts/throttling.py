@@ -79,3 +79,28 @@ class SignupIPThrottle(_PerIPThrottle):
 
 class SignupUsernameThrottle(_PerUsernameThrottle):
     scope = "signup_username"
+
+
+LOGIN_THROTTLES = (LoginIPThrottle, LoginUsernameThrottle)
+SIGNUP_THROTTLES = (SignupIPThrottle, SignupUsernameThrottle)
+
+
+class _FormAttempt:
+    """What the throttles read of a request (its META and the username), for the server-rendered forms,
+    whose form-encoded bodies DRF's JSON-only parsers would not read."""
+
+    def __init__(self, request: Any, username: str):
+        self.META = request.META
+        self.headers = request.headers
+        self.data = {"username": username}
+
+
+def form_throttle_wait(request: Any, throttles: tuple[type[_AuthThrottle], ...], username: str) -> float | None:
+    """The same limits as the REST login/signup, for the pages: seconds to wait, or None when allowed."""
+    attempt = _FormAttempt(request, username)
+    waits = []
+    for throttle_class in throttles:
+        throttle = throttle_class()
+        if not throttle.allow_request(attempt, None):  # type: ignore[arg-type]
+            waits.append(throttle.wait())
+    return max(waits) if waits else None

@@ -22,7 +22,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts import services as accounts_services
+from accounts.password_pool import on_password_pool
 from accounts.services import InvalidCredentials
+from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from chattalk_project.domain import DomainError, InvalidInput
 from messaging.services import history, my_rooms_queryset
 from rooms.models import Room
@@ -93,11 +95,22 @@ def add_domain_errors(form: forms.Form, exc: DomainError) -> None:
             form.add_error(field if field in form.fields else None, error)
 
 
+def throttled_response(request: HttpRequest, template: str, context: dict[str, Any], wait: float) -> HttpResponse:
+    context["form"].add_error(None, _("Too many attempts. Try again in %(seconds)d s.") % {"seconds": int(wait)})
+    response = render(request, template, context, status=429)
+    response["Retry-After"] = str(int(wait))
+    return response
+
+
+@on_password_pool
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("room-list")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        wait = form_throttle_wait(request, SIGNUP_THROTTLES, form.cleaned_data["username"])
+        if wait is not None:
+            return throttled_response(request, "pages/signup.html", {"form": form}, wait)
         try:
             user = accounts_services.signup(
                 username=form.cleaned_data["username"],
@@ -113,6 +126,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/signup.html", {"form": form})
 
 
+@on_password_pool
 def login_page(request: HttpRequest) -> HttpResponse:
     next_url = request.POST.get("next") or request.GET.get("next") or ""
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
@@ -121,6 +135,9 @@ def login_page(request: HttpRequest) -> HttpResponse:
         return redirect(next_url or "room-list")
     form = LoginForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        wait = form_throttle_wait(request, LOGIN_THROTTLES, form.cleaned_data["username"])
+        if wait is not None:
+            return throttled_response(request, "pages/login.html", {"form": form, "next": next_url}, wait)
         try:
             accounts_services.login(
                 request=request, username=form.cleaned_data["username"], password=form.cleaned_data["password"]

@@ -156,3 +156,36 @@ def test_pages_speak_korean_to_a_korean_browser() -> None:
     html = logged_in("minji", HTTP_ACCEPT_LANGUAGE="ko-KR,ko;q=0.9").get("/rooms/").content.decode()
     assert '<html lang="ko">' in html
     assert "방 만들기" in html and "채팅방 검색" in html
+
+
+def with_rate(settings, scope: str, rate: str) -> None:
+    """DRF re-reads its settings on Django's setting_changed signal, which the settings fixture sends."""
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], scope: rate}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+
+
+def test_the_login_page_is_throttled_like_the_api_login(settings) -> None:
+    with_rate(settings, "login_username", "3/min")
+    user("mallory-target")
+    statuses = [
+        Client(REMOTE_ADDR=f"10.0.0.{i}")
+        .post("/login/", {"username": "mallory-target", "password": "guess"})
+        .status_code
+        for i in range(5)
+    ]
+    assert statuses == [200, 200, 200, 429, 429]
+    refused = Client(REMOTE_ADDR="10.0.0.9").post("/login/", {"username": "mallory-target", "password": PASSWORD})
+    assert refused.status_code == 429 and "Too many attempts" in refused.content.decode()
+    assert int(refused["Retry-After"]) >= 1
+
+
+def test_the_signup_page_is_throttled_per_ip(settings) -> None:
+    with_rate(settings, "signup_ip", "2/hour")
+    statuses = [
+        Client(REMOTE_ADDR="10.1.1.1")
+        .post("/signup/", {"username": f"newbie{i}", "password": PASSWORD, "password_again": PASSWORD})
+        .status_code
+        for i in range(3)
+    ]
+    assert statuses == [302, 302, 429]
+    assert not User.objects.filter(username="newbie2").exists()
