@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
@@ -28,6 +29,7 @@ from channels.layers import get_channel_layer
 
 from accounts.realtime import user_group
 from accounts.tokens import SocketCredential, revoked_socket_credentials
+from chattalk_project.metrics import SEND_TO_DELIVERY_SECONDS
 
 from .groups import room_group
 
@@ -54,6 +56,14 @@ class HubListener(Protocol):
     def deliver_frame(self, text: str) -> None: ...
     def close_with(self, code: int, reason: str) -> None: ...
     def sweep(self, now: float) -> None: ...
+
+
+def observe_send_to_delivery(created_at: str | None) -> None:
+    """Feed /metrics' latency histogram; never lets a bad timestamp disturb delivery."""
+    try:
+        SEND_TO_DELIVERY_SECONDS.observe(max(0.0, time.time() - datetime.fromisoformat(created_at).timestamp()))
+    except (TypeError, ValueError):
+        pass
 
 
 def encode(frame: dict[str, Any]) -> str:
@@ -133,7 +143,9 @@ class RoomStream:
     def _deliver(self, message: dict[str, Any]) -> None:
         text = encode({"type": "message", "message": message})
         seq = int(message["seq"])
+        self.hub.messages += 1
         self.hub.deliveries += len(self.listeners)
+        observe_send_to_delivery(message.get("created_at"))
         for listener in tuple(self.listeners):
             listener.deliver_message(seq, text)
 
@@ -190,6 +202,7 @@ class Hub:
         self.group_added: dict[str, asyncio.Future[None]] = {}
         self.group_listeners: dict[str, set[Any]] = {}
         self.deliveries = 0
+        self.messages = 0  # room messages handed to local sockets (once per message); /metrics reads both
         self.last_typing: dict[tuple[int, int], float] = {}
         self._started: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
