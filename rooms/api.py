@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.generics import GenericAPIView
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +20,7 @@ from rest_framework.views import APIView
 from chattalk_project.domain import InvalidInput
 
 from . import services
+from .models import Room
 from .serializers import MembershipResultSerializer, RoomCreateSerializer, RoomSerializer, RoomUpdateSerializer
 
 
@@ -34,14 +36,17 @@ def _room(room: Any) -> dict[str, Any]:
     return dict(RoomSerializer(room).data)
 
 
-class RoomListView(GenericAPIView):
+class RoomListView(ListAPIView):
+    """GET: rooms, newest first, `search` in the title, page-number pages. POST: create a room."""
+
     serializer_class = RoomSerializer
 
+    def get_queryset(self) -> QuerySet[Room]:
+        return services.search_rooms(self.request.query_params.get("search", ""))
+
     @extend_schema(parameters=[OpenApiParameter("search", str, description="Part of the title, any case.")])
-    def get(self, request: Request) -> Response:
-        rooms = services.search_rooms(request.query_params.get("search", ""))
-        page = self.paginate_queryset(rooms)
-        return self.get_paginated_response(RoomSerializer(page, many=True).data)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer})
     def post(self, request: Request) -> Response:
