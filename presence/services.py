@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -102,10 +102,10 @@ def live_since(now: datetime | None = None) -> datetime:
 
 
 # --- reads ------------------------------------------------------------------------------------------------
-def _states(room_ids: list[int]) -> dict[tuple[int, int], RoomUserState]:
+def _states(room_ids: list[int], user_ids: Iterable[int] | None = None) -> dict[tuple[int, int], RoomUserState]:
     """The store's view, or nothing while it is away (presence degraded: everyone reads as not connected)."""
     try:
-        return get_presence_backend().states(room_ids, live_since())
+        return get_presence_backend().states(room_ids, live_since(), user_ids)
     except PresenceUnavailable as exc:
         logger.warning("presence store unavailable, participants read without it: %s", exc)
         return {}
@@ -157,7 +157,7 @@ def participants_of(room_id: int, user_ids: Iterable[int]) -> dict[int, Particip
             "user_id", "left_at", "is_active"
         )
     }
-    states = _states([room_id]) if users else {}
+    states = _states([room_id], users) if users else {}
     found: dict[int, Participant] = {}
     for user_id, user in users.items():
         membership = memberships.get(user_id)
@@ -181,7 +181,7 @@ def left_at(room_id: int, user_id: int) -> datetime | None:
     membership_left_at = (
         Membership.objects.filter(room_id=room_id, user_id=user_id).values_list("left_at", flat=True).first()
     )
-    state = _states([room_id]).get((room_id, user_id))
+    state = _states([room_id], [user_id]).get((room_id, user_id))
     return _later(state.left_at if state else None, membership_left_at)
 
 
@@ -214,9 +214,10 @@ def snapshot_frame(room_id: int) -> dict[str, Any]:
 
 
 # --- changes ----------------------------------------------------------------------------------------------
-def _record_change(kind: str, room_id: int, user_id: int, connection_id: str, process_id: str) -> PresenceChange | None:
-    """After a change of the store: read the user's new state, write the event, describe it for publishing."""
-    now_participant = participant(room_id, user_id)
+def _record_change(
+    kind: str, room_id: int, connection_id: str, process_id: str, now_participant: Participant | None
+) -> PresenceChange | None:
+    """After a change of the store: write its event (with the user's new state), describe it for publishing."""
     if now_participant is None:
         return None  # the user is gone; nothing to show
     try:
@@ -238,7 +239,7 @@ def _record_change(kind: str, room_id: int, user_id: int, connection_id: str, pr
                 },
             )
     except DatabaseError:
-        logger.exception("could not record %s of user %s in room %s", kind, user_id, room_id)
+        logger.exception("could not record %s of user %s in room %s", kind, now_participant.user_id, room_id)
     return PresenceChange(kind=kind, room_id=room_id, connection_id=connection_id, participant=now_participant)
 
 
@@ -249,22 +250,23 @@ def connection_opened(
     at = store_time(at)
     backend = get_presence_backend()
     record = ConnectionRecord(connection_id, room_id, user_id, process_id, at, at)
-    created = backend.add_connection(record)
-    backend.mark_seen(room_id, user_id, at)
-    if not created:
+    if not backend.add_connection(record):
         return []
-    change = _record_change(CONNECTED, room_id, user_id, connection_id, process_id)
+    change = _record_change(CONNECTED, room_id, connection_id, process_id, participant(room_id, user_id))
     return [change] if change else []
 
 
 def _after_removal(record: ConnectionRecord, at: datetime) -> PresenceChange | None:
     """A connection record is gone: if it was the user's last one, they stopped being present at `at`."""
-    backend = get_presence_backend()
-    if backend.connection_count(record.room_id, record.user_id, live_since()) == 0:
-        backend.mark_absent(record.room_id, record.user_id, at)
-    else:
-        backend.mark_seen(record.room_id, record.user_id, at)
-    return _record_change(DISCONNECTED, record.room_id, record.user_id, record.connection_id, record.process_id)
+    now_participant = participant(record.room_id, record.user_id)
+    if now_participant is not None and not now_participant.connected:
+        get_presence_backend().mark_absent(record.room_id, record.user_id, at)
+        now_participant = replace(
+            now_participant,
+            left_at=_later(now_participant.left_at, at),
+            last_seen_at=_later(now_participant.last_seen_at, at),
+        )
+    return _record_change(DISCONNECTED, record.room_id, record.connection_id, record.process_id, now_participant)
 
 
 def connection_closed(
@@ -297,8 +299,9 @@ def sync_process(
     changes: list[PresenceChange] = []
     for connection_id in backend.sync_process(process_id, local.values(), at):
         record = local[connection_id]
-        backend.mark_seen(record.room_id, record.user_id, at)
-        change = _record_change(CONNECTED, record.room_id, record.user_id, connection_id, process_id)
+        change = _record_change(
+            CONNECTED, record.room_id, connection_id, process_id, participant(record.room_id, record.user_id)
+        )
         if change:
             changes.append(change)
     for record in backend.connections_of_process(process_id):

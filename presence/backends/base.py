@@ -71,20 +71,15 @@ class PresenceBackend(ABC):
         """Connections whose heartbeat is older than `older_than`: their process stopped refreshing them."""
 
     @abstractmethod
-    def connection_count(self, room_id: int, user_id: int, live_since: datetime) -> int:
-        """Live connections of one user in one room."""
-
-    @abstractmethod
     def mark_absent(self, room_id: int, user_id: int, at: datetime) -> None:
         """left_at and last_seen_at move forward to `at` (never back)."""
 
     @abstractmethod
-    def mark_seen(self, room_id: int, user_id: int, at: datetime) -> None:
-        """last_seen_at moves forward to `at`; creates the (room, user) record if needed."""
-
-    @abstractmethod
-    def states(self, room_ids: Iterable[int], live_since: datetime) -> dict[tuple[int, int], RoomUserState]:
-        """(room_id, user_id) -> state for every pair the store knows in these rooms.
+    def states(
+        self, room_ids: Iterable[int], live_since: datetime, user_ids: Iterable[int] | None = None
+    ) -> dict[tuple[int, int], RoomUserState]:
+        """(room_id, user_id) -> state for every pair the store knows in these rooms (of these users only, when
+        given: a change reads its own user, never the whole room).
 
         Connections whose heartbeat is older than `live_since` are not counted even before the reaper
         removes them, so a dead process's sockets never show, whichever process reaps."""

@@ -80,9 +80,6 @@ class OrmPresenceBackend(PresenceBackend):
         rows = PresenceConnection.objects.filter(heartbeat_at__lt=older_than).order_by("heartbeat_at")[:limit]
         return [_record(row) for row in rows]
 
-    def connection_count(self, room_id: int, user_id: int, live_since: datetime) -> int:
-        return PresenceConnection.objects.filter(room_id=room_id, user_id=user_id, heartbeat_at__gte=live_since).count()
-
     def _ensure_state(self, room_id: int, user_id: int) -> None:
         PresenceState.objects.bulk_create([PresenceState(room_id=room_id, user_id=user_id)], ignore_conflicts=True)
 
@@ -92,22 +89,20 @@ class OrmPresenceBackend(PresenceBackend):
         pair.filter(Q(left_at__isnull=True) | Q(left_at__lt=at)).update(left_at=at)
         pair.filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=at)).update(last_seen_at=at)
 
-    def mark_seen(self, room_id: int, user_id: int, at: datetime) -> None:
-        self._ensure_state(room_id, user_id)
-        PresenceState.objects.filter(room_id=room_id, user_id=user_id).filter(
-            Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=at)
-        ).update(last_seen_at=at)
-
-    def states(self, room_ids: Iterable[int], live_since: datetime) -> dict[tuple[int, int], RoomUserState]:
+    def states(
+        self, room_ids: Iterable[int], live_since: datetime, user_ids: Iterable[int] | None = None
+    ) -> dict[tuple[int, int], RoomUserState]:
         room_ids = list(room_ids)
+        pairs = PresenceState.objects.filter(room_id__in=room_ids)
+        connections = PresenceConnection.objects.filter(room_id__in=room_ids, heartbeat_at__gte=live_since)
+        if user_ids is not None:
+            user_ids = list(user_ids)
+            pairs = pairs.filter(user_id__in=user_ids)
+            connections = connections.filter(user_id__in=user_ids)
         found: dict[tuple[int, int], RoomUserState] = {}
-        for row in PresenceState.objects.filter(room_id__in=room_ids):
+        for row in pairs:
             found[(int(row.room_id), int(row.user_id))] = RoomUserState(0, row.left_at, row.last_seen_at)
-        live = (
-            PresenceConnection.objects.filter(room_id__in=room_ids, heartbeat_at__gte=live_since)
-            .values("room_id", "user_id")
-            .annotate(n=Count("connection_id"), seen=Max("heartbeat_at"))
-        )
+        live = connections.values("room_id", "user_id").annotate(n=Count("connection_id"), seen=Max("heartbeat_at"))
         for row in live:
             key = (int(row["room_id"]), int(row["user_id"]))
             old = found.get(key, RoomUserState(0, None, None))

@@ -181,3 +181,18 @@ def test_a_deleted_room_leaves_no_presence_records(presence_backend):
     delete_room(room_id=room.pk, actor=alice)
     services.room_deleted(room.pk)  # what the room_deleting receiver runs after the commit
     assert presence_backend.live_connections() == []
+
+
+def test_participants_for_many_rooms_cost_what_one_room_costs(presence_backend):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    alice, bob = make_user("alice"), make_user("bob")
+    rooms = [make_room(alice, bob) for _ in range(4)]
+    _open(rooms[0].pk, bob.pk, "b1")
+    with CaptureQueriesContext(connection) as one:
+        services.participants_for_rooms([rooms[0].pk])
+    with CaptureQueriesContext(connection) as four:
+        found = services.participants_for_rooms([r.pk for r in rooms])
+    assert len(four) == len(one) <= 3
+    assert all(len(found[r.pk]) == 2 for r in rooms)

@@ -83,6 +83,8 @@ def test_two_tabs_count_two_closing_one_keeps_connected_closing_both_sets_left_a
 
         await tab1.close()
         await watcher.wait_for(alice.pk, connected=True, connections=1)
+        await watcher.send_json({"type": "ping"})
+        await watcher.wait_until(lambda c: c.of_type("pong"))
         await tab2.close()
         gone = await watcher.wait_for(alice.pk, connected=False, connections=0)
         assert gone["left_at"] is not None
