@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning
+from django.core.checks import CheckMessage, Error, Tags
 
 from .kafka import bootstrap_server_problems
 
@@ -28,13 +28,6 @@ def kafka_settings_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
         problems.append(Error("KAFKA_TOPIC_PARTITIONS must be at least 1.", id="events.E002"))
     if settings.EVENTS_RELAY_BATCH_SIZE < 1:
         problems.append(Error("EVENTS_RELAY_BATCH_SIZE must be at least 1.", id="events.E003"))
-    if servers and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-        problems.append(
-            Warning(
-                "The relay on SQLite takes no lock: run exactly one `relay_events` against this database.",
-                id="events.W001",
-            )
-        )
     return problems
 
 
