@@ -74,6 +74,7 @@ class PresenceChange:
     kind: str  # CONNECTED or DISCONNECTED
     room_id: int
     connection_id: str
+    process_id: str
     participant: Participant
 
 
@@ -214,59 +215,90 @@ def snapshot_frame(room_id: int) -> dict[str, Any]:
 
 
 # --- changes ----------------------------------------------------------------------------------------------
-def _record_change(
-    kind: str, room_id: int, connection_id: str, process_id: str, now_participant: Participant | None
-) -> PresenceChange | None:
-    """After a change of the store: write its event (with the user's new state), describe it for publishing."""
-    if now_participant is None:
-        return None  # the user is gone; nothing to show
+def _record_events(changes: list[PresenceChange]) -> None:
+    """One event per change, in one small transaction right after the changes of the store."""
+    if not changes:
+        return
     try:
         with transaction.atomic():
-            record_event(
-                kind,
-                room_id=room_id,
-                data={
-                    "room_id": room_id,
-                    "user": {
-                        "id": now_participant.user_id,
-                        "username": now_participant.username,
-                        "nickname": now_participant.nickname,
+            for change in changes:
+                p = change.participant
+                record_event(
+                    change.kind,
+                    room_id=change.room_id,
+                    data={
+                        "room_id": change.room_id,
+                        "user": {"id": p.user_id, "username": p.username, "nickname": p.nickname},
+                        "connection_id": change.connection_id,
+                        "process_id": change.process_id,
+                        "connections": p.connections,
+                        "connected": p.connected,
                     },
-                    "connection_id": connection_id,
-                    "process_id": process_id,
-                    "connections": now_participant.connections,
-                    "connected": now_participant.connected,
-                },
-            )
+                )
     except DatabaseError:
-        logger.exception("could not record %s of user %s in room %s", kind, now_participant.user_id, room_id)
-    return PresenceChange(kind=kind, room_id=room_id, connection_id=connection_id, participant=now_participant)
+        logger.exception("could not record %d presence events", len(changes))
+
+
+def _report(
+    connected: list[ConnectionRecord], disconnected: list[tuple[ConnectionRecord, datetime]]
+) -> list[PresenceChange]:
+    """After changes of the store: read the changed users' new state (one read per room), move left_at
+    forward for those with no live socket left, record the events, and describe the changes to publish."""
+    users_by_room: dict[int, set[int]] = {}
+    for record in [*connected, *(r for r, _ in disconnected)]:
+        users_by_room.setdefault(record.room_id, set()).add(record.user_id)
+    now: dict[tuple[int, int], Participant] = {}
+    for room_id, user_ids in users_by_room.items():
+        for user_id, found in participants_of(room_id, user_ids).items():
+            now[(room_id, user_id)] = found
+    last_close: dict[tuple[int, int], datetime] = {}
+    for record, at in disconnected:
+        key = (record.room_id, record.user_id)
+        last_close[key] = max(at, last_close.get(key, at))
+    for key, at in last_close.items():
+        found = now.get(key)
+        if found is not None and not found.connected:
+            get_presence_backend().mark_absent(key[0], key[1], at)
+            now[key] = replace(found, left_at=_later(found.left_at, at), last_seen_at=_later(found.last_seen_at, at))
+    changes = [
+        PresenceChange(kind, r.room_id, r.connection_id, r.process_id, now[(r.room_id, r.user_id)])
+        for kind, records in ((CONNECTED, connected), (DISCONNECTED, [r for r, _ in disconnected]))
+        for r in records
+        if (r.room_id, r.user_id) in now  # a deleted user has nothing to show
+    ]
+    _record_events(changes)
+    return changes
+
+
+def apply_socket_changes(
+    *,
+    opened: Iterable[ConnectionRecord] = (),
+    closed: Iterable[tuple[ConnectionRecord, datetime]] = (),
+    at: datetime | None = None,
+) -> list[PresenceChange]:
+    """Chat sockets of one process opened and closed, applied in bulk (a burst of hundreds of sockets costs a
+    few store round trips, not a few per socket). Opens are applied before closes, so a socket that opened
+    and closed within one batch leaves nothing behind. Raises PresenceUnavailable when the store is away
+    (the caller degrades). Only changes this call made are reported: an open of a socket already known or a
+    close of one already gone (reaped) is no change."""
+    at = store_time(at)
+    backend = get_presence_backend()
+    opened, closed = list(opened), [(record, store_time(when)) for record, when in closed]
+    created = set(backend.upsert_connections(opened, at)) if opened else set()
+    removed = set(backend.remove_connections([r.connection_id for r, _ in closed])) if closed else set()
+    return _report(
+        [r for r in opened if r.connection_id in created],
+        [(r, when) for r, when in closed if r.connection_id in removed],
+    )
 
 
 def connection_opened(
     *, room_id: int, user_id: int, connection_id: str, process_id: str, at: datetime | None = None
 ) -> list[PresenceChange]:
-    """A chat socket opened. Raises PresenceUnavailable when the store is away (the caller degrades)."""
+    """A chat socket opened (one at a time: tests, tools; the tracker batches)."""
     at = store_time(at)
-    backend = get_presence_backend()
     record = ConnectionRecord(connection_id, room_id, user_id, process_id, at, at)
-    if not backend.add_connection(record):
-        return []
-    change = _record_change(CONNECTED, room_id, connection_id, process_id, participant(room_id, user_id))
-    return [change] if change else []
-
-
-def _after_removal(record: ConnectionRecord, at: datetime) -> PresenceChange | None:
-    """A connection record is gone: if it was the user's last one, they stopped being present at `at`."""
-    now_participant = participant(record.room_id, record.user_id)
-    if now_participant is not None and not now_participant.connected:
-        get_presence_backend().mark_absent(record.room_id, record.user_id, at)
-        now_participant = replace(
-            now_participant,
-            left_at=_later(now_participant.left_at, at),
-            last_seen_at=_later(now_participant.last_seen_at, at),
-        )
-    return _record_change(DISCONNECTED, record.room_id, record.connection_id, record.process_id, now_participant)
+    return apply_socket_changes(opened=[record], at=at)
 
 
 def connection_closed(
@@ -274,10 +306,8 @@ def connection_closed(
 ) -> list[PresenceChange]:
     """A chat socket closed. Only the caller whose delete removed the record reports the change."""
     at = store_time(at)
-    if not get_presence_backend().remove_connection(connection_id):
-        return []
-    change = _after_removal(ConnectionRecord(connection_id, room_id, user_id, process_id, at, at), at)
-    return [change] if change else []
+    record = ConnectionRecord(connection_id, room_id, user_id, process_id, at, at)
+    return apply_socket_changes(closed=[(record, at)], at=at)
 
 
 def sync_process(
@@ -296,20 +326,13 @@ def sync_process(
     at = store_time(at)
     backend = get_presence_backend()
     local = {r.connection_id: r for r in open_connections}
-    changes: list[PresenceChange] = []
-    for connection_id in backend.sync_process(process_id, local.values(), at):
-        record = local[connection_id]
-        change = _record_change(
-            CONNECTED, record.room_id, connection_id, process_id, participant(record.room_id, record.user_id)
-        )
-        if change:
-            changes.append(change)
-    for record in backend.connections_of_process(process_id):
-        if record.connection_id not in local and backend.remove_connection(record.connection_id):
-            change = _after_removal(record, (closed_at or {}).get(record.connection_id, at))
-            if change:
-                changes.append(change)
-    return changes
+    created = backend.upsert_connections(local.values(), at) if local else []
+    gone = {r.connection_id: r for r in backend.connections_of_process(process_id) if r.connection_id not in local}
+    removed = backend.remove_connections(list(gone)) if gone else []
+    return _report(
+        [local[c] for c in created],
+        [(gone[c], (closed_at or {}).get(c, at)) for c in removed],
+    )
 
 
 def reap_stale_connections(now: datetime | None = None) -> list[PresenceChange]:
@@ -317,7 +340,7 @@ def reap_stale_connections(now: datetime | None = None) -> list[PresenceChange]:
     this at any time: a record is reported by the one caller whose delete removed it. The user stopped being
     present at the last heartbeat anyone saw, which is what left_at records."""
     backend = get_presence_backend()
-    changes: list[PresenceChange] = []
+    reaped: list[tuple[ConnectionRecord, datetime]] = []
     for record in backend.stale_connections(live_since(now)):
         if backend.remove_connection(record.connection_id):
             logger.info(
@@ -328,10 +351,8 @@ def reap_stale_connections(now: datetime | None = None) -> list[PresenceChange]:
                 record.process_id,
                 record.heartbeat_at.isoformat(),
             )
-            change = _after_removal(record, record.heartbeat_at)
-            if change:
-                changes.append(change)
-    return changes
+            reaped.append((record, record.heartbeat_at))
+    return _report([], reaped) if reaped else []
 
 
 def publish_membership_change(room_id: int, user_id: int) -> None:

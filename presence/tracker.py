@@ -34,6 +34,8 @@ from .backends import ConnectionRecord, PresenceUnavailable
 logger = logging.getLogger(__name__)
 
 RETRY_SECONDS_WHILE_DEGRADED = 1.0
+SOCKET_OPS = frozenset({"open", "close"})
+BATCH_LIMIT = 500
 
 
 def _in_worker_thread(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,8 +43,7 @@ def _in_worker_thread(func: Callable[..., Any]) -> Callable[..., Any]:
     return DatabaseSyncToAsync(func, thread_sensitive=False)
 
 
-_opened = _in_worker_thread(services.connection_opened)
-_closed = _in_worker_thread(services.connection_closed)
+_apply_socket_changes = _in_worker_thread(services.apply_socket_changes)
 _sync = _in_worker_thread(services.sync_process)
 _reap = _in_worker_thread(services.reap_stale_connections)
 
@@ -94,44 +95,41 @@ class PresenceTracker:
     # --- the worker -----------------------------------------------------------------------------------------
     async def _work(self) -> None:
         assert self._queue is not None
+        held: tuple[Any, ...] | None = None
         while True:
-            op = await self._queue.get()
+            op = held or await self._queue.get()
+            held = None
+            # Socket opens and closes waiting in line are applied together: a burst costs a few round trips.
+            batch = [op]
+            if op[0] in SOCKET_OPS:
+                while len(batch) < BATCH_LIMIT and not self._queue.empty():
+                    following = self._queue.get_nowait()
+                    if following[0] not in SOCKET_OPS:
+                        held = following  # heartbeats and reaps keep their place in line
+                        break
+                    batch.append(following)
             try:
-                await self._apply(op)
+                await self._apply(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - one failed change must not stop presence
                 logger.exception("presence %s failed", op[0])
             finally:
-                done = op[-1]
-                if isinstance(done, asyncio.Future) and not done.done():
-                    done.set_result(None)
+                for applied in batch:
+                    done = applied[-1]
+                    if isinstance(done, asyncio.Future) and not done.done():
+                        done.set_result(None)
 
-    async def _apply(self, op: tuple[Any, ...]) -> None:
-        kind = op[0]
-        if self.degraded and kind in {"open", "close", "reap"}:
-            if kind == "close":
-                self.closed_while_degraded[op[1].connection_id] = op[2]
+    async def _apply(self, batch: list[tuple[Any, ...]]) -> None:
+        kind = batch[0][0]
+        closes = [(op[1], op[2]) for op in batch if op[0] == "close"]
+        if self.degraded and kind != "sync":
+            for record, at in closes:
+                self.closed_while_degraded[record.connection_id] = at
             return  # the next successful heartbeat reconciles these
         try:
-            if kind == "open":
-                record = op[1]
-                changes = await _opened(
-                    room_id=record.room_id,
-                    user_id=record.user_id,
-                    connection_id=record.connection_id,
-                    process_id=self.process_id,
-                    at=record.connected_at,
-                )
-            elif kind == "close":
-                record, at = op[1], op[2]  # op[3]: the future socket_closed handed out
-                changes = await _closed(
-                    room_id=record.room_id,
-                    user_id=record.user_id,
-                    connection_id=record.connection_id,
-                    process_id=self.process_id,
-                    at=at,
-                )
+            if kind in SOCKET_OPS:
+                changes = await _apply_socket_changes(opened=[op[1] for op in batch if op[0] == "open"], closed=closes)
             elif kind == "sync":
                 # The snapshot is taken now, in queue order: everything opened or closed before is in it.
                 closed_at = dict(self.closed_while_degraded)
@@ -145,11 +143,13 @@ class PresenceTracker:
             else:
                 changes = await _reap()
         except (PresenceUnavailable, DatabaseError) as exc:
-            if kind == "close":
-                self.closed_while_degraded[op[1].connection_id] = op[2]
+            for record, at in closes:
+                self.closed_while_degraded[record.connection_id] = at
             self._degrade(exc)
             return
-        for change in changes:
+        # One frame per changed user, with their state after the whole batch.
+        latest = {(c.room_id, c.participant.user_id): c for c in changes}
+        for change in latest.values():
             await services.apublish(change.room_id, change.participant)
 
     def _degrade(self, exc: Exception) -> None:

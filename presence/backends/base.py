@@ -48,19 +48,19 @@ class PresenceBackend(ABC):
         """Raise if the store does not answer (for /readyz)."""
 
     @abstractmethod
-    def add_connection(self, record: ConnectionRecord) -> bool:
-        """Upsert one live connection (refreshing its heartbeat); True if this call created it."""
+    def upsert_connections(self, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
+        """Upsert live connections with heartbeat `at` (one atomic upsert per record, sent in bulk).
+
+        Returns the ids this call created: new sockets, or sockets the store had lost (reaped while their
+        process stalled, or opened while the store was away)."""
 
     @abstractmethod
     def remove_connection(self, connection_id: str) -> bool:
-        """Delete one connection; True only for the one caller whose delete removed it."""
+        """Delete one connection; True only for the one caller whose delete removed it (reapers race)."""
 
     @abstractmethod
-    def sync_process(self, process_id: str, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
-        """Make the store hold exactly `records` for this process: upsert each with heartbeat `at`.
-
-        Returns the connection ids this call created (absent before: reaped, or lost while the store was
-        away). Records of this process that are not in `records` are left for `connections_of_process`."""
+    def remove_connections(self, connection_ids: Iterable[str]) -> list[str]:
+        """Delete connections of this process in bulk; returns the ids that were there."""
 
     @abstractmethod
     def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:

@@ -127,20 +127,13 @@ class MongoPresenceBackend(PresenceBackend):
 
         self._run(ping, probe=True)
 
-    def add_connection(self, record: ConnectionRecord) -> bool:
-        def add(conns: Collection, _pairs: Collection) -> bool:
-            result = conns.update_one(*_upsert(record, record.heartbeat_at), upsert=True)
-            return result.upserted_id is not None
-
-        return bool(self._run(add))
-
     def remove_connection(self, connection_id: str) -> bool:
         return bool(self._run(lambda conns, _pairs: conns.delete_one({"_id": connection_id}).deleted_count))
 
-    def sync_process(self, process_id: str, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
+    def upsert_connections(self, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
         batch = list(records)
 
-        def sync(conns: Collection, _pairs: Collection) -> list[str]:
+        def upsert(conns: Collection, _pairs: Collection) -> list[str]:
             created: list[str] = []
             for start in range(0, len(batch), 500):
                 chunk = batch[start : start + 500]
@@ -148,7 +141,20 @@ class MongoPresenceBackend(PresenceBackend):
                 created += [str(i) for i in result.upserted_ids.values()]
             return created
 
-        return list(self._run(sync)) if batch else []
+        return list(self._run(upsert)) if batch else []
+
+    def remove_connections(self, connection_ids: Iterable[str]) -> list[str]:
+        ids = list(connection_ids)
+        if len(ids) == 1:
+            return ids if self.remove_connection(ids[0]) else []
+
+        def remove(conns: Collection, _pairs: Collection) -> list[str]:
+            present = [str(d["_id"]) for d in conns.find({"_id": {"$in": ids}}, {"_id": 1})]
+            if present:
+                conns.delete_many({"_id": {"$in": present}})
+            return present
+
+        return list(self._run(remove)) if ids else []
 
     def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
         return self._run(lambda conns, _pairs: [_record(d) for d in conns.find({"process_id": process_id})])

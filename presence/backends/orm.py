@@ -34,9 +34,6 @@ class OrmPresenceBackend(PresenceBackend):
         except DatabaseError as exc:
             raise PresenceUnavailable(str(exc)) from exc
 
-    def add_connection(self, record: ConnectionRecord) -> bool:
-        return bool(self._upsert([record], record.heartbeat_at))
-
     def _upsert(self, records: list[ConnectionRecord], at: datetime) -> list[str]:
         """One INSERT ... ON CONFLICT DO UPDATE of the heartbeat (atomic per row, also when a reaper deletes a
         row meanwhile: it is inserted again). The read before it only tells which rows are new, for events."""
@@ -66,12 +63,20 @@ class OrmPresenceBackend(PresenceBackend):
         deleted, _ = PresenceConnection.objects.filter(connection_id=connection_id).delete()
         return bool(deleted)
 
-    def sync_process(self, process_id: str, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
+    def upsert_connections(self, records: Iterable[ConnectionRecord], at: datetime) -> list[str]:
         created: list[str] = []
         batch = list(records)
         for start in range(0, len(batch), 500):
             created += self._upsert(batch[start : start + 500], at)
         return created
+
+    def remove_connections(self, connection_ids: Iterable[str]) -> list[str]:
+        ids = list(connection_ids)
+        if len(ids) == 1:
+            return ids if self.remove_connection(ids[0]) else []
+        present = list(PresenceConnection.objects.filter(connection_id__in=ids).values_list("connection_id", flat=True))
+        PresenceConnection.objects.filter(connection_id__in=present).delete()
+        return present
 
     def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
         return [_record(row) for row in PresenceConnection.objects.filter(process_id=process_id)]

@@ -196,3 +196,29 @@ def test_participants_for_many_rooms_cost_what_one_room_costs(presence_backend):
         found = services.participants_for_rooms([r.pk for r in rooms])
     assert len(four) == len(one) <= 3
     assert all(len(found[r.pk]) == 2 for r in rooms)
+
+
+def test_a_burst_of_socket_changes_is_applied_in_bulk_with_one_event_per_change(presence_backend):
+    alice, bob = make_user("alice"), make_user("bob")
+    room = make_room(alice, bob)
+    now = services.store_time()
+    OutboxEvent.objects.all().delete()
+
+    def rec(connection_id: str, user) -> ConnectionRecord:
+        return ConnectionRecord(connection_id, room.pk, user.pk, "p1", now, now)
+
+    changes = services.apply_socket_changes(
+        opened=[rec("a1", alice), rec("a2", alice), rec("b1", bob), rec("flash", bob)],
+        closed=[(rec("flash", bob), now), (rec("never-opened", bob), now)],
+    )
+    assert sorted((c.kind, c.connection_id) for c in changes) == [
+        ("presence.connected", "a1"),
+        ("presence.connected", "a2"),
+        ("presence.connected", "b1"),
+        ("presence.connected", "flash"),
+        ("presence.disconnected", "flash"),  # opened and closed within the burst: nothing left behind
+    ]
+    assert {c.participant.user_id: c.participant.connections for c in changes} == {alice.pk: 2, bob.pk: 1}
+    assert OutboxEvent.objects.filter(room_id=room.pk, event_type__startswith="presence.").count() == 5
+    assert {r.connection_id for r in presence_backend.live_connections()} == {"a1", "a2", "b1"}
+    assert _me(room.pk, bob.pk).left_at is None  # bob kept a socket: he never stopped being present
