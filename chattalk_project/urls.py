@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 
 from . import errors, health, metrics
 
@@ -17,7 +18,8 @@ urlpatterns = [
     path("", include("chattalk_project.api_urls")),
     path("", include("chattalk_project.page_urls")),
     # Unknown /api/ paths answer the contract's JSON 404 in DEBUG too (Django's debug page is HTML).
-    re_path(r"^api/", errors.handler404),
+    # csrf_exempt: a POST to an unknown /api/ path must get this JSON 404, not the CSRF failure HTML page.
+    re_path(r"^api/", csrf_exempt(errors.handler404)),
 ]
 
 handler404 = "chattalk_project.errors.handler404"

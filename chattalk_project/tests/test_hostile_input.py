@@ -1,0 +1,371 @@
+"""Hostile input against a real server process: no 5xx, no crashed consumer, the contract's answers.
+
+- REST: a property-based run (schemathesis, from the live /api/schema/) over every operation, valid and
+  invalid data, as a member of a real room. Bounded: a fixed number of examples per operation.
+- WebSocket: random JSON (hypothesis), wrong types, huge and deeply nested payloads, binary frames, invalid
+  UTF-8 and garbage on the chat and presence sockets; error frames or the contract's close codes, the
+  process stays up, and a fresh socket still works.
+- GraphQL: queries and mutations generated from the schema (hypothesis-graphql), depth and size limits,
+  malformed documents, unknown fields, huge aliases and batches; errors, never a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import hypothesis_graphql
+import pytest
+import schemathesis
+import websockets
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from websockets.sync.client import connect as ws_connect
+
+from chattalk_project.schema import schema as graphene_schema
+from messaging.testing import ChatClient
+from rooms.models import Room
+from rooms.services import NotRoomMember, create_room, join_room, require_member
+
+from .security_support import Cast, http, make_cast
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+FUZZ_SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    derandomize=False,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+SERVER_ERROR_MARKERS = ("Traceback (most recent call last)", "Exception in ASGI application")
+
+
+class ServerLog:
+    """What a server wrote to its log since the test started: a consumer that crashed leaves a traceback."""
+
+    def __init__(self, server: Any):
+        self.server = server
+        self.offset = server.log_path.stat().st_size if server.log_path.exists() else 0
+
+    def new_text(self) -> str:
+        with open(self.server.log_path, errors="replace") as log:
+            log.seek(self.offset)
+            return log.read()
+
+    def assert_no_crash(self) -> None:
+        text = self.new_text()
+        for marker in SERVER_ERROR_MARKERS:
+            assert marker not in text, text[-4000:]
+        assert self.server.process.poll() is None, "the server process died"
+
+
+def keep_member_of_a_room(cast: Cast) -> Room:
+    """The fuzzer may delete the room or leave it: give the member a room to be in again."""
+    room = Room.objects.filter(pk=cast.room.pk).first()
+    if room is None:
+        room = create_room(owner=cast.owner, title="again", max_personnel=50)
+        cast.room = room
+    try:
+        require_member(room.pk, cast.member)
+    except NotRoomMember:
+        join_room(room_id=room.pk, user=cast.member)
+    return room
+
+
+# --- REST, from the OpenAPI schema -------------------------------------------------------------------------
+def test_rest_api_fuzzed_from_its_openapi_schema_never_answers_5xx(server_factory) -> None:
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    log = ServerLog(server)
+    cast = make_cast()
+    api = schemathesis.openapi.from_url(f"{server.http_url}/api/schema/")
+    failures: list[str] = []
+    calls = {"n": 0, "2xx": 0}
+
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert len(operations) >= 15, [op.label for op in operations]
+    for operation in operations:
+        strategy = st.one_of(
+            operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+            operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+        )
+
+        @FUZZ_SETTINGS
+        @given(case=strategy, aim_at_real_room=st.booleans())
+        def run(case: Any, aim_at_real_room: bool) -> None:
+            room = keep_member_of_a_room(cast)
+            if aim_at_real_room and case.path_parameters and "room_id" in case.path_parameters:
+                case.path_parameters["room_id"] = room.pk
+            # A fresh token each time: the fuzzer may call logout with the one it was given.
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {cast.token(cast.member)}"}
+            response = case.call(base_url=server.http_url, timeout=15)
+            calls["n"] += 1
+            if response.status_code >= 500:
+                failures.append(
+                    f"{case.method} {case.formatted_path} query={case.query!r} body={getattr(case, 'body', None)!r}"
+                    f" -> {response.status_code} {response.text[:300]}"
+                )
+                return
+            if 200 <= response.status_code < 300:
+                calls["2xx"] += 1
+            elif response.status_code != 405:
+                # The contract's error body on every 4xx under /api/.
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                if not (isinstance(body, dict) and isinstance(body.get("code"), str)):
+                    failures.append(
+                        f"{case.method} {case.formatted_path} headers={case.headers!r} cookies={case.cookies!r} "
+                        f"body={getattr(case, 'body', None)!r} -> {response.status_code} not the contract's error "
+                        f"body: {response.text[:200]!r}"
+                    )
+
+        run()
+    log.assert_no_crash()
+    assert not failures, "\n".join(failures[:20])
+    print("REST fuzz calls:", calls)
+    assert calls["n"] >= 15 * 10 and calls["2xx"] > 0, calls
+
+
+# --- WebSocket frames --------------------------------------------------------------------------------------
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5),
+    max_leaves=20,
+)
+FRAME_TYPES = ["send", "resume", "read", "typing", "ping", "pong", "message", "", "SEND", "presence.snapshot"]
+frames = st.one_of(
+    json_values,
+    st.fixed_dictionaries(
+        {"type": st.one_of(st.sampled_from(FRAME_TYPES), json_values)},
+        optional={
+            "client_id": json_values | st.text(max_size=100),
+            "body": json_values | st.text(max_size=5000),
+            "after_seq": json_values | st.integers(min_value=-(2**70), max_value=2**70),
+            "seq": json_values | st.integers(min_value=-(2**70), max_value=2**70),
+        },
+    ),
+)
+
+
+def drain_then_ping(ws: Any) -> list[dict[str, Any]]:
+    """Every frame the socket answered with until it goes quiet; then a ping must still get its pong."""
+    seen: list[dict[str, Any]] = []
+    while True:
+        try:
+            seen.append(json.loads(ws.recv(timeout=1.0)))
+        except TimeoutError:
+            break
+    ws.send(json.dumps({"type": "ping"}))
+    assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+    return seen
+
+
+def test_random_and_malformed_frames_get_error_frames_and_the_sockets_stay_up(server_factory) -> None:
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    log = ServerLog(server)
+    cast = make_cast()
+    token = cast.token(cast.member)
+    chat_url = f"{server.ws_url}/ws/rooms/{cast.room.pk}/?access_token={token}"
+    presence_url = f"{server.ws_url}/ws/rooms/{cast.room.pk}/presence/?access_token={token}"
+    with ws_connect(chat_url, max_size=2**22) as chat, ws_connect(presence_url, max_size=2**22) as presence:
+        json.loads(presence.recv(timeout=10))  # the snapshot
+
+        @settings(FUZZ_SETTINGS, max_examples=150)
+        @given(frame=frames)
+        def run(frame: Any) -> None:
+            text = json.dumps(frame)
+            chat.send(text)
+            presence.send(text)
+
+        run()
+        # Hand-made garbage: not JSON, deep nesting, wrong types, binary, empty.
+        garbage: list[str | bytes] = [
+            "",
+            "{",
+            "not json at all",
+            "\x00\x01\x02",
+            "[" * 20000 + "]" * 20000,
+            '{"type": "send", "body": ' + "[" * 5000 + "]" * 5000 + "}",
+            '{"type": "send", "client_id": "' + "x" * 10000 + '", "body": "hi"}',
+            '{"type": "send", "client_id": 5, "body": {"a": 1}}',
+            '{"type": ["send"]}',
+            '{"type": "resume", "after_seq": 1e308}',
+            '{"type": "read", "seq": "9" }',
+            '{"type": "read", "seq": 99999999999999999999999999}',
+            '{"type": "send", "client_id": "' + str(uuid.uuid4()) + '", "body": "' + "y" * 5000 + '"}',
+            "NaN",
+            '{"type": "ping", "type": "send"}',
+            b"\x00\xff binary",
+            b"",
+        ]
+        for item in garbage:
+            chat.send(item)
+            presence.send(item)
+        chat_codes = {f.get("code") for f in drain_then_ping(chat) if f.get("type") == "error"}
+        presence_codes = {f.get("code") for f in drain_then_ping(presence) if f.get("type") == "error"}
+        assert {"invalid_json", "invalid_frame", "binary_not_supported"} <= chat_codes, chat_codes
+        assert "unknown_type" in presence_codes, presence_codes
+        assert chat.close_code is None and presence.close_code is None
+
+    log.assert_no_crash()
+    assert_fresh_socket_works(server, cast)
+
+
+def test_oversized_frames_close_with_1009_and_invalid_utf8_ends_only_that_socket(server_factory) -> None:
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    log = ServerLog(server)
+    cast = make_cast()
+    token = cast.token(cast.member)
+    huge_text = json.dumps({"type": "send", "client_id": "big", "body": "z" * (65 * 1024)})
+    cases: list[tuple[str, Any, dict[str, Any], set[int]]] = [
+        ("chat", huge_text, {}, {1009}),
+        ("chat", b"\x00" * (65 * 1024), {}, {1009}),
+        ("presence", huge_text, {}, {1009}),
+        # uvicorn's wsproto drops the connection on invalid UTF-8 without a close frame (1006) rather than
+        # sending 1007; either way only that socket ends.
+        ("chat", b'{"type": "ping", "x": "\xff\xfe"}', {"text": True}, {1007, 1006}),
+        ("presence", b"\xc3\x28", {"text": True}, {1007, 1006}),
+    ]
+    for kind, payload, options, codes in cases:
+        path = f"/ws/rooms/{cast.room.pk}/" + ("presence/" if kind == "presence" else "")
+        with ws_connect(f"{server.ws_url}{path}?access_token={token}", max_size=2**22) as ws:
+            ws.send(payload, **options)
+            with pytest.raises(websockets.ConnectionClosed):
+                for _ in range(100):
+                    ws.recv(timeout=10)
+            assert ws.close_code in codes, (kind, options, ws.close_code)
+    log.assert_no_crash()
+    assert_fresh_socket_works(server, cast)
+
+
+def assert_fresh_socket_works(server: Any, cast: Cast) -> None:
+    async def scenario() -> None:
+        client = await ChatClient(server.ws_url, cast.room.pk, cast.token(cast.owner)).connect()
+        client_id = await client.send_message("still here")
+        await client.wait_until(lambda c: any(m["client_id"] == client_id for m in c.messages()))
+        await client.close()
+
+    asyncio.run(scenario())
+
+
+# --- GraphQL -----------------------------------------------------------------------------------------------
+def graphql_post(server: Any, payload: Any, token: str | None, raw: bytes | None = None) -> tuple[int, Any]:
+    status, _headers, body = http("POST", f"{server.http_url}/graphql", body=payload, token=token, raw=raw)
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, body.decode(errors="replace")
+
+
+def error_codes(body: Any) -> list[str]:
+    errors = body.get("errors", []) if isinstance(body, dict) else []
+    return [(e.get("extensions") or {}).get("code") for e in errors]
+
+
+def test_graphql_queries_and_mutations_generated_from_the_schema_never_answer_5xx(server_factory) -> None:
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    log = ServerLog(server)
+    cast = make_cast()
+    sdl = str(graphene_schema)
+    statuses: dict[int, int] = {}
+    failures: list[str] = []
+
+    strategies = [
+        hypothesis_graphql.queries(sdl),
+        hypothesis_graphql.mutations(sdl),
+        hypothesis_graphql.queries(sdl, mode=hypothesis_graphql.Mode.NEGATIVE),
+        hypothesis_graphql.mutations(sdl, mode=hypothesis_graphql.Mode.NEGATIVE),
+    ]
+
+    @settings(FUZZ_SETTINGS, max_examples=120)
+    @given(query=st.one_of(strategies), as_member=st.booleans(), aim_at_real_room=st.booleans())
+    def run(query: Any, as_member: bool, aim_at_real_room: bool) -> None:
+        room = keep_member_of_a_room(cast)
+        text = query if isinstance(query, str) else str(query)
+        if aim_at_real_room:
+            # Point integer arguments at the real room now and then, so that resolvers get past not_found.
+            for name in ("roomId: ", "id: "):
+                text = text.replace(f"{name}0", f"{name}{room.pk}")
+        status, body = graphql_post(server, {"query": text}, cast.token(cast.member) if as_member else None)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status >= 500:
+            failures.append(f"{text[:500]} -> {status} {str(body)[:300]}")
+
+    run()
+    log.assert_no_crash()
+    assert not failures, "\n".join(failures[:10])
+    assert statuses.get(200, 0) > 0, statuses
+
+
+def test_graphql_limits_and_malformed_requests_are_errors_never_5xx(server_factory) -> None:
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    log = ServerLog(server)
+    cast = make_cast()
+    token = cast.token(cast.member)
+
+    deep = "{ " + " { ".join(["rooms"] * 11) + " }" * 11
+    status, body = graphql_post(server, {"query": deep}, token)
+    assert status == 400 and "query_too_deep" in error_codes(body)
+    # Real fields nested past 10 (through fragments, so the document is valid apart from its depth).
+    deep_real = (
+        "query Q { myRooms { ...R } } fragment R on Room { owner { id } participants { user { id } } "
+        + "".join(f"a{i}: participants {{ " for i in range(9))
+        + "connected"
+        + " }" * 9
+        + " }"
+    )
+    status, body = graphql_post(server, {"query": deep_real}, token)
+    assert status == 400 and body["errors"], body
+
+    padding = "#" + "x" * (20 * 1024) + "\n"
+    status, body = graphql_post(server, {"query": padding + "{ health { ok } }"}, token)
+    assert status == 413 and error_codes(body) == ["query_too_large"]
+    # Oversized without Content-Length trickery: a 1 MiB body is refused before it is parsed.
+    status, body = graphql_post(server, None, token, raw=json.dumps({"query": "{" * (1024 * 1024)}).encode())
+    assert status == 413
+
+    aliases = "{ " + " ".join(f"a{i}: health {{ ok }}" for i in range(1000)) + " }"
+    assert len(aliases.encode()) < 20 * 1024
+    status, body = graphql_post(server, {"query": aliases}, token)
+    assert status == 200 and len(body["data"]) == 1000
+
+    heavy = "{ " + " ".join(f"r{i}: myRooms {{ id participants {{ connected }} unread }}" for i in range(300)) + " }"
+    status, body = graphql_post(server, {"query": heavy[: 20 * 1024 - 10] if len(heavy) > 20 * 1024 else heavy}, token)
+    assert status < 500, body
+
+    hostile: list[tuple[Any, bytes | None]] = [
+        ([{"query": "{ health { ok } }"}] * 50, None),  # a batch
+        ([], None),
+        ({"query": "{ health { ok }"}, None),  # malformed
+        ({"query": "{ nope }"}, None),  # unknown field
+        ({"query": '{ room(id: "x") { id } }'}, None),  # wrong type
+        ({"query": "{ room(id: 99999999999999999999) { id } }"}, None),  # out of Int range
+        ({"query": "query($id: Int!) { room(id: $id) { id } }", "variables": {"id": "abc"}}, None),
+        ({"query": "query($id: Int!) { room(id: $id) { id } }", "variables": "not an object"}, None),
+        ({"query": "{ health { ok } }", "operationName": "Missing"}, None),
+        ({"query": 5}, None),
+        ({"query": None}, None),
+        ({"query": ["{ health { ok } }"]}, None),
+        ({"query": "mutation { joinRoom(roomId: -1) { ok error } }"}, None),
+        ({"query": "subscription { x }"}, None),
+        ({"query": "{ __schema { types { fields { type { ofType { ofType { ofType { name } } } } } } } }"}, None),
+        (None, b"\xff\xfe garbage"),
+        (None, b"not json"),
+        (None, b"null"),
+        (None, b'"just a string"'),
+    ]
+    for payload, raw in hostile:
+        status, body = graphql_post(server, payload, token, raw=raw)
+        assert status < 500, (payload, raw, status, body)
+    # GET may not run a mutation.
+    status, _h, _b = http(
+        "GET", f"{server.http_url}/graphql?query=mutation%20%7B%20leaveRoom(roomId%3A%201)%20%7B%20ok%20%7D%20%7D"
+    )
+    assert status in {400, 405}
+    log.assert_no_crash()
