@@ -149,23 +149,32 @@ def test_a_server_killed_with_sigkill_leaves_no_ghost_after_the_timeout(server_f
     asyncio.run(scenario())
 
 
-@pytest.mark.redis  # the leave happens in this test process: its publish reaches the server through Redis
-def test_leaving_the_room_drops_the_member_and_closes_their_presence_socket(server_factory):
-    from rooms.services import delete_room, leave_room
+def http(method: str, url: str, token: str) -> int:
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
+
+def test_leaving_the_room_drops_the_member_and_closes_their_presence_socket(server_factory):
     alice, bob = make_user("alice"), make_user("bob")
     room = make_room(alice, bob)
     server = server_factory()
+    alice_token, bob_token = access_token_for(alice), access_token_for(bob)
 
     async def scenario() -> None:
-        watcher = await PresenceClient(server.ws_url, room.pk, access_token_for(alice)).connect()
-        leaver = await PresenceClient(server.ws_url, room.pk, access_token_for(bob)).connect()
+        watcher = await PresenceClient(server.ws_url, room.pk, alice_token).connect()
+        leaver = await PresenceClient(server.ws_url, room.pk, bob_token).connect()
         await leaver.wait_for(bob.pk, member=True)
-        await asyncio.to_thread(leave_room, room_id=room.pk, user=bob)
+        leave_url = f"{server.http_url}/api/rooms/{room.pk}/leave"
+        assert await asyncio.to_thread(http, "POST", leave_url, bob_token) == 200
         gone = await watcher.wait_for(bob.pk, member=False, connected=False)
         assert gone["left_at"] is not None
         assert await leaver.wait_closed() == 4403
-        await asyncio.to_thread(delete_room, room_id=room.pk, actor=alice)
+        delete_url = f"{server.http_url}/api/rooms/{room.pk}"
+        assert await asyncio.to_thread(http, "DELETE", delete_url, alice_token) == 204
         assert await watcher.wait_closed() == 4404
 
     asyncio.run(scenario())
