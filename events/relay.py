@@ -37,7 +37,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from .kafka import ensure_topics, new_producer
@@ -52,6 +52,7 @@ ADVISORY_LOCK_CLASS = 0x43484154
 ADVISORY_LOCK_OBJECT = 1
 NOT_REPORTED = "no delivery report"
 STALL_LOG_SECONDS = 5.0  # while a batch waits for the broker: a log line (and a topic check) this often
+MAX_HELD_ROOMS = 1000  # beyond this many held-back rooms (an outage, not a bad row), select plainly
 
 
 class LostLeadership(Exception):
@@ -164,6 +165,8 @@ class Relay:
         self._known_topics: set[str] = set()
         self._leading = False
         self._once = False
+        self._held: dict[str, int] = {}  # key -> its first unsent row, which failed
+        self._last_holdback_log = 0.0
         self.last_client_error = ""
 
     # --- lifecycle ----------------------------------------------------------------------------------
@@ -222,6 +225,18 @@ class Relay:
                         result.selected - result.sent,
                     )
                     break
+                if result.error is not None and result.sent > 0:
+                    # The cluster takes events: only some room is held back behind a row it refused. No backoff
+                    # for everyone else; that row is retried with the next batch.
+                    now = time.monotonic()
+                    if now - self._last_holdback_log >= STALL_LOG_SECONDS:
+                        self._last_holdback_log = now
+                        logger.warning(
+                            "relay: a room's events are held back behind a row Kafka refused (%s); retrying",
+                            result.error,
+                        )
+                    self._housekeeping()
+                    continue
                 if result.error is not None:
                     failures += 1
                     outage_started = outage_started or time.monotonic() - result.stalled_seconds
@@ -270,6 +285,7 @@ class Relay:
         if self._leading:
             self.lock.release()
         self._leading = False
+        self._held.clear()  # another relay may publish meanwhile: start again from what is unsent
         if reconnect:
             # A broken session cannot be reused; the next query opens a new one (and must win the lock again).
             try:
@@ -280,11 +296,7 @@ class Relay:
     # --- one batch ----------------------------------------------------------------------------------
     def relay_batch(self) -> BatchResult:
         """Produce the oldest unsent rows, wait for their delivery reports, mark the delivered prefix per room."""
-        rows = list(
-            OutboxEvent.objects.filter(sent_at__isnull=True)
-            .order_by("id")
-            .values_list("id", "topic", "key", "payload")[: self.batch_size]
-        )
+        rows = list(self._unsent_rows().values_list("id", "topic", "key", "payload")[: self.batch_size])
         result = BatchResult(selected=len(rows))
         if not rows:
             return result
@@ -305,6 +317,7 @@ class Relay:
         unreported, result.stalled_seconds = self._wait_for_reports(producer, {topic for _i, topic, _k, _p in rows})
         sent_ids, failures = plan_marks(((row_id, key) for row_id, _t, key, _p in rows), outcomes)
         self._mark(sent_ids, failures)
+        self._hold_back(rows, sent_ids, failures)
         result.sent = len(sent_ids)
         self.stats.sent_total += len(sent_ids)
         self.stats.sent_since_report += len(sent_ids)
@@ -315,6 +328,29 @@ class Relay:
             self._known_topics.clear()
             result.error = next(iter(failures.values()), NOT_REPORTED)
         return result
+
+    def _unsent_rows(self) -> QuerySet[OutboxEvent]:
+        """Unsent rows in id order; of a held-back room only its first unsent row, so that a room stuck behind
+        a row Kafka keeps refusing cannot fill every batch and stall the other rooms."""
+        rows = OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id")
+        if not self._held:
+            return rows
+        still_unsent = set(
+            OutboxEvent.objects.filter(id__in=self._held.values(), sent_at__isnull=True).values_list("id", flat=True)
+        )
+        self._held = {key: row_id for key, row_id in self._held.items() if row_id in still_unsent}
+        if not self._held or len(self._held) > MAX_HELD_ROOMS:
+            return rows
+        return rows.exclude(Q(key__in=list(self._held)) & ~Q(id__in=list(self._held.values())))
+
+    def _hold_back(self, rows: list[tuple[int, str, str, Any]], sent_ids: list[int], failures: dict[int, str]) -> None:
+        sent = set(sent_ids)
+        for _row_id, _topic, key, _payload in rows:
+            if self._held.get(key) in sent:
+                del self._held[key]
+        keys = {row_id: key for row_id, _t, key, _p in rows}
+        for row_id in failures:
+            self._held[keys[row_id]] = row_id
 
     def _produce(
         self, producer: Producer, row_id: int, topic: str, key: str, payload: Any, outcomes: dict[int, str | None]
