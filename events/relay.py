@@ -8,7 +8,9 @@ How order per room holds:
   room id, so one room's rows land in one partition, and the producer's own retries neither duplicate nor
   reorder them. A row is marked sent only after its delivery report succeeded, and within a room only the
   delivered prefix is marked: a room whose row failed stops there, and the next batch starts again from its
-  first unsent row (a later row that did get through is sent again; consumers dedupe by event_id).
+  first unsent row (a later row that did get through is sent again; consumers dedupe by event_id). Until that
+  row is through, batches take only it from its room, so a room stuck behind a row Kafka keeps refusing does
+  not fill the batches of everyone else.
 - Only one relay publishes at a time: the leader holds a PostgreSQL session advisory lock, and re-checks it
   in the transaction that marks rows sent. Other relays are hot standbys that take over when the leader's
   session ends. On SQLite there is no such lock: run a single relay.
