@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -21,12 +23,14 @@ from .serializers import HistoryQuerySerializer, ReadSerializer, SendMessageSeri
 
 
 class RoomMessagesView(APIView):
+    @extend_schema(parameters=[HistoryQuerySerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, room_id: int) -> Response:
         query = HistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         results, has_more = services.history(room_id=room_id, user=request.user, **query.validated_data)
         return Response({"results": results, "has_more": has_more})
 
+    @extend_schema(request=SendMessageSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT})
     def post(self, request: Request, room_id: int) -> Response:
         payload = SendMessageSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -35,6 +39,7 @@ class RoomMessagesView(APIView):
 
 
 class RoomReadView(APIView):
+    @extend_schema(request=ReadSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, room_id: int) -> Response:
         payload = ReadSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
@@ -45,6 +50,7 @@ class RoomReadView(APIView):
 class MyRoomsView(APIView):
     """The caller's rooms, newest activity first, each with unread, last_read_seq and last_message."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         paginator = PageNumberPagination()
         memberships = paginator.paginate_queryset(services.my_rooms_queryset(request.user), request, view=self)

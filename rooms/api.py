@@ -44,7 +44,10 @@ class RoomListView(ListAPIView):
     def get_queryset(self) -> QuerySet[Room]:
         return services.search_rooms(self.request.query_params.get("search", ""))
 
-    @extend_schema(parameters=[OpenApiParameter("search", str, description="Part of the title, any case.")])
+    @extend_schema(
+        operation_id="rooms_list",
+        parameters=[OpenApiParameter("search", str, description="Part of the title, any case.")],
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 

@@ -42,6 +42,7 @@ FUZZ_SETTINGS = settings(
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
+REST_EXAMPLES_PER_OPERATION = 60
 SERVER_ERROR_MARKERS = ("Traceback (most recent call last)", "Exception in ASGI application")
 
 
@@ -94,7 +95,7 @@ def test_rest_api_fuzzed_from_its_openapi_schema_never_answers_5xx(server_factor
             operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
         )
 
-        @FUZZ_SETTINGS
+        @settings(FUZZ_SETTINGS, max_examples=REST_EXAMPLES_PER_OPERATION)
         @given(case=strategy, aim_at_real_room=st.booleans())
         def run(case: Any, aim_at_real_room: bool) -> None:
             room = keep_member_of_a_room(cast)
