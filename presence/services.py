@@ -103,13 +103,18 @@ def live_since(now: datetime | None = None) -> datetime:
 
 
 # --- reads ------------------------------------------------------------------------------------------------
-def _states(room_ids: list[int], user_ids: Iterable[int] | None = None) -> dict[tuple[int, int], RoomUserState]:
-    """The store's view, or nothing while it is away (presence degraded: everyone reads as not connected)."""
+def _states(
+    room_ids: list[int], user_ids: Iterable[int] | None = None, *, strict: bool = False
+) -> dict[tuple[int, int], RoomUserState] | None:
+    """The store's view. While it is away: None for readers (presence degraded: everyone reads as not
+    connected), PresenceUnavailable for writers (strict), which must not publish a state they could not read."""
     try:
         return get_presence_backend().states(room_ids, live_since(), user_ids)
     except PresenceUnavailable as exc:
+        if strict:
+            raise
         logger.warning("presence store unavailable, participants read without it: %s", exc)
-        return {}
+        return None
 
 
 def _participant(
@@ -128,13 +133,12 @@ def _participant(
     )
 
 
-def participants_for_rooms(room_ids: list[int]) -> dict[int, list[Participant]]:
-    """Every active member of each room, connected or not, ordered by username. Two queries and one store
-    read for any number of rooms (GraphQL resolves many rooms at once through this)."""
+def _participants_for_rooms(room_ids: list[int]) -> tuple[dict[int, list[Participant]], bool]:
+    """The participants, and whether the store answered (False: presence degraded)."""
     room_ids = sorted({int(r) for r in room_ids})
     result: dict[int, list[Participant]] = {room_id: [] for room_id in room_ids}
     if not room_ids:
-        return result
+        return result, True
     memberships = (
         Membership.objects.filter(room_id__in=room_ids, is_active=True)
         .select_related("user")
@@ -142,14 +146,21 @@ def participants_for_rooms(room_ids: list[int]) -> dict[int, list[Participant]]:
     )
     states = _states(room_ids)
     for membership in memberships:
-        state = states.get((membership.room_id, membership.user_id))
+        state = (states or {}).get((membership.room_id, membership.user_id))
         result[membership.room_id].append(_participant(membership.user, state, membership.left_at))
-    return result
+    return result, states is not None
 
 
-def participants_of(room_id: int, user_ids: Iterable[int]) -> dict[int, Participant]:
+def participants_for_rooms(room_ids: list[int]) -> dict[int, list[Participant]]:
+    """Every active member of each room, connected or not, ordered by username. Two queries and one store
+    read for any number of rooms (GraphQL resolves many rooms at once through this)."""
+    return _participants_for_rooms(room_ids)[0]
+
+
+def participants_of(room_id: int, user_ids: Iterable[int], *, strict: bool = True) -> dict[int, Participant]:
     """These users' presence in one room, members or not (a change frame describes whoever changed):
-    two queries and one store read for any number of users."""
+    two queries and one store read for any number of users. Strict by default: raises PresenceUnavailable
+    rather than describe a user as absent because the store did not answer."""
     user_ids = {int(u) for u in user_ids}
     users = User.objects.filter(pk__in=user_ids).only("id", "username", "nickname").in_bulk()
     memberships = {
@@ -158,7 +169,7 @@ def participants_of(room_id: int, user_ids: Iterable[int]) -> dict[int, Particip
             "user_id", "left_at", "is_active"
         )
     }
-    states = _states([room_id], users) if users else {}
+    states = (_states([room_id], users, strict=strict) or {}) if users else {}
     found: dict[int, Participant] = {}
     for user_id, user in users.items():
         membership = memberships.get(user_id)
@@ -172,8 +183,8 @@ def participants_of(room_id: int, user_ids: Iterable[int]) -> dict[int, Particip
 
 
 def participant(room_id: int, user_id: int) -> Participant | None:
-    """One user's presence in one room."""
-    return participants_of(room_id, [user_id]).get(int(user_id))
+    """One user's presence in one room, as well as it can be read (membership changes use it)."""
+    return participants_of(room_id, [user_id], strict=False).get(int(user_id))
 
 
 def left_at(room_id: int, user_id: int) -> datetime | None:
@@ -182,7 +193,7 @@ def left_at(room_id: int, user_id: int) -> datetime | None:
     membership_left_at = (
         Membership.objects.filter(room_id=room_id, user_id=user_id).values_list("left_at", flat=True).first()
     )
-    state = _states([room_id], [user_id]).get((room_id, user_id))
+    state = (_states([room_id], [user_id]) or {}).get((room_id, user_id))
     return _later(state.left_at if state else None, membership_left_at)
 
 
@@ -192,7 +203,7 @@ def members(*, room_id: int, user: Any) -> list[dict[str, Any]]:
     memberships = list(
         Membership.objects.filter(room_id=room_id, is_active=True).select_related("user").order_by("joined_at", "id")
     )
-    states = _states([room_id])
+    states = _states([room_id]) or {}
     rows = []
     for membership in memberships:
         state = states.get((room_id, membership.user_id)) or RoomUserState(0, None, None)
@@ -209,9 +220,14 @@ def members(*, room_id: int, user: Any) -> list[dict[str, Any]]:
 
 
 def snapshot_frame(room_id: int) -> dict[str, Any]:
-    """The presence socket's first frame."""
-    participants = participants_for_rooms([room_id])[room_id]
-    return {"type": "presence.snapshot", "participants": [p.as_frame_dict() for p in participants]}
+    """The presence socket's first frame; `degraded` tells the client that the store did not answer (everyone
+    then reads as not connected until the changes that follow its return)."""
+    participants, answered = _participants_for_rooms([room_id])
+    return {
+        "type": "presence.snapshot",
+        "participants": [p.as_frame_dict() for p in participants[room_id]],
+        "degraded": not answered,
+    }
 
 
 # --- changes ----------------------------------------------------------------------------------------------

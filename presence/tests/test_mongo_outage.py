@@ -122,6 +122,11 @@ def test_mongodb_stopped_and_started_again_while_users_chat(server_factory, own_
         down = await asyncio.to_thread(wait_ready_state, first, "degraded")
         assert down["services"]["mongodb"]["state"] == "degraded"
 
+        during = await PresenceClient(first.ws_url, room.pk, bob_token).connect()
+        await during.wait_until(lambda c: c.of_type("presence.snapshot"))
+        assert during.of_type("presence.snapshot")[0]["degraded"] is True
+        await during.close()
+
         # Chat goes on while presence is away; sockets open and close too.
         await send_and_ack(tab1, [f"alice {i}" for i in range(5)])
         await send_and_ack(bob_chat, [f"bob {i}" for i in range(5)])
@@ -146,8 +151,9 @@ def test_mongodb_stopped_and_started_again_while_users_chat(server_factory, own_
             fresh = await PresenceClient(first.ws_url, room.pk, bob_token).connect()
             await fresh.wait_until(lambda c: c.of_type("presence.snapshot"))
             state = fresh.participants()
+            degraded = fresh.of_type("presence.snapshot")[0]["degraded"]
             await fresh.close()
-            if state[alice.pk]["connections"] == 1 and state[bob.pk]["connections"] == 1:
+            if not degraded and state[alice.pk]["connections"] == 1 and state[bob.pk]["connections"] == 1:
                 break
             assert time.monotonic() < deadline, f"presence never recovered: {state}"
             await asyncio.sleep(0.5)

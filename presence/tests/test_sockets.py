@@ -72,6 +72,7 @@ def test_two_tabs_count_two_closing_one_keeps_connected_closing_both_sets_left_a
     async def scenario() -> None:
         watcher = await PresenceClient(server.ws_url, room.pk, bob_token).connect()
         await watcher.wait_until(lambda c: c.of_type("presence.snapshot"))
+        assert watcher.of_type("presence.snapshot")[0]["degraded"] is False
         snapshot = watcher.of_type("presence.snapshot")[0]["participants"]
         assert {p["user"]["id"]: p["connected"] for p in snapshot} == {alice.pk: False, bob.pk: False}
         assert set(snapshot[0]) >= {"user", "connected", "connections", "left_at"}
