@@ -175,7 +175,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_POOL_SIZE}],
+                # socket_timeout above channels-redis' 5 s blocking read (BZPOPMIN): redis-py's default of 5 s
+                # races it, and an idle hub's receive then fails every few seconds (see test_faults.py).
+                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_POOL_SIZE, "socket_timeout": 10}],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_CAPACITY,
                 "expiry": 60,
