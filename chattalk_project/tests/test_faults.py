@@ -294,23 +294,30 @@ def test_redis_restarted_mid_stream_loses_and_duplicates_nothing(cluster):
         servers = cluster(2, env=env, name="redis")
         members = members_for(room, users, servers)
         senders = members[:4]  # two on each server: every publish crosses processes through Redis
-        per_sender = 60
+        hopper = members[-1]
         report: dict[str, Any] = {}
 
         async def scenario() -> None:
             await start_members(members)
+            stop_sending = False
             streams = [
-                asyncio.ensure_future(send_stream(s, per_sender, 0.05, f"{s.name}-{uuid.uuid4().hex[:4]}"))
+                asyncio.ensure_future(
+                    send_stream(s, 10_000, 0.05, f"{s.name}-{uuid.uuid4().hex[:4]}", until=lambda: stop_sending)
+                )
                 for s in senders
             ]
             await senders[0].wait_for(lambda: sum(len(s.acks) for s in senders) >= 40, 30, "acks before")
             acks_before = sum(len(s.acks) for s in senders)
             await asyncio.to_thread(redis.stop, signal.SIGKILL)
             down_at = time.monotonic()
+            # A client that loses its socket while Redis is away reconnects (token check, hub) meanwhile.
+            await hopper.ws.close()
             await asyncio.sleep(2.0)
             acks_while_down = sum(len(s.acks) for s in senders) - acks_before
             await asyncio.to_thread(redis.start)
             up_at = time.monotonic()
+            await asyncio.sleep(2.0)  # chat goes on after Redis is back: the hubs must re-join their groups
+            stop_sending = True
             sent = await asyncio.gather(*streams)
             caught_up = await wait_all_caught_up(members, orm_last_seq(room.pk), timeout=30)
             report.update(
@@ -327,6 +334,7 @@ def test_redis_restarted_mid_stream_loses_and_duplicates_nothing(cluster):
         stored = stored_history(orm_history(room.pk))
         assert_nothing_lost_nothing_duplicated(members, stored, report["sent_ids"], room.last_seq)
         assert report["acks_while_redis_down"] > 0, "sends are stored while Redis is away"
+        assert hopper.stats.reconnects == 1
         logs = "\n".join(s.log_path.read_text(errors="replace") for s in servers)
         # Those publishes never reached any hub: every member still has them, so the hubs filled from the database.
         assert logs.count("hubs will fill the gap from the database") > 0
@@ -339,6 +347,8 @@ def test_redis_restarted_mid_stream_loses_and_duplicates_nothing(cluster):
                 **report,
                 **summarize(members),
                 "publishes_failed_logged": logs.count("hubs will fill the gap from the database"),
+                "socket_closed_during_outage_resumed_after_seconds": round(hopper.stats.recover_seconds[0], 3),
+                "its_failed_connect_attempts": hopper.stats.failed_connects,
             },
         )
     finally:
@@ -687,3 +697,26 @@ def test_mongodb_stopped_chat_loses_nothing_readyz_degraded_and_presence_right_a
         )
     finally:
         mongo.stop()
+
+
+# --- an idle hub ------------------------------------------------------------------------------------------------
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_an_idle_hub_keeps_its_redis_receive_open_without_read_timeouts(cluster):
+    """channels-redis blocks 5 s per BZPOPMIN; a client read timeout no longer than that makes an idle hub's
+    receive fail now and then, which costs a second of deafness and a re-add of every group each time."""
+    room, users = make_room_with_members(2, "idle")
+    (server,) = cluster(1, name="idle")
+    members = members_for(room, users, [server])
+
+    async def scenario() -> None:
+        await start_members(members)
+        await asyncio.sleep(16)  # three of channels-redis' 5 s blocking reads
+        await members[0].send_until_acked("after-idle", "still here")
+        await members[1].wait_for(lambda: members[1].last_seq > room.last_seq, 5, "the message after the idle time")
+        for member in members:
+            await member.stop()
+
+    asyncio.run(scenario())
+    log = server.log_path.read_text(errors="replace")
+    assert "hub receive failed" not in log, log[-3000:]
