@@ -243,23 +243,25 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100)
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(12, 3.6), dpi=100)
     throughput_mode = "saturate" if any(r["mode"] == "saturate" for r in results) else results[0]["mode"]
     latency_mode = next((r["mode"] for r in results if r["mode"] != "saturate"), throughput_mode)
+    panels = (
+        (left, throughput_mode, "deliveries_per_second", f"deliveries per second ({throughput_mode})"),
+        (middle, throughput_mode, "server_cpu_us_per_delivery", f"server CPU µs per delivery ({throughput_mode})"),
+        (right, latency_mode, "delivery_p99_ms", f"send-to-delivery p99 ms ({latency_mode})"),
+    )
     for app in sorted({r["app"] for r in results}):
-        for axis, mode, key in (
-            (left, throughput_mode, "deliveries_per_second"),
-            (right, latency_mode, "delivery_p99_ms"),
-        ):
+        for axis, mode, key, _ in panels:
             rows = sorted((r for r in results if r["app"] == app and r["mode"] == mode), key=lambda r: r["members"])
-            axis.plot([r["members"] for r in rows], [r[key] or 0 for r in rows], marker="o", label=app)
-    titles = (f"deliveries per second ({throughput_mode})", f"send-to-delivery p99 ms ({latency_mode})")
-    for axis, title in zip((left, right), titles, strict=True):
+            axis.plot([r["members"] for r in rows], [r.get(key) or 0 for r in rows], marker="o", label=app)
+    for axis, _, _, title in panels:
         axis.set_xscale("log")
         axis.set_xlabel("members in the room")
-        axis.set_title(title)
+        axis.set_title(title, fontsize=10)
         axis.grid(True, alpha=0.3)
         axis.legend()
+    middle.set_yscale("log")
     right.set_yscale("log")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
