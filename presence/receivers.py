@@ -60,15 +60,15 @@ def _after_commit(action: Any) -> None:
 
 
 @receiver(room_signals.member_joined, sender=Room)
-def show_new_member(sender: Any, room: Room, user: Any, **kwargs: Any) -> None:
-    room_id, user_id = room.pk, user.pk
-    _after_commit(lambda: services.publish_membership_change(room_id, user_id))
+def show_new_member(sender: Any, room: Room, user: Any, at: Any, **kwargs: Any) -> None:
+    room_id = room.pk
+    _after_commit(lambda: services.publish_membership_change(room_id, user, member=True, at=at))
 
 
 @receiver(room_signals.member_left, sender=Room)
-def show_member_left(sender: Any, room: Room, user: Any, **kwargs: Any) -> None:
-    room_id, user_id = room.pk, user.pk
-    _after_commit(lambda: services.publish_membership_change(room_id, user_id))
+def show_member_left(sender: Any, room: Room, user: Any, at: Any, **kwargs: Any) -> None:
+    room_id = room.pk
+    _after_commit(lambda: services.publish_membership_change(room_id, user, member=False, at=at))
 
 
 @receiver(room_signals.room_deleting, sender=Room)

@@ -182,11 +182,6 @@ def participants_of(room_id: int, user_ids: Iterable[int], *, strict: bool = Tru
     return found
 
 
-def participant(room_id: int, user_id: int) -> Participant | None:
-    """One user's presence in one room, as well as it can be read (membership changes use it)."""
-    return participants_of(room_id, [user_id], strict=False).get(int(user_id))
-
-
 def left_at(room_id: int, user_id: int) -> datetime | None:
     """The last time the user stopped being present in the room: their last socket closed or they left,
     whichever is later; None if neither happened."""
@@ -371,12 +366,23 @@ def reap_stale_connections(now: datetime | None = None) -> list[PresenceChange]:
     return _report([], reaped) if reaped else []
 
 
-def publish_membership_change(room_id: int, user_id: int) -> None:
+def publish_membership_change(room_id: int, user: Any, *, member: bool, at: datetime) -> None:
     """After a join or leave commits: presence sockets add the member, or drop them (and a leaver's own
-    presence sockets close with 4403)."""
-    now_participant = participant(room_id, user_id)
-    if now_participant is not None:
-        publish(room_id, now_participant)
+    presence sockets close with 4403). No read here, so joins stay cheap: every process's feed re-reads the
+    user's state when the event arrives; the payload is only its fallback."""
+    publish(
+        room_id,
+        Participant(
+            user_id=int(user.pk),
+            username=user.username,
+            nickname=user.nickname,
+            connected=False,
+            connections=0,
+            left_at=None if member else at,
+            last_seen_at=None,
+            member=member,
+        ),
+    )
 
 
 def room_deleted(room_id: int) -> None:
