@@ -144,3 +144,38 @@ def test_chat_bench_fanout_against_a_real_server_counts_every_delivery(server_fa
     assert result["lost_deliveries"] == 0 and result["duplicates"] == 0
     assert result["server_cpu_us_per_delivery"] > 0
     assert "deliveries_per_second" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resume_storm_checks_every_client_gets_the_whole_history_once_in_order(server_factory: Any) -> None:
+    from messaging.benchmark import scenarios
+
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    result = scenarios.resume_storm(server.http_url, clients=4, history=30)
+    assert result["last_seq"] == 30
+    assert result["failures"] == 0
+    assert result["clients_with_wrong_stream"] == 0
+    assert result["messages_replayed"] == 4 * 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_connect_storm_opens_every_socket_and_reads_the_servers_memory(server_factory: Any) -> None:
+    from messaging.benchmark import scenarios
+
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    result = scenarios.connect_storm(server.http_url, sockets=20, concurrency=10, hold=0.2, server_pid=server.pid)
+    assert result["opened"] == 20 and result["failures"] == {}
+    assert result["sockets_per_second"] > 0
+    assert result["server_rss_after_mib"] > 0 and "kib_per_idle_socket" in result
+
+
+@pytest.mark.django_db(transaction=True)
+def test_join_stampede_reports_an_exact_seat_count(server_factory: Any) -> None:
+    from messaging.benchmark import scenarios
+
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    result = scenarios.join_stampede(server.http_url, users=12, seats=5, concurrency=12)
+    assert result["via"].startswith("REST")
+    assert result["joined"] == 5 and result["personnel"] == 5 and result["active_memberships"] == 5
+    assert result["outcomes"].get("409 room_full") == 7
+    assert result["exact"] is True
