@@ -38,7 +38,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import Error as DatabaseFailure  # DatabaseError and InterfaceError (a closed connection)
+from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -91,7 +92,7 @@ class LeaderLock:
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_CLASS, ADVISORY_LOCK_OBJECT])
-        except DatabaseError:
+        except DatabaseFailure:
             pass  # the session is gone, and the lock with it
 
 
@@ -212,7 +213,7 @@ class Relay:
                     logger.warning("relay: lost the outbox lock (database session ended); stopping publication")
                     self._drop_leadership(reconnect=True)
                     continue
-                except DatabaseError as exc:
+                except DatabaseFailure as exc:
                     failures += 1
                     delay = backoff_seconds(failures, self.backoff_max)
                     logger.warning("relay: database error: %s; retrying in %.1f s", str(exc).strip()[:300], delay)
@@ -292,7 +293,7 @@ class Relay:
             # A broken session cannot be reused; the next query opens a new one (and must win the lock again).
             try:
                 connection.close()
-            except DatabaseError:
+            except DatabaseFailure:
                 pass
 
     # --- one batch ----------------------------------------------------------------------------------
@@ -499,7 +500,7 @@ class Relay:
         elapsed = max(now - self.stats.last_report, 1e-6)
         try:
             backlog = outbox_backlog()
-        except DatabaseError as exc:
+        except DatabaseFailure as exc:
             backlog = {"pending": "?", "oldest_age_seconds": f"? ({str(exc).strip()[:100]})"}
         logger.info(
             "relay: sent %d events in %.1f s (%.0f/s), %d in total; backlog %s pending, oldest %s s",

@@ -344,3 +344,37 @@ def test_a_lower_id_that_commits_late_is_still_sent(topic_prefix):
     assert late.room_id == 1001 and late.sent_at > early.sent_at
     result = consume_room_events({1001, 1002}, expected=2, timeout=20.0)
     assert {e.envelope["room_id"] for e in result.events} == {1001, 1002}
+
+
+def test_a_leader_whose_database_session_is_killed_yields_and_order_holds(topic_prefix, make_user):
+    from django.db import connection
+
+    relays = [RelayProcess(relay_env(topic_prefix), name=f"relay-kill-{n}").start() for n in range(2)]
+    try:
+        owner = make_user()
+        room = create_room(owner=owner, title="session killed", max_personnel=10)
+
+        def send(start: int, count: int) -> None:
+            for n in range(start, start + count):
+                send_message(room_id=room.pk, sender=owner, client_id=f"k{n}", body=f"{n}")
+
+        send(0, 30)
+        wait_until(lambda: unsent(room.pk) == 0, 30, what="the leader publishes")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s"
+                " AND objid = 1 AND granted AND database = (SELECT oid FROM pg_database WHERE datname = "
+                "current_database())",
+                [0x43484154],
+            )
+            assert cursor.fetchall() == [(True,)]
+        send(30, 30)
+        wait_until(lambda: unsent(room.pk) == 0, 30, interval=0.2, what="publication resumes")
+        assert all(relay.alive() for relay in relays)
+        assert any("relay: database error" in relay.log() for relay in relays)
+        result = consume_room_events({room.pk}, expected=OutboxEvent.objects.filter(room_id=room.pk).count())
+        talk = [e.envelope["data"]["body"] for e in result.events if e.envelope["data"].get("kind") == "TALK"]
+        assert talk == [str(n) for n in range(60)]
+    finally:
+        for relay in relays:
+            relay.stop(signal.SIGKILL)
