@@ -60,7 +60,9 @@ class PresenceBackend(ABC):
 
     @abstractmethod
     def remove_connections(self, connection_ids: Iterable[str]) -> list[str]:
-        """Delete connections of this process in bulk; returns the ids that were there."""
+        """Delete connections of this process in bulk; returns the ids that were there. (With more than one id
+        the ids are found just before one delete: a reaper removing one of them in that instant reports it
+        too, which is a duplicate disconnect event, never a missed one. Fresh sockets are never reaped.)"""
 
     @abstractmethod
     def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
