@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags
 
-from .kafka import bootstrap_server_problems
+from .kafka import bootstrap_server_problems, extra_client_config
 
 
 def kafka_settings_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
@@ -24,6 +24,12 @@ def kafka_settings_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
                     id="events.E001",
                 )
             )
+    try:
+        extra_client_config(settings.KAFKA_CLIENT_CONFIG)
+    except ValueError as exc:
+        problems.append(
+            Error(f"KAFKA_CLIENT_CONFIG is not a JSON object of librdkafka settings: {exc}", id="events.E004")
+        )
     if settings.KAFKA_TOPIC_PARTITIONS < 1:
         problems.append(Error("KAFKA_TOPIC_PARTITIONS must be at least 1.", id="events.E002"))
     if settings.EVENTS_RELAY_BATCH_SIZE < 1:

@@ -5,6 +5,7 @@ Only standard Kafka APIs: production runs a real Kafka cluster; development and 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -36,6 +37,16 @@ def bootstrap_server_problems(value: str) -> list[str]:
     return problems
 
 
+def extra_client_config(value: str) -> dict[str, Any]:
+    """KAFKA_CLIENT_CONFIG: a JSON object of librdkafka settings (security, SASL, TLS) for every client."""
+    if not value:
+        return {}
+    config = json.loads(value)
+    if not isinstance(config, dict):
+        raise ValueError("KAFKA_CLIENT_CONFIG must be a JSON object")
+    return config
+
+
 def base_config() -> dict[str, Any]:
     # Reconnect quickly after an outage: the default backoff grows to 10 s, which only delays the catch-up.
     # librdkafka would log every refused reconnect; failures reach the caller (and its log lines) instead.
@@ -45,6 +56,7 @@ def base_config() -> dict[str, Any]:
         "reconnect.backoff.ms": 100,
         "reconnect.backoff.max.ms": 2000,
         "log_level": 2,
+        **extra_client_config(settings.KAFKA_CLIENT_CONFIG),
     }
 
 

@@ -237,3 +237,20 @@ def test_a_room_stuck_behind_a_refused_row_does_not_hold_back_other_rooms(two_ro
         relay.run(once=True)  # --once gives up once nothing but the stuck room is left
     assert sent_bodies() == {"a0", "b0", "b1", "b2"}
     assert bodies(producer).count("a2") == 0  # never sent ahead of the row it follows
+
+
+@pytest.mark.parametrize("value", ["not json", "[1, 2]", '"SASL_SSL"'])
+def test_system_check_refuses_a_kafka_client_config_that_is_not_a_json_object(settings, value):
+    settings.KAFKA_CLIENT_CONFIG = value
+    assert "events.E004" in {m.id for m in kafka_settings_check(None)}
+
+
+def test_kafka_client_config_reaches_every_client(settings):
+    from events.kafka import consumer_config, producer_config
+
+    settings.KAFKA_BOOTSTRAP_SERVERS = "kafka-1:9093"
+    settings.KAFKA_CLIENT_CONFIG = '{"security.protocol": "SASL_SSL", "sasl.mechanism": "PLAIN"}'
+    assert kafka_settings_check(None) == []
+    for config in (producer_config(), consumer_config("g")):
+        assert config["security.protocol"] == "SASL_SSL" and config["bootstrap.servers"] == "kafka-1:9093"
+    assert producer_config()["enable.idempotence"] is True  # the relay's guarantees are not overridable here
