@@ -76,6 +76,8 @@ def clean_body(body: Any) -> str:
         raise BodyEmpty()
     if len(body) > settings.MESSAGE_BODY_MAX_CHARS:
         raise BodyTooLong()
+    if "\x00" in body:  # PostgreSQL text cannot hold NUL: a clear refusal, not a database error frame
+        raise InvalidInput(fields={"body": ["Null characters are not allowed."]})
     return body
 
 

@@ -66,6 +66,8 @@ def clean_title(title: Any) -> str:
     title = title.strip()
     if not 1 <= len(title) <= TITLE_MAX_LENGTH:
         raise InvalidInput(fields={"title": [f"Must be 1 to {TITLE_MAX_LENGTH} characters."]})
+    if "\x00" in title:  # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the INSERT
+        raise InvalidInput(fields={"title": ["Null characters are not allowed."]})
     return title
 
 
@@ -136,7 +138,7 @@ def is_member(room_id: int, user_id: int) -> bool:
 def search_rooms(search: str = "") -> QuerySet[Room]:
     """Rooms whose title contains `search` (any case), newest first; the order REST and GraphQL both page by."""
     rooms = Room.objects.select_related("owner").order_by("-id")
-    search = (search or "").strip()
+    search = (search or "").replace("\x00", "").strip()  # PostgreSQL cannot compare text with a NUL in it
     if search:
         rooms = rooms.filter(title__icontains=search)
     return rooms

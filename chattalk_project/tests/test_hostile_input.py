@@ -177,7 +177,7 @@ def test_random_and_malformed_frames_get_error_frames_and_the_sockets_stay_up(se
     with ws_connect(chat_url, max_size=2**22) as chat, ws_connect(presence_url, max_size=2**22) as presence:
         json.loads(presence.recv(timeout=10))  # the snapshot
 
-        @settings(FUZZ_SETTINGS, max_examples=150)
+        @settings(FUZZ_SETTINGS, max_examples=300)
         @given(frame=frames)
         def run(frame: Any) -> None:
             text = json.dumps(frame)
@@ -284,7 +284,7 @@ def test_graphql_queries_and_mutations_generated_from_the_schema_never_answer_5x
         hypothesis_graphql.mutations(sdl, mode=hypothesis_graphql.Mode.NEGATIVE),
     ]
 
-    @settings(FUZZ_SETTINGS, max_examples=120)
+    @settings(FUZZ_SETTINGS, max_examples=300)
     @given(query=st.one_of(strategies), as_member=st.booleans(), aim_at_real_room=st.booleans())
     def run(query: Any, as_member: bool, aim_at_real_room: bool) -> None:
         room = keep_member_of_a_room(cast)
@@ -370,3 +370,49 @@ def test_graphql_limits_and_malformed_requests_are_errors_never_5xx(server_facto
     )
     assert status in {400, 405}
     log.assert_no_crash()
+
+
+# --- found by the fuzzer on PostgreSQL: NUL characters ------------------------------------------------------
+@pytest.mark.django_db
+def test_nul_characters_are_refused_or_ignored_never_a_database_error() -> None:
+    """PostgreSQL text cannot hold NUL (0x00): psycopg raised DataError, a 500, before these checks."""
+    cast = make_cast()
+    token = cast.token(cast.owner)
+    status, body = rest(cast, "POST", "/api/rooms", {"title": "a\x00b", "max_personnel": 5}, token)
+    assert status == 400 and body["code"] == "validation_error" and "title" in body["fields"]
+    status, body = rest(cast, "PATCH", f"/api/rooms/{cast.room.pk}", {"title": "\x00"}, token)
+    assert status == 400 and "title" in body["fields"]
+    status, body = rest(cast, "GET", "/api/rooms?search=%00priv%00", None, token)
+    assert status == 200 and [r["id"] for r in body["results"]] == [cast.room.pk]
+    status, body = rest(
+        cast, "POST", f"/api/rooms/{cast.room.pk}/messages", {"client_id": "nul-1", "body": "hi\x00"}, token
+    )
+    assert status == 400 and "body" in body["fields"]
+
+
+def rest(cast: Cast, method: str, url: str, payload: Any, token: str) -> tuple[int, Any]:
+    from django.test import Client
+
+    response = Client().generic(
+        method,
+        url,
+        json.dumps(payload) if payload is not None else "",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    return response.status_code, response.json()
+
+
+def test_a_nul_in_a_socket_message_body_is_a_validation_error_frame(server_factory) -> None:
+    server = server_factory()
+    cast = make_cast()
+
+    async def scenario() -> None:
+        client = await ChatClient(server.ws_url, cast.room.pk, cast.token(cast.member)).connect()
+        client_id = await client.send_message("zero\x00byte")
+        await client.wait_until(lambda c: bool(c.of_type("error")))
+        error = client.of_type("error")[0]
+        assert (error["code"], error.get("client_id")) == ("validation_error", client_id), error
+        await client.close()
+
+    asyncio.run(scenario())
