@@ -203,6 +203,14 @@ class Command(BaseCommand):
 
     # --- output -------------------------------------------------------------------------------------
     def print_result(self, result: dict[str, Any]) -> None:
+        chat = result.get("chat") if isinstance(result.get("chat"), dict) else result
+        for label, key in (("sockets failed to connect", "connect_failures"), ("deliveries lost", "lost_deliveries")):
+            if chat.get(key):
+                self.stdout.write(self.style.WARNING(f"{chat[key]:,} {label}"))
+        if chat.get("drain_timed_out"):
+            self.stdout.write(self.style.WARNING("the drain timed out: the server still had messages queued"))
+        if chat.get("duplicates"):
+            self.stdout.write(self.style.ERROR(f"{chat['duplicates']:,} duplicate deliveries"))
         for key, value in result.items():
             if isinstance(value, dict) and key == "chat":
                 self.stdout.write("  chat meanwhile:")
