@@ -63,6 +63,7 @@ class Member:
         self.received: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self.acks: dict[str, int] = {}
+        self.resent: set[str] = set()  # client_ids sent more than once
         self.stats = MemberStats()
         self.ws: Any = None
         self.connection_number = 0  # increases with every socket that reached `synced`
@@ -177,6 +178,7 @@ class Member:
                     await asyncio.sleep(0.2)  # the server said "not stored": retry shortly
                 if sent_on is not None:
                     self.stats.resends += 1
+                    self.resent.add(client_id)
                 errors_seen = errors_now
                 sent_on = connection
                 try:
