@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from messaging.benchmark import seeding
+from rooms.models import MAX_MAX_PERSONNEL
 
 DEFAULT_PASSWORD = "load-password-1"
 
@@ -37,8 +38,8 @@ class Command(BaseCommand):
             raise CommandError(
                 "--users must be at least 1; --rooms, --messages at least 0; --members-per-room at least 1"
             )
-        if rooms and messages and per_room < 1:
-            raise CommandError("messages need members to send them")
+        if per_room > MAX_MAX_PERSONNEL:
+            raise CommandError(f"--members-per-room cannot exceed a room's limit of {MAX_MAX_PERSONNEL:,}")
         user_prefix, room_prefix = options["user_prefix"], options["room_prefix"]
         started = time.monotonic()
         self._last_progress = 0.0
