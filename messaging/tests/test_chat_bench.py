@@ -179,3 +179,40 @@ def test_join_stampede_reports_an_exact_seat_count(server_factory: Any) -> None:
     assert result["joined"] == 5 and result["personnel"] == 5 and result["active_memberships"] == 5
     assert result["outcomes"].get("409 room_full") == 7
     assert result["exact"] is True
+
+
+def _server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    import struct
+
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        return head + bytes([n]) + payload
+    if n < 1 << 16:
+        return head + bytes([126]) + struct.pack("!H", n) + payload
+    return head + bytes([127]) + struct.pack("!Q", n) + payload
+
+
+def test_the_bench_client_parses_frames_split_anywhere_and_fragmented() -> None:
+    from messaging.benchmark.client import WebSocketClient, mask_payload
+
+    async def main() -> list[bytes]:
+        received: list[bytes] = []
+        client = WebSocketClient("127.0.0.1", 1, "/", received.append)
+        big = b"x" * 70_000
+        stream = (
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+            + _server_frame(0x1, b'{"a":1}')
+            + _server_frame(0x1, b"m" * 300)
+            + _server_frame(0x1, big)
+            + _server_frame(0x1, b"frag", fin=False)
+            + _server_frame(0x0, b"mented")
+        )
+        for start in range(0, len(stream), 7):  # arrives in 7-byte pieces
+            client.data_received(stream[start : start + 7])
+        assert client.opened.done()
+        assert mask_payload(mask_payload(b"hello", b"abcd"), b"abcd") == b"hello"
+        return received
+
+    received = asyncio.run(main())
+    assert received == [b'{"a":1}', b"m" * 300, b"x" * 70_000, b"fragmented"]
