@@ -194,12 +194,18 @@ class Relay:
         failures = 0
         outage_started: float | None = None
         waiting_logged = False
+        backlog = outbox_backlog()
+        logger.info(
+            "relay: starting; backlog %d pending, oldest %s s", backlog["pending"], backlog["oldest_age_seconds"]
+        )
         try:
             while not self.stopping:
                 try:
                     if not self._lead():
                         if once:
-                            raise RuntimeError("another relay holds the outbox lock")
+                            # That relay is draining the outbox: nothing for a cron run to do.
+                            logger.info("relay: another relay holds the outbox lock and publishes; exiting")
+                            break
                         if not waiting_logged:
                             logger.info("relay: standing by, another relay holds the outbox lock")
                             waiting_logged = True

@@ -378,3 +378,16 @@ def test_a_leader_whose_database_session_is_killed_yields_and_order_holds(topic_
     finally:
         for relay in relays:
             relay.stop(signal.SIGKILL)
+
+
+def test_once_exits_quietly_while_another_relay_holds_the_lock(topic_prefix, make_user, caplog):
+    leader = RelayProcess(relay_env(topic_prefix), name="relay-holder").start()
+    try:
+        owner = make_user()
+        room = create_room(owner=owner, title="cron", max_personnel=10)
+        wait_until(lambda: unsent(room.pk) == 0, 30, what="the long-running relay publishes")
+        caplog.set_level("INFO", logger="events.relay")
+        assert Relay().run(once=True) == 0  # a cron run while a relay is up: no error, nothing sent twice
+        assert "another relay holds the outbox lock and publishes; exiting" in caplog.text
+    finally:
+        leader.stop()
