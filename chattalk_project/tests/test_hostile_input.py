@@ -44,7 +44,7 @@ FUZZ_SETTINGS = settings(
     phases=[Phase.explicit, Phase.generate],
     suppress_health_check=list(HealthCheck),
 )
-REST_EXAMPLES_PER_OPERATION = 60
+REST_EXAMPLES_PER_OPERATION = 40
 SERVER_ERROR_MARKERS = ("Traceback (most recent call last)", "Exception in ASGI application")
 
 
@@ -187,7 +187,7 @@ def test_random_and_malformed_frames_get_error_frames_and_the_sockets_stay_up(se
     with ws_connect(chat_url, max_size=2**22) as chat, ws_connect(presence_url, max_size=2**22) as presence:
         json.loads(presence.recv(timeout=10))  # the snapshot
 
-        @settings(FUZZ_SETTINGS, max_examples=300)
+        @settings(FUZZ_SETTINGS, max_examples=200)
         @given(frame=frames)
         def run(frame: Any) -> None:
             text = json.dumps(frame)
@@ -294,7 +294,7 @@ def test_graphql_queries_and_mutations_generated_from_the_schema_never_answer_5x
         hypothesis_graphql.mutations(sdl, mode=hypothesis_graphql.Mode.NEGATIVE),
     ]
 
-    @settings(FUZZ_SETTINGS, max_examples=300)
+    @settings(FUZZ_SETTINGS, max_examples=200)
     @given(query=st.one_of(strategies), as_member=st.booleans(), aim_at_real_room=st.booleans())
     def run(query: Any, as_member: bool, aim_at_real_room: bool) -> None:
         room = keep_member_of_a_room(cast)
