@@ -13,6 +13,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 
 from chattalk_project.metrics import CONTENT_TYPE, Histogram
+from chattalk_project.testing import free_port
 from events.models import OutboxEvent
 from events.services import record_event
 from messaging.testing import ChatClient
@@ -177,3 +178,36 @@ def test_a_real_process_with_a_token_refuses_a_local_scrape_without_it(server_fa
     status, _, body = http("GET", f"{server.http_url}/metrics", token=token)
     assert status == 200
     parse_prometheus(body.decode())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_presence_store_away_shows_as_degraded_while_chat_goes_on(server_factory) -> None:
+    """The presence tracker's own state (not a guess): a MongoDB that does not answer makes it degraded."""
+    dead_mongo = f"mongodb://127.0.0.1:{free_port()}/chattalk_nowhere"
+    server = server_factory(env={"PRESENCE_BACKEND": "mongo", "MONGODB_URI": dead_mongo})
+    cast = make_cast()
+
+    def scrape() -> dict:
+        status, _headers, body = http("GET", f"{server.http_url}/metrics")
+        assert status == 200
+        return parse_prometheus(body.decode())
+
+    assert sample(scrape(), "chattalk_presence_degraded") == 0
+    assert sample(scrape(), "chattalk_presence_backend_info", backend="mongo") == 1
+
+    async def scenario() -> dict:
+        client = await ChatClient(server.ws_url, cast.room.pk, cast.token(cast.member)).connect()
+        client_id = await client.send_message("chat works without presence")
+        await client.wait_until(lambda c: any(m["client_id"] == client_id for m in c.messages()))
+        found = await asyncio.to_thread(scrape)
+        for _ in range(100):  # the store's timeout is 2 s
+            if sample(found, "chattalk_presence_degraded") == 1:
+                break
+            await asyncio.sleep(0.1)
+            found = await asyncio.to_thread(scrape)
+        await client.close()
+        return found
+
+    found = asyncio.run(scenario())
+    assert sample(found, "chattalk_presence_degraded") == 1
+    assert sample(found, "chattalk_presence_degraded_seconds") >= 0
