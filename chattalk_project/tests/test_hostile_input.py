@@ -426,3 +426,38 @@ def test_a_nul_in_a_socket_message_body_is_a_validation_error_frame(server_facto
         await client.close()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "raw",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000],
+    ids=["deep-list", "deep-object"],
+)
+def test_json_nested_too_deeply_is_a_400_on_every_rest_operation_with_a_body(raw: bytes) -> None:
+    """json raises RecursionError (not ValueError) past ~1,000 levels; DRF's parser let it become a 500."""
+    from django.test import Client
+    from drf_spectacular.generators import SchemaGenerator
+
+    cast = make_cast()
+    spec = SchemaGenerator().get_schema(request=None, public=True)
+    walked = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method not in {"post", "put", "patch"}:
+                continue
+            url = path.replace("{room_id}", str(cast.room.pk))
+            response = Client().generic(
+                method.upper(),
+                url,
+                raw,
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {cast.token(cast.owner)}",
+            )
+            if "requestBody" not in operation:  # join, leave: the body is never read
+                assert response.status_code < 500, (method, path, response.content[:200])
+                continue
+            assert response.status_code == 400, (method, path, response.status_code, response.content[:200])
+            assert response.json()["code"] == "malformed_request"
+            walked += 1
+    assert walked >= 6
