@@ -62,5 +62,5 @@ class ChatTalkGraphQLView(GraphQLView):
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
         try:
             return super().parse_body(request)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: JSON nested too deeply to parse
             return {}

@@ -366,6 +366,8 @@ def test_graphql_limits_and_malformed_requests_are_errors_never_5xx(server_facto
         ({"query": "mutation { joinRoom(roomId: -1) { ok error } }"}, None),
         ({"query": "subscription { x }"}, None),
         ({"query": "{ __schema { types { fields { type { ofType { ofType { ofType { name } } } } } } } }"}, None),
+        (None, b"[" * 5000 + b"]" * 5000),  # nested too deeply for json, under the size limit
+        (None, b'{"query": "{ health { ok } }", "variables": ' + b"[" * 3000 + b"]" * 3000 + b"}"),
         (None, b"\xff\xfe garbage"),
         (None, b"not json"),
         (None, b"null"),
