@@ -414,3 +414,40 @@ def test_sockets_past_the_per_user_cap_are_closed_with_4429(server_factory) -> N
             await client.close()
 
     asyncio.run(scenario())
+
+
+# --- pages ---------------------------------------------------------------------------------------------------
+def page_routes() -> list[str]:
+    """Every server-rendered page route with a room in it (from the URLconf, so new pages are walked)."""
+    from chattalk_project import page_urls
+
+    return sorted(
+        "/" + str(p.pattern) for p in page_urls.urlpatterns if isinstance(p, URLPattern) and "room_id" in str(p.pattern)
+    )
+
+
+def test_room_pages_never_show_the_room_to_an_outsider_or_a_non_member() -> None:
+    cast = seeded_cast()
+    before = room_state(cast.room.pk)
+    routes = page_routes()
+    assert "/rooms/<int:room_id>/" in routes
+    stranger = Client()
+    stranger.force_login(cast.stranger)
+    for route in routes:
+        url = route.replace("<int:room_id>", str(cast.room.pk))
+        for method in ("GET", "POST"):
+            if route.endswith("/join/"):
+                continue  # joining is how a non-member gets in
+            anonymous = Client().generic(method, url)
+            assert anonymous.status_code in {302, 403, 405}, (method, url, anonymous.status_code)
+            if anonymous.status_code == 302:
+                assert anonymous["Location"].startswith("/login/"), (method, url, anonymous["Location"])
+            assert_no_room_data(cast, anonymous.content, (method, url))
+            response = stranger.generic(method, url)
+            assert response.status_code < 500, (method, url)
+            assert_no_room_data(cast, response.content, (method, url))
+    assert room_state(cast.room.pk) == before
+    # The same page shows a member the history, so the check above can see a leak.
+    member = Client()
+    member.force_login(cast.member)
+    assert SECRET in member.get(f"/rooms/{cast.room.pk}/").content.decode()
