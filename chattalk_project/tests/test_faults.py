@@ -346,7 +346,7 @@ def test_redis_restarted_mid_stream_loses_and_duplicates_nothing(cluster):
         stored = stored_history(orm_history(room.pk))
         assert_nothing_lost_nothing_duplicated(members, stored, report["sent_ids"], room.last_seq)
         assert report["acks_while_redis_down"] > 0, "sends are stored while Redis is away"
-        assert hopper.stats.reconnects == 1
+        assert hopper.stats.reconnects >= 1
         logs = "\n".join(s.log_path.read_text(errors="replace") for s in servers)
         # Those publishes never reached any hub: every member still has them, so the hubs filled from the database.
         assert logs.count("hubs will fill the gap from the database") > 0
