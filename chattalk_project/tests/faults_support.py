@@ -64,6 +64,8 @@ class Member:
         self.violations: list[str] = []
         self.acks: dict[str, int] = {}
         self.resent: set[str] = set()  # client_ids sent more than once
+        self.answer_seconds: list[float] = []  # send frame -> its ack or error frame, per attempt
+        self._sent_at: dict[str, float] = {}
         self.stats = MemberStats()
         self.ws: Any = None
         self.connection_number = 0  # increases with every socket that reached `synced`
@@ -136,9 +138,12 @@ class Member:
                 self._lost_at = None
         elif kind == "ack":
             client_id, seq = frame["client_id"], int(frame["seq"])
+            self._answered(client_id)
             if self.acks.setdefault(client_id, seq) != seq:
                 self.violations.append(f"{self.name}: {client_id} acked as {self.acks[client_id]} and {seq}")
         elif kind == "error":
+            if frame.get("client_id"):
+                self._answered(frame["client_id"])
             if frame.get("code") == "unavailable":
                 self.stats.unavailable_errors += 1
                 if frame.get("client_id"):
@@ -146,6 +151,11 @@ class Member:
             else:
                 self.stats.other_errors.append(frame)
         self._changed.set()
+
+    def _answered(self, client_id: str) -> None:
+        sent_at = self._sent_at.pop(client_id, None)
+        if sent_at is not None:
+            self.answer_seconds.append(time.monotonic() - sent_at)
 
     async def wait_for(self, predicate: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -181,6 +191,7 @@ class Member:
                     self.resent.add(client_id)
                 errors_seen = errors_now
                 sent_on = connection
+                self._sent_at[client_id] = time.monotonic()
                 try:
                     await ws.send(json.dumps({"type": "send", "client_id": client_id, "body": body}))
                 except websockets.ConnectionClosed:

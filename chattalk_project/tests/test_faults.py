@@ -147,6 +147,9 @@ def summarize(members: Sequence[Member]) -> dict[str, Any]:
         "unavailable_error_frames": sum(m.stats.unavailable_errors for m in members),
         "recover_seconds_median": round(median(recover), 3) if recover else None,
         "recover_seconds_max": round(max(recover), 3) if recover else None,
+        "longest_wait_for_an_ack_or_error_seconds": round(
+            max((a for m in members for a in m.answer_seconds), default=0), 3
+        ),
         "deliveries": sum(len(m.received) for m in members),
     }
 
