@@ -17,6 +17,8 @@ from django.conf import settings
 from chattalk_project.testing import ServerProcess, port_answers
 
 SERVICE_MARKERS = ("postgres", "redis", "kafka", "mongo")
+# Tests that pin the embedded database itself (SQLite's locking): run only where the database is SQLite.
+EMBEDDED_MARKERS = ("sqlite",)
 
 
 def configured_services() -> dict[str, tuple[str, int]]:
@@ -40,6 +42,7 @@ def configured_services() -> dict[str, tuple[str, int]]:
 def pytest_configure(config: pytest.Config) -> None:
     for name in SERVICE_MARKERS:
         config.addinivalue_line("markers", f"{name}: needs the real {name} service (its URL must be set)")
+    config.addinivalue_line("markers", "sqlite: pins SQLite behaviour; deselected when DATABASE_URL is set")
     config.addinivalue_line("markers", "browser: drives headless Chromium through Playwright")
     config.addinivalue_line("markers", "soak: long-running; only in the soak run")
 
@@ -61,11 +64,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     available = set(configured_services())
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        available.add("sqlite")
     # Soak tests run only when asked for by marker (`-m soak`).
     run_soak = "soak" in (config.getoption("markexpr", "") or "")
     keep, drop = [], []
     for item in items:
-        needed = {m.name for m in item.iter_markers() if m.name in SERVICE_MARKERS}
+        needed = {m.name for m in item.iter_markers() if m.name in SERVICE_MARKERS + EMBEDDED_MARKERS}
         soak = item.get_closest_marker("soak") is not None
         (keep if needed <= available and (run_soak or not soak) else drop).append(item)
     if drop:

@@ -142,11 +142,6 @@ def _churn(connections: int, users_count: int = 30, seats: int = 10, rounds: int
     assert kinds[MessageKind.ENTER] - kinds[MessageKind.LEAVE] == active
 
 
-def _require_vendor(vendor: str) -> None:
-    if connection.vendor != vendor:
-        pytest.skip(f"pins {vendor}; this run uses {connection.vendor}")
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_join_never_exceeds_max_personnel_under_200_concurrent_joins_on_postgresql() -> None:
@@ -161,15 +156,17 @@ def test_30_users_joining_and_leaving_concurrently_keep_personnel_exact_on_postg
     _churn(connections=15)
 
 
+@pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
 def test_join_never_exceeds_max_personnel_under_200_concurrent_joins_on_sqlite() -> None:
-    _require_vendor("sqlite")
+    assert connection.vendor == "sqlite"
     _stampede(connections=200)
 
 
+@pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
 def test_30_users_joining_and_leaving_concurrently_keep_personnel_exact_on_sqlite() -> None:
-    _require_vendor("sqlite")
+    assert connection.vendor == "sqlite"
     _churn(connections=30)
 
 
@@ -214,9 +211,10 @@ def test_deleting_a_room_while_members_join_and_leave_never_deadlocks_on_postgre
     _delete_during_churn()
 
 
+@pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
 def test_deleting_a_room_while_members_join_and_leave_never_deadlocks_on_sqlite() -> None:
-    _require_vendor("sqlite")
+    assert connection.vendor == "sqlite"
     _delete_during_churn()
 
 
@@ -250,9 +248,10 @@ def test_one_user_joining_and_leaving_from_many_connections_at_once_counts_once_
     _same_user_everywhere()
 
 
+@pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
 def test_one_user_joining_and_leaving_from_many_connections_at_once_counts_once_on_sqlite() -> None:
-    _require_vendor("sqlite")
+    assert connection.vendor == "sqlite"
     _same_user_everywhere()
 
 
@@ -294,7 +293,8 @@ def test_lowering_max_personnel_while_users_join_never_leaves_more_members_than_
     _shrink_during_joins()
 
 
+@pytest.mark.sqlite
 @pytest.mark.django_db(transaction=True)
 def test_lowering_max_personnel_while_users_join_never_leaves_more_members_than_seats_on_sqlite() -> None:
-    _require_vendor("sqlite")
+    assert connection.vendor == "sqlite"
     _shrink_during_joins()
