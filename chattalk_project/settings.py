@@ -135,12 +135,24 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
+# PostgreSQL connections come from a pool per process (psycopg_pool): a burst of requests (a join stampede,
+# a login storm) waits up to DATABASE_POOL_TIMEOUT for a connection instead of failing with "too many
+# clients", and N processes never hold more than N x DATABASE_POOL_MAX connections. Threads return their
+# connection after each request or socket call, so a small pool serves thousands of sockets.
+DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 16)
 if DATABASE_URL:
-    _default_db = dj_database_url.parse(
-        DATABASE_URL,
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
-    )
+    _default_db = dj_database_url.parse(DATABASE_URL)
+    if _default_db["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX > 0:
+        _default_db["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
+        _default_db.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": env_int("DATABASE_POOL_MIN", 2),
+            "max_size": DATABASE_POOL_MAX,
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 20),
+            "max_idle": 300,
+        }
+    else:
+        _default_db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+        _default_db["CONN_HEALTH_CHECKS"] = True
 else:
     _default_db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
@@ -241,9 +253,13 @@ SIMPLE_JWT = {
 }
 # HttpOnly cookie holding the refresh token (path /api/auth/), set by login and refresh; see docs/API.md.
 AUTH_REFRESH_COOKIE = "chattalk_refresh"
-# Threads that run login and signup (password hashing) off the event loop: one per core by default.
-# 0 runs them like any sync view; the default inside pytest, whose test transaction lives on one thread.
-PASSWORD_HASH_WORKERS = env_int("PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else (os.cpu_count() or 2))
+# Threads that run login and signup (password hashing) off the event loop. One core is left to the event
+# loop and the database: with a thread per core, a login storm of 100 took chat p99 from 97 ms to 3.9 s
+# on 2 cores (docs/BENCHMARKS.md); logins then queue longer instead. 0 runs them like any sync view: the
+# default inside pytest, whose test transaction lives on one thread.
+PASSWORD_HASH_WORKERS = env_int(
+    "PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else max(1, (os.cpu_count() or 2) - 1)
+)
 
 # --- Rate limits --------------------------------------------------------------------------------------
 RATE_LIMITS_ENABLED = env_str("RATE_LIMITS", "on").lower() not in {"off", "0", "false", "no"}
