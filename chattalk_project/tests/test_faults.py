@@ -372,14 +372,18 @@ def test_redis_restarted_mid_stream_loses_and_duplicates_nothing(cluster):
 
 # --- 3. PostgreSQL restarted ------------------------------------------------------------------------------------
 @pytest.mark.postgres
+@pytest.mark.parametrize("pool_timeout", [20, 1], ids=["default_pool_wait", "short_pool_wait"])
 def test_postgresql_restarted_sends_get_unavailable_then_succeed_on_retry_with_the_same_client_id(
-    cluster,
+    cluster, pool_timeout: int
 ):
+    """With the default pool wait (20 s) a send during a short outage waits for the database; with a short
+    one (1 s) it gets `unavailable` again and again while the database is away (the pool's timeout path)."""
     room, users = make_room_with_members(10, "postgres restart")
     database = OwnPostgres().create()
     try:
         database.copy_test_database()
-        (server,) = cluster(1, env={"DATABASE_URL": database.url}, name="pg")
+        env = {"DATABASE_URL": database.url, "DATABASE_POOL_TIMEOUT": str(pool_timeout)}
+        (server,) = cluster(1, env=env, name="pg")
         members = members_for(room, users, [server])
         senders = members[:3]
         per_sender = 50
@@ -436,10 +440,14 @@ def test_postgresql_restarted_sends_get_unavailable_then_succeed_on_retry_with_t
         assert report["unavailable_frames_while_down"] > 0, "a send while the database is away gets `unavailable`"
         assert summary["reconnects"] == 0, "an unavailable database closes no socket"
         assert not [e for m in members for e in m.stats.other_errors], "only `unavailable` errors"
+        assert summary["longest_wait_for_an_ack_or_error_seconds"] < pool_timeout + 3, "every send is answered"
+        if pool_timeout < report["postgres_down_seconds"]:
+            assert report["unavailable_frames_while_down"] >= 2 * len(senders), "the pool's timeout is `unavailable`"
         write_report(
-            "postgres_restart",
+            f"postgres_restart_pool_wait_{pool_timeout}s",
             {
                 "servers": 1,
+                "database_pool_timeout": pool_timeout,
                 "messages_sent": len(report.pop("sent_ids")),
                 "messages_stored": len(stored),
                 **report,
