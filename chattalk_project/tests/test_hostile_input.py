@@ -463,3 +463,34 @@ def test_json_nested_too_deeply_is_a_400_on_every_rest_operation_with_a_body(raw
             assert response.json()["code"] == "malformed_request"
             walked += 1
     assert walked >= 6
+
+
+def test_hostile_handshakes_get_the_contracts_refusals_and_the_server_stays_up(server_factory) -> None:
+    server = server_factory()
+    log = ServerLog(server)
+    cast = make_cast()
+    token = cast.token(cast.member)
+    room = cast.room.pk
+
+    def close_code_of(path: str, **options: Any) -> int | None:
+        with ws_connect(f"{server.ws_url}{path}", max_size=2**22, **options) as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                for _ in range(100):
+                    ws.recv(timeout=10)
+            return ws.close_code
+
+    assert close_code_of(f"/ws/rooms/{room}/?access_token=%00%FF") == 4401
+    assert close_code_of(f"/ws/rooms/{room}/?access_token=" + "a" * 6000) == 4401
+    assert close_code_of(f"/ws/rooms/{room}/", subprotocols=["chattalk", "bearer.garbage"]) == 4401
+    assert close_code_of(f"/ws/rooms/{room}/nope/?access_token={token}") == 4404
+    assert close_code_of("/ws/" + "x" * 2000) == 4404
+    # A nonsense after_seq is a replay from the start, not a crash.
+    with ws_connect(f"{server.ws_url}/ws/rooms/{room}/?access_token={token}&after_seq=abc") as ws:
+        frames_seen = [json.loads(ws.recv(timeout=10)) for _ in range(3)]
+        assert any(f.get("type") == "synced" for f in frames_seen), frames_seen
+    # A foreign Origin is refused before the socket opens (a plain HTTP 403).
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        ws_connect(f"{server.ws_url}/ws/rooms/{room}/?access_token={token}", origin="https://evil.example")
+    assert refused.value.response.status_code == 403
+    log.assert_no_crash()
+    assert_fresh_socket_works(server, cast)
