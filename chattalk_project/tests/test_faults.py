@@ -379,8 +379,9 @@ def test_postgresql_restarted_sends_get_unavailable_then_succeed_on_retry_with_t
     """With the default pool wait (20 s) a send during a short outage waits for the database; with a short
     one (1 s) it gets `unavailable` again and again while the database is away (the pool's timeout path)."""
     room, users = make_room_with_members(10, "postgres restart")
-    database = OwnPostgres().create()
+    database = OwnPostgres()
     try:
+        database.create()
         database.copy_test_database()
         env = {"DATABASE_URL": database.url, "DATABASE_POOL_TIMEOUT": str(pool_timeout)}
         (server,) = cluster(1, env=env, name="pg")
