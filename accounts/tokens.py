@@ -19,6 +19,8 @@ from django.core.cache import BaseCache, caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from chattalk_project.domain import ServiceUnavailable
+
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"
 # Sockets opened with a session cookie carry this id instead of a jti, so a logout can close them too.
@@ -79,7 +81,12 @@ def is_token_before_user_cutoff(user_id: int, issued_at: float | None) -> bool:
 
 
 def access_token_is_revoked(user_id: int, jti: str | None, issued_at: float | None) -> bool:
-    return is_access_jti_revoked(jti) or is_token_before_user_cutoff(user_id, issued_at)
+    """Fails closed: when the denylist cannot be read, nobody is let in on a token (503 / close 1013),
+    since a logged-out token must never work just because Redis blinked."""
+    try:
+        return is_access_jti_revoked(jti) or is_token_before_user_cutoff(user_id, issued_at)
+    except Exception as exc:  # noqa: BLE001 - any cache failure: redis-py's errors are not one class
+        raise ServiceUnavailable("The token denylist cannot be read; retry shortly.") from exc
 
 
 def blacklist_outstanding_refresh_tokens(user_id: int) -> int:

@@ -24,6 +24,7 @@ from .tokens import session_socket_id
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "chattalk"
+UNAVAILABLE = "unavailable"  # the token could not be checked now: the consumer closes with 1013, not 4401
 BEARER_PREFIX = "bearer."
 
 
@@ -55,12 +56,16 @@ def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
 
 
 def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
+    from chattalk_project.domain import ServiceUnavailable
+
     from .services import NotAuthenticated, authenticate_access_token
 
     try:
         user, token = authenticate_access_token(raw)
     except NotAuthenticated as exc:
         return AnonymousUser(), SocketAuth("none", error=exc.code)
+    except ServiceUnavailable:
+        return AnonymousUser(), SocketAuth("none", error=UNAVAILABLE)
     return user, SocketAuth(
         "token", jti=str(token.get("jti")), expires_at=float(token["exp"]), issued_at=token.get("iat")
     )

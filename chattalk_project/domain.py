@@ -32,3 +32,11 @@ class InvalidInput(DomainError):
     code = "validation_error"
     http_status = 400
     default_detail = "The request is not valid."
+
+
+class ServiceUnavailable(DomainError):
+    """A service the answer depends on is away (the denylist's cache, the database): retry shortly."""
+
+    code = "unavailable"
+    http_status = 503
+    default_detail = "A service this needs is temporarily unavailable; retry shortly."

@@ -147,7 +147,7 @@ if DATABASE_URL:
         _default_db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": DATABASE_POOL_MAX,
-            "timeout": env_int("DATABASE_POOL_TIMEOUT", 20),
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
             "max_idle": 300,
         }
     else:

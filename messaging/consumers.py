@@ -22,6 +22,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
 
+from accounts.ws_auth import UNAVAILABLE
 from chattalk_project.domain import DomainError
 from chattalk_project.request_id import current_request_id
 from rooms.services import NotRoomMember, RoomNotFound, require_member
@@ -106,8 +107,11 @@ class SocketBase(AsyncWebsocketConsumer):
     async def authorize_room(self, room_id: int) -> bool:
         """Refuse with 4401/4404/4403/4429 as the contract says; True if the socket may open."""
         if not self.user_id:
-            auth = self.scope.get("socket_auth")
-            await self.accept_then_close(frames.CLOSE_NOT_AUTHENTICATED, getattr(auth, "error", None) or "login")
+            error = getattr(self.scope.get("socket_auth"), "error", None)
+            if error == UNAVAILABLE:
+                await self.accept_then_close(frames.CLOSE_TRY_AGAIN, "authentication unavailable; retry shortly")
+            else:
+                await self.accept_then_close(frames.CLOSE_NOT_AUTHENTICATED, error or "login")
             return False
         access = await room_access(room_id, self.user)
         if access == "not_found":
