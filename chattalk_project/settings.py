@@ -303,6 +303,7 @@ GRAPHENE = {
 }
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10)
 GRAPHQL_MAX_QUERY_BYTES = env_int("GRAPHQL_MAX_QUERY_BYTES", 20 * 1024)
+GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 20_000)
 
 # --- WebSocket limits ---------------------------------------------------------------------------------
 WS_MAX_FRAME_BYTES = 64 * 1024

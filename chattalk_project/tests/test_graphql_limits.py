@@ -111,3 +111,27 @@ def test_graphiql_is_served_only_when_debug(settings: Any) -> None:
     settings.DEBUG = False
     page = Client().get("/graphql", HTTP_ACCEPT="text/html")
     assert page.status_code == 400 and b"graphiql" not in page.content.lower()
+
+
+ROOM_PAGE = "rooms(first: 100) { edges { node { id title participants { username connected leftAt } } } }"
+
+
+def test_a_wide_query_of_many_aliased_big_pages_is_refused_with_query_too_expensive() -> None:
+    aliases = " ".join(f"r{i}: {ROOM_PAGE}" for i in range(40))
+    response = post("{ " + aliases + " }")
+    assert response.status_code == 400
+    assert "query_too_expensive" in depth_codes(response)
+
+
+def test_cost_counts_fragments_and_variable_page_sizes() -> None:
+    spread = " ".join(f"r{i}: rooms(first: $n) {{ ...page }}" for i in range(40))
+    query = (
+        "query Wide($n: Int) { " + spread + " } "
+        "fragment page on RoomConnection { edges { node { id title participants { username } } } }"
+    )
+    assert "query_too_expensive" in depth_codes(post(query))
+
+
+def test_an_ordinary_big_page_is_within_the_cost_limit() -> None:
+    response = post("{ " + ROOM_PAGE + " }")
+    assert "query_too_expensive" not in depth_codes(response)
