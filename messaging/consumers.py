@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 OUTBOX_LIMIT = 5000
 TYPING_MIN_INTERVAL = 2.0
+RESUME_MIN_INTERVAL = 1.0
 FLOOD_CLOSE_AFTER = 10  # refused frames in a row before the socket is closed with 4429
 
 
@@ -182,6 +183,7 @@ class ChatConsumer(SocketBase):
         self.holding = False
         self.buffer: list[tuple[int, str]] = []
         self.last_sent_seq = 0
+        self.last_resume_at = -RESUME_MIN_INTERVAL
         self.tokens = float(settings.WS_MESSAGES_BURST)
         self.tokens_at = time.monotonic()
         self.refused_in_a_row = 0
@@ -265,6 +267,12 @@ class ChatConsumer(SocketBase):
     async def _replay(self, after_seq: int) -> None:
         """Replay seq > after_seq in pages, then `synced`, then what arrived live meanwhile (deduped by seq)."""
         self.replaying = True
+        self.last_resume_at = time.monotonic()
+        stream = self.hub.rooms.get(self.room_id)
+        if stream is not None and stream.last_seq is not None:
+            # A client claiming a seq the room has not reached would otherwise drop live frames until the
+            # room caught up with its claim.
+            after_seq = min(after_seq, stream.last_seq)
         cursor = after_seq
         page_size = settings.WS_REPLAY_PAGE_SIZE
         try:
@@ -285,6 +293,17 @@ class ChatConsumer(SocketBase):
         self.push_frame(frames.synced_frame(cursor))
         self.replaying = False
         self._flush_buffer()
+
+    async def on_resume(self, frame: dict[str, Any]) -> None:
+        after_seq = frame.get("after_seq")
+        if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
+            self.push_frame(frames.error_frame("invalid_frame", "after_seq must be a non-negative integer."))
+            return
+        if time.monotonic() - self.last_resume_at < RESUME_MIN_INTERVAL:
+            # Each resume may replay the whole history: a loop of them would cost the database, not the client.
+            self.push_frame(frames.error_frame("rate_limited", "At most one resume per second."))
+            return
+        await self._replay(after_seq)
 
     # --- frames from the client --------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -318,11 +337,7 @@ class ChatConsumer(SocketBase):
         elif kind == "ping":
             self.push_frame(frames.pong_frame())
         elif kind == "resume":
-            after_seq = frame.get("after_seq")
-            if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
-                self.push_frame(frames.error_frame("invalid_frame", "after_seq must be a non-negative integer."))
-                return
-            await self._replay(after_seq)
+            await self.on_resume(frame)
         elif kind == "read":
             await self.on_read(frame)
         elif kind == "typing":

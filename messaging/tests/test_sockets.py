@@ -473,3 +473,42 @@ def test_a_denylisted_token_whose_close_event_was_lost_is_closed_by_the_periodic
         assert await a.wait_closed(timeout=8) == 4401
 
     asyncio.run(scenario())
+
+
+def test_resumes_are_limited_to_one_per_second(server_factory, room_with_members):
+    server = server_factory()
+    room, (alice, _) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        await a.send_json({"type": "resume", "after_seq": 0})
+        await a.send_json({"type": "resume", "after_seq": 0})
+        await a.wait_until(lambda c: c.of_type("synced") and c.of_type("error"))
+        assert len(a.of_type("synced")) == 1
+        assert a.of_type("error")[0]["code"] == "rate_limited"
+        await asyncio.sleep(1.1)
+        await a.send_json({"type": "resume", "after_seq": 0})
+        await a.wait_until(lambda c: len(c.of_type("synced")) == 2)
+        await a.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_resume_claiming_a_seq_the_room_never_reached_does_not_swallow_live_messages(
+    server_factory, room_with_members
+):
+    server = server_factory()
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        b = await ChatClient(server.ws_url, room.pk, access_token_for(bob), after_seq=10**9).connect()
+        await b.wait_until(lambda c: c.of_type("synced"))
+        assert b.of_type("synced")[0]["last_seq"] == room.last_seq
+        a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
+        await a.send_message("you should see this")
+        await b.wait_until(lambda c: c.messages())
+        assert b.messages()[0]["body"] == "you should see this"
+        await a.close()
+        await b.close()
+
+    asyncio.run(scenario())
