@@ -42,6 +42,7 @@ SWEEP_SECONDS = 1.0
 CATCH_UP_SECONDS = 5.0
 # Revocations travel as events (user.revoked); this periodic re-check closes sockets whose event was lost.
 REVOCATION_CHECK_SECONDS = 5.0
+GROUP_OPS_AT_ONCE = 50
 # channels' group membership expires (group_expiry, one day by default): re-add well before that.
 GROUP_REFRESH_SECONDS = 3600.0
 
@@ -201,6 +202,8 @@ class Hub:
         self.users: dict[int, set[HubListener]] = {}
         self.group_added: dict[str, asyncio.Future[None]] = {}
         self.group_listeners: dict[str, set[Any]] = {}
+        self._group_ops: asyncio.Semaphore | None = None
+        self._group_tail: dict[str, asyncio.Future[None]] = {}
         self.deliveries = 0
         self.messages = 0  # room messages handed to local sockets (once per message); /metrics reads both
         self.last_typing: dict[tuple[int, int], float] = {}
@@ -259,7 +262,7 @@ class Hub:
     async def _refresh_groups(self) -> None:
         for group in list(self.group_added):
             try:
-                await self.layer.group_add(group, self.channel_name)
+                await self._group_op(self.layer.group_add, group)
             except Exception:  # noqa: BLE001
                 logger.warning("could not refresh group %s; will retry", group)
 
@@ -301,13 +304,32 @@ class Hub:
                     stream.catch_up_to(last_seq)
 
     # --- groups -------------------------------------------------------------------------------------
+    async def _group_op(self, op: Any, group: str) -> None:
+        """Run group_add/group_discard one at a time per group (an add must not be overtaken by an older
+        discard), and at most GROUP_OPS_AT_ONCE at a time overall: thousands of sockets closing at once
+        would otherwise ask the Redis pool for thousands of connections, and redis-py refuses past its size."""
+        if self._group_ops is None:
+            self._group_ops = asyncio.Semaphore(GROUP_OPS_AT_ONCE)
+        previous = self._group_tail.get(group)
+        done = asyncio.get_running_loop().create_future()
+        self._group_tail[group] = done
+        try:
+            if previous is not None:
+                await previous
+            async with self._group_ops:
+                await op(group, self.channel_name)
+        finally:
+            done.set_result(None)
+            if self._group_tail.get(group) is done:
+                del self._group_tail[group]
+
     async def _add_group(self, group: str) -> None:
         added = self.group_added.get(group)
         if added is None:
             added = asyncio.get_running_loop().create_future()
             self.group_added[group] = added
             try:
-                await self.layer.group_add(group, self.channel_name)
+                await self._group_op(self.layer.group_add, group)
             except BaseException as exc:
                 del self.group_added[group]
                 added.set_exception(exc)
@@ -319,9 +341,9 @@ class Hub:
     async def _discard_group(self, group: str) -> None:
         if self.group_added.pop(group, None) is not None:
             try:
-                await self.layer.group_discard(group, self.channel_name)
+                await self._group_op(self.layer.group_discard, group)
             except Exception:  # noqa: BLE001 - a stale membership only costs a dropped event
-                logger.exception("could not leave group %s", group)
+                logger.warning("could not leave group %s", group)
 
     # --- subscriptions ------------------------------------------------------------------------------
     async def add_user_listener(self, listener: HubListener) -> None:

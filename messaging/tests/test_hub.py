@@ -99,3 +99,59 @@ def test_a_stream_starts_after_what_was_committed_before_it(room_with_members):
         assert stream.last_seq == old[-1]["seq"]
 
     asyncio.run(scenario())
+
+
+class SlowDiscardLayer:
+    """A channel layer whose group_discard is slower than group_add, as two Redis connections can be."""
+
+    def __init__(self) -> None:
+        self.members: set[str] = set()
+        self.in_flight = 0
+        self.most_in_flight = 0
+
+    async def _op(self, delay: float) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(delay)
+        self.in_flight -= 1
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await self._op(0)
+        self.members.add(group)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await self._op(0.05)
+        self.members.discard(group)
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_rejoin_is_never_overtaken_by_the_slower_leave_before_it():
+    async def scenario() -> None:
+        hub = Hub()
+        hub.layer = SlowDiscardLayer()
+        hub.channel_name = "hub.test"
+        await hub._add_group("room.1")
+        leaving = asyncio.ensure_future(hub._discard_group("room.1"))
+        await asyncio.sleep(0)  # the discard is on its way
+        await hub._add_group("room.1")  # a new socket of the room arrives
+        await leaving
+        assert "room.1" in hub.layer.members
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=False)
+def test_group_operations_are_bounded_when_thousands_of_sockets_close_at_once():
+    from messaging.hub import GROUP_OPS_AT_ONCE
+
+    async def scenario() -> None:
+        hub = Hub()
+        hub.layer = SlowDiscardLayer()
+        hub.channel_name = "hub.test"
+        for i in range(300):
+            await hub._add_group(f"user.{i}")
+        await asyncio.gather(*(hub._discard_group(f"user.{i}") for i in range(300)))
+        assert not hub.layer.members
+        assert hub.layer.most_in_flight <= GROUP_OPS_AT_ONCE
+
+    asyncio.run(scenario())

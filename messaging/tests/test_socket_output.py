@@ -1,0 +1,68 @@
+"""A socket's ordered output: frames written at once when the transport takes them, queued in order when
+the server's send suspends (the peer reads slowly), and never reordered between the two paths."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from messaging.consumers import SocketBase
+
+
+class FlowControlledSend:
+    """Stands in for uvicorn's send: finishes at once while writable, else waits like a paused transport."""
+
+    def __init__(self) -> None:
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.written: list[str] = []
+        self.suspensions = 0
+
+    async def __call__(self, message: dict) -> None:
+        if not self.writable.is_set():
+            self.suspensions += 1
+            await self.writable.wait()
+        self.written.append(message["text"])
+
+
+def socket_with(send: FlowControlledSend) -> SocketBase:
+    socket = SocketBase.__new__(SocketBase)
+    socket.closing = False
+    socket._out = deque()
+    socket._writing = False
+    socket.base_send = send
+    return socket
+
+
+def test_frames_are_written_in_order_across_a_paused_transport() -> None:
+    async def scenario() -> None:
+        send = FlowControlledSend()
+        socket = socket_with(send)
+        socket._push("1")
+        assert send.written == ["1"], "a writable transport takes the frame without a task"
+        send.writable.clear()  # the peer stopped reading
+        for text in ("2", "3", "4"):
+            socket._push(text)
+        await asyncio.sleep(0.01)
+        assert send.written == ["1"] and send.suspensions == 1
+        send.writable.set()  # it drains again
+        await asyncio.sleep(0.01)
+        assert send.written == ["1", "2", "3", "4"]
+        assert not socket._writing
+        socket._push("5")
+        assert send.written[-1] == "5"
+
+    asyncio.run(scenario())
+
+
+def test_a_send_that_fails_does_not_break_the_socket_object() -> None:
+    async def broken(message: dict) -> None:
+        raise OSError("peer gone")
+
+    async def scenario() -> None:
+        socket = socket_with(FlowControlledSend())
+        socket.base_send = broken
+        socket._push("lost")  # the disconnect handler cleans up; pushing must not raise
+        assert not socket._writing
+
+    asyncio.run(scenario())
