@@ -1,8 +1,14 @@
 """ASGI entry point: HTTP through Django (static files served too), WebSockets through Channels."""
 
 import os
+import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chattalk_project.settings")
+
+# The event loop holds the GIL through each fan-out burst; a send's worker thread needs it back after every
+# database round trip. Python's default 5 ms switch interval makes each of those waits up to 5 ms, which
+# piled up into the ack latency; a shorter interval lets the worker threads in sooner.
+sys.setswitchinterval(float(os.environ.get("GIL_SWITCH_INTERVAL", "0.001")))
 
 from django.core.asgi import get_asgi_application  # noqa: E402
 

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 OUTBOX_LIMIT = 5000
 TYPING_MIN_INTERVAL = 2.0
 RESUME_MIN_INTERVAL = 1.0
+ACK_PACING_TIMEOUT = 1.0  # the longest an ack waits for this process's fan-out of its message
 FLOOD_CLOSE_AFTER = 10  # refused frames in a row before the socket is closed with 4429
 
 
@@ -423,6 +424,9 @@ class ChatConsumer(SocketBase):
             )
         else:
             message = result.message
+            stream = self.hub.rooms.get(self.room_id)
+            if result.created and stream is not None:
+                await stream.wait_delivered(int(message["seq"]), ACK_PACING_TIMEOUT)
             self.push_frame(frames.ack_frame(message["client_id"], message["seq"], message["id"]))
         finally:
             self.holding = False

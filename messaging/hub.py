@@ -17,6 +17,8 @@ close (idle, token expired or revoked), so that no socket needs a timer task of 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import json
 import logging
 import time
@@ -67,6 +69,9 @@ def observe_send_to_delivery(created_at: str | None) -> None:
         pass
 
 
+_waiter_numbers = itertools.count()  # tie-breaker: futures do not compare
+
+
 def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
 
@@ -108,6 +113,7 @@ class RoomStream:
         self._gap_task: asyncio.Task[None] | None = None
         self.behind_at: int | None = None  # last_seq when the catch-up sweep last saw this stream behind
         self.known_last_seq = 0  # a seq the database is known to have committed (from the catch-up sweep)
+        self.delivery_waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # heap of (seq, n, future)
 
     def _behind(self) -> bool:
         return bool(self.pending) or (self.last_seq is not None and self.known_last_seq > self.last_seq)
@@ -140,6 +146,26 @@ class RoomStream:
             message = self.pending.pop(self.last_seq + 1)
             self.last_seq += 1
             self._deliver(message)
+        while self.delivery_waiters and self.delivery_waiters[0][0] <= self.last_seq:
+            _seq, _n, waiter = heapq.heappop(self.delivery_waiters)
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_delivered(self, seq: int, timeout: float) -> None:
+        """Return once this process has handed `seq` to its local sockets, or after `timeout`.
+
+        The chat consumer waits for this before acking a send: the ack then paces a sender to the speed at
+        which this process can fan its messages out, so a room whose senders outrun the fan-out slows them
+        down instead of queueing frames without bound.
+        """
+        if self.last_seq is not None and seq <= self.last_seq:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.delivery_waiters, (seq, next(_waiter_numbers), waiter))
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            pass  # a lost publish is filled later by the catch-up sweep; the ack must not wait for it
 
     def _deliver(self, message: dict[str, Any]) -> None:
         text = encode({"type": "message", "message": message})

@@ -155,3 +155,23 @@ def test_group_operations_are_bounded_when_thousands_of_sockets_close_at_once():
         assert hub.layer.most_in_flight <= GROUP_OPS_AT_ONCE
 
     asyncio.run(scenario())
+
+
+def test_an_ack_waits_for_the_local_fan_out_of_its_message_but_not_forever(room_with_members):
+    room, (alice, _) = room_with_members(2)
+
+    async def scenario() -> None:
+        stream, socket = await started_stream(room.pk)
+        (message,) = await asyncio.to_thread(stored, room, alice, 1)
+        waiting = asyncio.ensure_future(stream.wait_delivered(message["seq"], timeout=5))
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "not delivered here yet: the ack waits"
+        stream.on_message(message)
+        await asyncio.wait_for(waiting, 1)
+        assert socket.seqs == [message["seq"]]
+        await stream.wait_delivered(message["seq"], timeout=5)  # already delivered: at once
+        started = asyncio.get_running_loop().time()
+        await stream.wait_delivered(message["seq"] + 1, timeout=0.2)  # never published: gives up
+        assert asyncio.get_running_loop().time() - started < 1
+
+    asyncio.run(scenario())
