@@ -425,7 +425,7 @@ class ChatConsumer(SocketBase):
         else:
             message = result.message
             stream = self.hub.rooms.get(self.room_id)
-            if result.created and stream is not None:
+            if result.created and stream is not None and stream.is_behind(int(message["seq"])):
                 await stream.wait_delivered(int(message["seq"]), ACK_PACING_TIMEOUT)
             self.push_frame(frames.ack_frame(message["client_id"], message["seq"], message["id"]))
         finally:

@@ -151,12 +151,17 @@ class RoomStream:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def is_behind(self, seq: int) -> bool:
+        """True while messages before `seq` are still undelivered here: the fan-out lags the senders."""
+        return self.last_seq is None or seq - self.last_seq > 1
+
     async def wait_delivered(self, seq: int, timeout: float) -> None:
         """Return once this process has handed `seq` to its local sockets, or after `timeout`.
 
-        The chat consumer waits for this before acking a send: the ack then paces a sender to the speed at
-        which this process can fan its messages out, so a room whose senders outrun the fan-out slows them
-        down instead of queueing frames without bound.
+        The chat consumer waits for this before acking a send when the stream is behind (`is_behind`): the
+        ack then paces a sender to the speed at which this process can fan its messages out, so a room whose
+        senders outrun the fan-out slows them down instead of queueing frames without bound; a stream that
+        keeps up costs the ack nothing.
         """
         if self.last_seq is not None and seq <= self.last_seq:
             return
