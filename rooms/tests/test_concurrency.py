@@ -22,7 +22,7 @@ from messaging.models import Message, MessageKind
 from rooms.models import Membership, Room
 from rooms.services import RoomFull, create_room, join_room, leave_room
 
-PG_CONNECTIONS = 20
+PG_CONNECTIONS = 200  # threads; through the pytest process's connection pool (DATABASE_POOL_MAX) on PostgreSQL
 
 
 def _users(prefix: str, count: int) -> list[User]:
