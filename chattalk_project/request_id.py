@@ -77,3 +77,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return json.dumps(payload, ensure_ascii=False)
+
+
+class WithoutTraceback(logging.Filter):
+    """For refusals of bad client input that Django logs with a traceback (a forged Host header): one line,
+    not forty, so that a scanner cannot flood the log and real tracebacks stay findable."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True

@@ -349,7 +349,10 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "chattalk_project.request_id.RequestIdFilter"}},
+    "filters": {
+        "request_id": {"()": "chattalk_project.request_id.RequestIdFilter"},
+        "without_traceback": {"()": "chattalk_project.request_id.WithoutTraceback"},
+    },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
         "json": {"()": "chattalk_project.request_id.JsonFormatter"},
@@ -365,6 +368,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "django.request": {"level": "ERROR"},
+        "django.security.DisallowedHost": {"level": "WARNING", "filters": ["without_traceback"]},
     },
 }
 

@@ -232,3 +232,13 @@ def test_a_run_asked_to_use_a_service_that_is_down_fails_loudly_instead_of_skipp
         shutil.rmtree(tmp_path, ignore_errors=True)
     assert result.returncode == 3, result.stdout + result.stderr
     assert f"redis at 127.0.0.1:{closed}" in result.stdout + result.stderr
+
+
+def test_a_forged_host_header_is_a_400_logged_in_one_line(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="django.security.DisallowedHost"):
+        response = Client().get("/healthz", HTTP_HOST="k~hvx")
+    assert response.status_code == 400
+    records = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert records and all(r.exc_info is None for r in records)
