@@ -179,7 +179,10 @@ async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None
         n = 0
         in_flight: set[asyncio.Future[None]] = set()
         interval = 1.0 / spec.rate if spec.rate > 0 else 0.0
-        next_at = report.started_at + (index % 100) / 100 * interval
+        # Spread the senders' phases over the whole interval (and workers apart from each other): phase-
+        # locked senders would offer the server synchronized bursts that no real room produces.
+        phase = (index / max(1, spec.sender_count) + spec.worker * 0.37) % 1.0
+        next_at = report.started_at + phase * interval
         while sock is not None and sock.is_open:
             now = time.monotonic()
             if now >= deadline:
