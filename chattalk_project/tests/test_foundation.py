@@ -242,3 +242,18 @@ def test_a_forged_host_header_is_a_400_logged_in_one_line(caplog):
     assert response.status_code == 400
     records = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
     assert records and all(r.exc_info is None for r in records)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"username": "a\\u0000b", "password": "x"}',
+        '{"username": "alice", "password": "x", "extra": ["ok", {"k\\u0000": 1}]}',
+    ],
+)
+def test_a_nul_character_anywhere_in_a_json_body_is_a_400_not_a_database_error(body: str):
+    # PostgreSQL text cannot hold NUL: before the parser refused it, a login with one was a 500.
+    response = Client().post("/api/auth/login", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "malformed_request"
