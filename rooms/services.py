@@ -73,10 +73,11 @@ def clean_title(title: Any) -> str:
 
 def clean_max_personnel(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value.strip())
-        else:
+        # ASCII digits only: str.isdigit() also accepts "³", which int() refuses (a 500 the fuzzer found).
+        text = value.strip() if isinstance(value, str) else ""
+        if not (text.isascii() and text.isdigit()):
             raise InvalidInput(fields={"max_personnel": ["Must be a whole number."]})
+        value = int(text)
     if not MIN_MAX_PERSONNEL <= value <= MAX_MAX_PERSONNEL:
         raise InvalidInput(fields={"max_personnel": [f"Must be between {MIN_MAX_PERSONNEL} and {MAX_MAX_PERSONNEL}."]})
     return value
