@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -115,7 +116,10 @@ def test_benchmarks_refuse_targets_off_this_machine() -> None:
 
 def test_server_cpu_and_memory_are_read_from_proc() -> None:
     before = process_cpu_seconds(os.getpid())
-    sum(i * i for i in range(300_000))
+    # /proc counts in clock ticks (10 ms): burn CPU until a tick lands, for at most 2 s of wall time.
+    deadline = time.monotonic() + 2.0
+    while process_cpu_seconds(os.getpid()) <= before and time.monotonic() < deadline:
+        sum(i * i for i in range(100_000))
     assert process_cpu_seconds(os.getpid()) > before
     assert process_rss_bytes(os.getpid()) > 1 << 20
 
