@@ -9,6 +9,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from chattalk_project.admin_readonly import ReadOnlyAdminMixin
+
 from .models import OutboxEvent
 from .services import outbox_backlog
 
@@ -31,7 +33,7 @@ class SentFilter(admin.SimpleListFilter):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "event_type", "room_id", "topic", "occurred_at", "sent_at", "attempts", "short_error")
     list_filter = (SentFilter, "event_type", "topic")
     search_fields = ("=event_id", "=room_id", "event_type")
@@ -43,15 +45,6 @@ class OutboxEventAdmin(admin.ModelAdmin):
     @admin.display(description="last error")
     def short_error(self, obj: OutboxEvent) -> str:
         return obj.last_error[:80]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: OutboxEvent | None = None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         backlog = outbox_backlog()

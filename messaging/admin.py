@@ -6,16 +6,15 @@ message), so the admin is read-only; moderation belongs in a service that record
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
+
+from chattalk_project.admin_readonly import ReadOnlyAdminMixin
 
 from .models import Message
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "room", "seq", "kind", "sender", "short_body", "created_at")
     list_filter = ("kind", "room")
     search_fields = ("body", "client_id", "sender__username")
@@ -27,12 +26,3 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="body")
     def short_body(self, obj: Message) -> str:
         return obj.body if len(obj.body) <= 80 else obj.body[:77] + "..."
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

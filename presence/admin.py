@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts.models import User
+from chattalk_project.admin_readonly import ReadOnlyAdminMixin
 from rooms.models import Room
 
 from . import services
@@ -21,16 +22,7 @@ ADMIN_LIMIT = 1000
 
 
 @admin.register(PresenceConnection)
-class PresenceConnectionAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+class PresenceConnectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         backend = get_presence_backend()
         error = None
