@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 
-from chattalk_project.testing import ServerProcess, port_answers
+from core.testing import ServerProcess, port_answers
 
 SERVICE_MARKERS = ("postgres", "redis", "kafka", "mongo")
 # Tests that pin the embedded database itself (SQLite's locking): run only where the database is SQLite.

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.tokens import Token
 
-from chattalk_project.domain import InvalidInput
+from core.domain import InvalidInput
 
 from . import services
 from .serializers import (

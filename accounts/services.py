@@ -28,7 +28,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from chattalk_project.domain import DomainError, InvalidInput
+from core.domain import DomainError, InvalidInput
 
 from . import tokens
 from .models import User

@@ -19,7 +19,7 @@ from django.core.cache import BaseCache, caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from chattalk_project.domain import ServiceUnavailable
+from core.domain import ServiceUnavailable
 
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"

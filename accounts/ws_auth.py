@@ -56,7 +56,7 @@ def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
 
 
 def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
-    from chattalk_project.domain import ServiceUnavailable
+    from core.domain import ServiceUnavailable
 
     from .services import NotAuthenticated, authenticate_access_token
 

@@ -18,8 +18,8 @@ from rest_framework import exceptions
 from rest_framework.request import Request
 
 from accounts.authentication import RevocableJWTAuthentication
+from core.errors import error_body
 
-from .errors import error_body
 from .graphql_limits import query_too_large, rules_with_limits
 
 

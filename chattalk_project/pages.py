@@ -25,7 +25,7 @@ from accounts import services as accounts_services
 from accounts.password_pool import on_password_pool
 from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
-from chattalk_project.domain import DomainError, InvalidInput
+from core.domain import DomainError, InvalidInput
 from messaging.services import history, my_rooms_queryset
 from rooms.models import Room
 from rooms.services import (

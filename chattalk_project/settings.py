@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "graphene_django",
     "channels",
+    "core",
     "chattalk_project",
     "accounts",
     "rooms",
@@ -98,7 +99,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "chattalk_project.request_id.RequestIdMiddleware",
+    "core.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -272,8 +273,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["chattalk_project.parsers.JSONParserRefusingDeepNesting"],
-    "EXCEPTION_HANDLER": "chattalk_project.errors.api_exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParserRefusingDeepNesting"],
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 20),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -350,12 +351,12 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "request_id": {"()": "chattalk_project.request_id.RequestIdFilter"},
-        "without_traceback": {"()": "chattalk_project.request_id.WithoutTraceback"},
+        "request_id": {"()": "core.request_id.RequestIdFilter"},
+        "without_traceback": {"()": "core.request_id.WithoutTraceback"},
     },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
-        "json": {"()": "chattalk_project.request_id.JsonFormatter"},
+        "json": {"()": "core.request_id.JsonFormatter"},
     },
     "handlers": {
         "console": {

@@ -4,7 +4,9 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
-from . import errors, health, metrics
+from core import errors, metrics
+
+from . import health
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -22,5 +24,5 @@ urlpatterns = [
     re_path(r"^api/", csrf_exempt(errors.handler404)),
 ]
 
-handler404 = "chattalk_project.errors.handler404"
-handler500 = "chattalk_project.errors.handler500"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"

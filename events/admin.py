@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from chattalk_project.admin_readonly import ReadOnlyAdminMixin
+from core.admin_readonly import ReadOnlyAdminMixin
 
 from .models import OutboxEvent
 from .services import outbox_backlog

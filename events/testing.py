@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
-from chattalk_project.testing import free_port, port_answers, test_database_url
+from core.testing import free_port, port_answers, test_database_url
 
 BASE_DIR = Path(settings.BASE_DIR)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from chattalk_project.admin_readonly import ReadOnlyAdminMixin
+from core.admin_readonly import ReadOnlyAdminMixin
 
 from .models import Message
 

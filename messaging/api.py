@@ -1,7 +1,7 @@
 """REST edge of messaging: history, send, read position, and the caller's rooms with unread counts.
 
 Thin: parse and validate input, call messaging.services, shape the output. Refusals are DomainErrors,
-turned into the contract's body by chattalk_project.errors.
+turned into the contract's body by core.errors.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from accounts.ws_auth import UNAVAILABLE
-from chattalk_project.domain import DomainError
-from chattalk_project.request_id import current_request_id
+from core.domain import DomainError
+from core.request_id import current_request_id
 from rooms.services import NotRoomMember, RoomNotFound, require_member
 
 from . import frames

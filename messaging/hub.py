@@ -31,7 +31,7 @@ from channels.layers import get_channel_layer
 
 from accounts.realtime import user_group
 from accounts.tokens import SocketCredential, revoked_socket_credentials
-from chattalk_project.metrics import SEND_TO_DELIVERY_SECONDS
+from core.metrics import SEND_TO_DELIVERY_SECONDS
 
 from .groups import room_group
 

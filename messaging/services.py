@@ -21,7 +21,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
-from chattalk_project.domain import DomainError, InvalidInput
+from core.domain import DomainError, InvalidInput
 from events.services import record_event
 from rooms.models import Membership, Room
 from rooms.services import NotRoomMember, RoomNotFound, require_member

@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from accounts.models import User
-from chattalk_project.admin_readonly import ReadOnlyAdminMixin
+from core.admin_readonly import ReadOnlyAdminMixin
 from rooms.models import Room
 
 from . import services

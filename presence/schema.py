@@ -7,7 +7,7 @@ from typing import Any
 
 import graphene
 
-from chattalk_project.graphql_errors import domain_errors_as_graphql, require_user
+from core.graphql_errors import domain_errors_as_graphql, require_user
 from rooms.models import Room
 from rooms.schema import RoomBatch, caller_is_member, require_room_member
 from rooms.services import get_room

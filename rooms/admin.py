@@ -17,7 +17,7 @@ from django.db.models import F, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from accounts.models import User
-from chattalk_project.domain import DomainError
+from core.domain import DomainError
 
 from . import services
 from .models import Membership, Room

@@ -2,7 +2,7 @@
 
 Thin: read the body, call rooms.services, shape the answer with RoomSerializer. Every refusal is a
 DomainError raised by the service (room_full, forbidden, not_found, validation_error, ...), turned into the
-contract's body by chattalk_project.errors; no view has its own error handling.
+contract's body by core.errors; no view has its own error handling.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chattalk_project.domain import InvalidInput
+from core.domain import InvalidInput
 
 from . import services
 from .models import Room

@@ -18,8 +18,8 @@ from typing import Any
 
 import graphene
 
-from chattalk_project.domain import DomainError
-from chattalk_project.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
+from core.domain import DomainError
+from core.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
 
 from . import services
 from .models import Room as RoomModel

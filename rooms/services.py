@@ -20,7 +20,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import User
-from chattalk_project.domain import DomainError, Forbidden, InvalidInput, NotFound
+from core.domain import DomainError, Forbidden, InvalidInput, NotFound
 from events.services import record_event
 
 from . import signals

@@ -9,7 +9,7 @@ from django.test import Client, override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
-from chattalk_project.testing import free_port
+from core.testing import free_port
 from messaging.testing import ChatClient
 from rooms.services import create_room
 

@@ -26,7 +26,7 @@ from typing import Any
 import websockets
 from django.conf import settings
 
-from chattalk_project.testing import ServerProcess, free_port, port_answers, test_database_url
+from core.testing import ServerProcess, free_port, port_answers, test_database_url
 from events.testing import wait_until
 
 BASE_DIR = Path(settings.BASE_DIR)

@@ -29,8 +29,8 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
-from chattalk_project.testing import BASE_DIR, ServerProcess, port_answers
-from chattalk_project.testing import test_database_url as current_database_url
+from core.testing import BASE_DIR, ServerProcess, port_answers
+from core.testing import test_database_url as current_database_url
 from events.consumer import consume_events
 from events.models import OutboxEvent
 from events.testing import RelayProcess, TansuBroker, wait_until

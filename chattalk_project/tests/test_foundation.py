@@ -11,7 +11,7 @@ import sys
 import pytest
 from django.test import Client, override_settings
 
-from chattalk_project.testing import BASE_DIR, free_port
+from core.testing import BASE_DIR, free_port
 
 
 def settings_under(env: dict[str, str]) -> dict:
@@ -196,7 +196,7 @@ def test_every_response_carries_a_request_id(client: Client):
 def test_json_log_lines_carry_the_request_id():
     import logging
 
-    from chattalk_project.request_id import JsonFormatter, RequestIdFilter, current_request_id
+    from core.request_id import JsonFormatter, RequestIdFilter, current_request_id
 
     token = current_request_id.set("req-42")
     try:

@@ -393,7 +393,7 @@ def test_nul_characters_are_refused_or_ignored_never_a_database_error() -> None:
     """PostgreSQL text cannot hold NUL (0x00): psycopg raised DataError, a 500, before these checks."""
     cast = make_cast()
     token = cast.token(cast.owner)
-    # JSON bodies: the REST parser refuses a NUL anywhere (chattalk_project/parsers.py), for every endpoint.
+    # JSON bodies: the REST parser refuses a NUL anywhere (core/parsers.py), for every endpoint.
     status, body = rest(cast, "POST", "/api/rooms", {"title": "a\x00b", "max_personnel": 5}, token)
     assert status == 400 and body["code"] == "malformed_request"
     status, body = rest(cast, "PATCH", f"/api/rooms/{cast.room.pk}", {"title": "\x00"}, token)
@@ -406,7 +406,7 @@ def test_nul_characters_are_refused_or_ignored_never_a_database_error() -> None:
     assert status == 400 and body["code"] == "malformed_request"
     # The services refuse NUL themselves too, for the edges that bypass the REST parser (sockets, GraphQL,
     # pages, the admin).
-    from chattalk_project.domain import InvalidInput
+    from core.domain import InvalidInput
     from messaging.services import send_message
     from rooms.services import create_room
 

@@ -12,8 +12,8 @@ from django.db import transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from chattalk_project.metrics import CONTENT_TYPE, Histogram
-from chattalk_project.testing import free_port
+from core.metrics import CONTENT_TYPE, Histogram
+from core.testing import free_port
 from events.models import OutboxEvent
 from events.services import record_event
 from messaging.testing import ChatClient

@@ -21,7 +21,7 @@ from django.db import connections
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from accounts.models import User
-from chattalk_project.testing import ServerProcess
+from core.testing import ServerProcess
 from messaging.models import Message
 from messaging.services import send_message
 from rooms.models import Room

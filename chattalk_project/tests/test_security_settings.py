@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from chattalk_project.testing import BASE_DIR
+from core.testing import BASE_DIR
 
 from .security_support import PASSWORD, http, make_user
 

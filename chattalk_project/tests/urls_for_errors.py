@@ -25,5 +25,5 @@ urlpatterns = [
 ]
 
 # Error handlers belong to the URLconf: the same as the project's.
-handler404 = "chattalk_project.errors.handler404"
-handler500 = "chattalk_project.errors.handler500"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"

@@ -145,7 +145,7 @@ def test_the_relay_creates_missing_topics_with_the_configured_partitions(topic_p
 
 def test_kafka_cluster_answers_raises_when_nothing_listens(settings):
     kafka_cluster_answers(timeout=3.0)  # the run's broker
-    from chattalk_project.testing import free_port
+    from core.testing import free_port
 
     settings.KAFKA_BOOTSTRAP_SERVERS = f"127.0.0.1:{free_port()}"
     started = time.monotonic()

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
-from chattalk_project.domain import InvalidInput
+from core.domain import InvalidInput
 from events.models import OutboxEvent
 from messaging.models import Message, MessageKind
 from messaging.services import (

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chattalk_project.testing import free_port, port_answers
+from core.testing import free_port, port_answers
 from messaging.models import Message
 from messaging.testing import ChatClient, access_token_for
 from presence.testing import PresenceClient

@@ -99,7 +99,7 @@ def test_random_graphql_operations_never_500(make_user: Any, query: str) -> None
 
 @pytest.mark.parametrize("value", ["³", "²5", "٣", " 12 ", "12"])
 def test_max_personnel_as_text_takes_only_ascii_digits(value: str) -> None:
-    from chattalk_project.domain import InvalidInput
+    from core.domain import InvalidInput
     from rooms.services import clean_max_personnel
 
     if value.strip() == "12":

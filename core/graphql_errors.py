@@ -13,9 +13,7 @@ from typing import Any, TypeVar
 import graphene
 from graphql import GraphQLError
 
-from accounts.models import User
-
-from .domain import DomainError
+from core.domain import DomainError
 
 T = TypeVar("T")
 
@@ -38,12 +36,12 @@ def domain_errors_as_graphql(resolver: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def current_user(info: graphene.ResolveInfo) -> User | None:
+def current_user(info: graphene.ResolveInfo) -> Any:
     user = getattr(info.context, "user", None)
     return user if user is not None and user.is_authenticated else None
 
 
-def require_user(info: graphene.ResolveInfo) -> User:
+def require_user(info: graphene.ResolveInfo) -> Any:
     """The authenticated caller, or the `not_authenticated` error (REST answers 401 there)."""
     user = current_user(info)
     if user is None:

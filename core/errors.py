@@ -16,8 +16,8 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from .domain import DomainError
-from .request_id import current_request_id
+from core.domain import DomainError
+from core.request_id import current_request_id
 
 logger = logging.getLogger(__name__)
 

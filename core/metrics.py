@@ -29,7 +29,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
-from .errors import error_body
+from core.errors import error_body
 
 logger = logging.getLogger(__name__)
 
