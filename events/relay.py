@@ -134,7 +134,7 @@ class RelayStats:
     sent_total: int = 0
     sent_since_report: int = 0
     last_report: float = field(default_factory=time.monotonic)
-    last_prune: float = 0.0
+    last_prune: float = float("-inf")  # never pruned: the first housekeeping prunes (monotonic starts near 0 at boot)
 
 
 class Relay:
