@@ -9,6 +9,7 @@ A run without a service's URL (the embedded-default run) deselects the tests tha
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -114,3 +115,29 @@ def server_factory(transactional_db: None) -> Iterator[object]:
 @pytest.fixture
 def live_server_process(server_factory: object) -> ServerProcess:
     return server_factory()  # type: ignore[operator]
+
+
+@pytest.fixture
+def ws_connect(transactional_db: None) -> Iterator[object]:
+    """Open sockets on the ASGI application inside the test's process (Channels' WebsocketCommunicator):
+    `await ws_connect(path, token=None, headers=(), subprotocols=None)` -> a connected communicator.
+    For socket behaviour that needs no second process; each test gets a fresh hub."""
+    from channels.testing import WebsocketCommunicator
+
+    from chattalk_project.asgi import application
+    from realtime.hub import reset_hub_for_tests
+
+    async def connect(
+        path: str, token: str | None = None, headers: list[tuple[bytes, bytes]] | None = None, subprotocols: Any = None
+    ) -> WebsocketCommunicator:
+        if token:
+            path += ("&" if "?" in path else "?") + f"access_token={token}"
+        communicator = WebsocketCommunicator(application, path, headers=headers or [], subprotocols=subprotocols)
+        connected, subprotocol = await communicator.connect(timeout=10)
+        assert connected, f"{path} was refused before accept"
+        communicator.subprotocol = subprotocol
+        return communicator
+
+    reset_hub_for_tests()
+    yield connect
+    reset_hub_for_tests()

@@ -29,10 +29,10 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from core.domain import DomainError, InvalidInput
+from realtime.publish import publish_user_revoked
 
 from . import tokens
 from .models import User
-from .realtime import publish_user_revoked
 
 logger = logging.getLogger(__name__)
 
@@ -289,13 +289,9 @@ def logout(*, request: HttpRequest, user: User, access: Mapping[str, Any] | None
             tokens.revoke_access_jti(str(jti), float(access.get("exp") or time.time()))  # type: ignore[union-attr]
         if hasattr(request, "session"):
             auth.logout(request)
-
-        def close_sockets() -> None:
-            for socket_id in (jti, session_socket):
-                if socket_id:
-                    publish_user_revoked(user.pk, str(socket_id))
-
-        transaction.on_commit(close_sockets)
+        for socket_id in (jti, session_socket):
+            if socket_id:
+                publish_user_revoked(user.pk, str(socket_id))  # after commit: those sockets close (4401)
 
 
 def deactivate_user(*, user: User | int, actor: User | None = None) -> None:
@@ -308,7 +304,7 @@ def deactivate_user(*, user: User | int, actor: User | None = None) -> None:
         tokens.blacklist_outstanding_refresh_tokens(user_id)
         # Set at once, not on commit: no window in which an old access token still passes.
         tokens.revoke_all_tokens_issued_before(user_id, time.time())
-        transaction.on_commit(lambda: publish_user_revoked(user_id, None))
+        publish_user_revoked(user_id, None)  # after commit: every socket of the user closes (4401)
     logger.info("user %s deactivated by %s", user_id, getattr(actor, "pk", None) or "system")
     if not isinstance(user, int):
         user.is_active = False

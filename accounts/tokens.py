@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from core.domain import ServiceUnavailable
+from realtime.frames import CLOSE_NOT_AUTHENTICATED
+from realtime.watch import SocketSnapshot
 
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"
@@ -157,3 +160,17 @@ def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
         ):
             revoked.add(index)
     return revoked
+
+
+def revoked_sockets(snapshots: Sequence[SocketSnapshot]) -> dict[int, tuple[int, str]]:
+    """realtime.watch's re-check of credentials: sockets whose credential no longer holds close with 4401."""
+    credentials = [
+        SocketCredential(
+            user_id=s.user_id,
+            jti=s.auth.jti if s.auth is not None else None,
+            issued_at=s.auth.issued_at if s.auth is not None else None,
+            session_key=s.auth.session_key if s.auth is not None else None,
+        )
+        for s in snapshots
+    ]
+    return {index: (CLOSE_NOT_AUTHENTICATED, "token revoked") for index in revoked_socket_credentials(credentials)}

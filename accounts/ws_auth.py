@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,25 +18,14 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
+from realtime.auth import ANONYMOUS, UNAVAILABLE, SocketAuth
+
 from .tokens import session_socket_id
 
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "chattalk"
-UNAVAILABLE = "unavailable"  # the token could not be checked now: the consumer closes with 1013, not 4401
 BEARER_PREFIX = "bearer."
-
-
-@dataclass(frozen=True)
-class SocketAuth:
-    """How a socket was authenticated; `expires_at` (epoch seconds) bounds its life for token sockets."""
-
-    method: str  # "token" | "session" | "none"
-    jti: str | None = None  # the access token's jti, or the session's revocation id (tokens.session_socket_id)
-    expires_at: float | None = None
-    error: str | None = None  # why a presented token was refused: a code, sent as the close reason
-    issued_at: float | None = None  # the access token's iat, for the per-user cutoff of deactivation
-    session_key: str | None = None  # session sockets: re-checked periodically in case a close event was lost
 
 
 def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
@@ -131,7 +119,7 @@ class _SessionSocketAuth:
             )
         else:
             scope["user"] = AnonymousUser()
-            scope["socket_auth"] = SocketAuth("none", error="not_authenticated")
+            scope["socket_auth"] = ANONYMOUS
         return await self.inner(scope, receive, send)
 
 

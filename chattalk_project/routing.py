@@ -2,11 +2,12 @@
 
 from django.urls import path, re_path
 
-from messaging.consumers import ChatConsumer, UnknownPathConsumer
+from messaging.consumers import ChatConsumer
 from presence.consumers import PresenceConsumer
+from realtime.sockets import UnknownPathSocket
 
 websocket_urlpatterns = [
     path("ws/rooms/<int:room_id>/presence/", PresenceConsumer.as_asgi()),
     path("ws/rooms/<int:room_id>/", ChatConsumer.as_asgi()),
-    re_path(r"", UnknownPathConsumer.as_asgi()),
+    re_path(r"", UnknownPathSocket.as_asgi()),
 ]

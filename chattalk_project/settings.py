@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "graphene_django",
     "channels",
     "core",
+    "realtime",
     "chattalk_project",
     "accounts",
     "rooms",

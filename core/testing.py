@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,14 +130,7 @@ class ServerProcess:
         raise RuntimeError(f"server on port {self.port} did not answer within {timeout} s; see {self.log_path}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=timeout)
+        stop_process(self.process, sig, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no disconnect handler runs, as when a machine dies."""
@@ -153,3 +147,66 @@ class ServerProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+    """Send `sig`, wait up to `timeout`, then SIGKILL; returns the exit code (None if never started)."""
+    if process is None:
+        return None
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+    return process.returncode
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        time.sleep(interval)
+
+
+class OwnServiceProcess:
+    """A service of one test on its own port (redis-server, a broker, a database); a test that breaks a service
+    always breaks its own, never the shared one. stop() and start() reuse the port."""
+
+    def __init__(self, name: str, command: Sequence[str], port: int, stop_timeout: float = 20.0) -> None:
+        self.name = name
+        self.command = list(command)
+        self.port = port
+        self.stop_timeout = stop_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = BASE_DIR / "var" / f"{name}-{port}.log"
+
+    def start(self, timeout: float = 20.0) -> OwnServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not port_answers("127.0.0.1", self.port):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not answer on {self.port}; see {self.log_path}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        stop_process(self.process, sig, self.stop_timeout)
+        wait_until(lambda: not port_answers("127.0.0.1", self.port), 15, what=f"port {self.port} closed")
+
+
+def own_redis() -> OwnServiceProcess:
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return OwnServiceProcess("redis", [*command, "--daemonize", "no"], port)

@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 
-from core.testing import free_port, port_answers, test_database_url
+from core.testing import OwnServiceProcess, free_port, stop_process, test_database_url
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -30,51 +28,19 @@ def tansu_binary() -> str:
     return path
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        time.sleep(interval)
-
-
-class TansuBroker:
+class TansuBroker(OwnServiceProcess):
     """A Kafka-protocol broker (Tansu, in memory) on its own port. A restarted broker starts empty."""
 
     def __init__(self, port: int | None = None):
-        self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = BASE_DIR / "var" / f"tansu-{self.port}.log"
+        port = port or free_port()
+        url = f"tcp://127.0.0.1:{port}"
+        super().__init__(
+            "tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url], port, 10.0
+        )
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 15.0) -> TansuBroker:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"tcp://127.0.0.1:{self.port}"
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(
-            [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(lambda: port_answers("127.0.0.1", self.port), timeout, what=f"tansu on {self.port}")
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=timeout)
-        wait_until(lambda: not port_answers("127.0.0.1", self.port), timeout, what=f"port {self.port} closed")
 
 
 class RelayProcess:
@@ -119,13 +85,4 @@ class RelayProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
-        return self.process.returncode
+        return stop_process(self.process, sig, timeout)

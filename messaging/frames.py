@@ -1,23 +1,13 @@
-"""WebSocket frame shapes of the chat socket, declared once for the consumer, the tests and the benchmark."""
+"""Frame shapes of the chat socket, declared once for the consumer, the services and the tests.
+
+Close codes, error and pong frames are every socket's (realtime.frames).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-# Close codes of the contract.
-CLOSE_NOT_AUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_IDLE = 4408
-CLOSE_TOO_MANY = 4429
-CLOSE_TOO_BIG = 1009
-CLOSE_TRY_AGAIN = 1013
-
-
-class UserRef(TypedDict):
-    id: int
-    username: str
-    nickname: str
+from accounts.models import PublicUser
 
 
 class MessageData(TypedDict):
@@ -26,7 +16,7 @@ class MessageData(TypedDict):
     seq: int
     client_id: str
     kind: Literal["TALK", "ENTER", "LEAVE"]
-    sender: UserRef | None
+    sender: PublicUser | None
     body: str
     created_at: str
 
@@ -64,17 +54,11 @@ def synced_frame(last_seq: int) -> dict[str, Any]:
     return {"type": "synced", "last_seq": last_seq}
 
 
-def read_frame(user: UserRef | dict[str, Any], seq: int) -> dict[str, Any]:
+def read_frame(user: PublicUser | dict[str, Any], seq: int) -> dict[str, Any]:
     return {"type": "read", "user": user, "seq": seq}
 
 
-def typing_frame(user: UserRef | dict[str, Any]) -> dict[str, Any]:
+def typing_frame(user: PublicUser | dict[str, Any]) -> dict[str, Any]:
     return {"type": "typing", "user": user}
 
 
-def pong_frame() -> dict[str, Any]:
-    return {"type": "pong"}
-
-
-def error_frame(code: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "error", "code": code, "detail": detail, **extra}

@@ -16,17 +16,18 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
 from core.domain import DomainError, InvalidInput
 from events.services import record_event
+from realtime.publish import publish_room_event, publish_room_frame
 from rooms.models import Membership, Room
 from rooms.services import NotRoomMember, RoomNotFound, require_member
 
-from .fanout import publish_room_message
+from .frames import message_frame, read_frame
 from .models import Message, MessageKind
 
 HISTORY_MAX_LIMIT = 200
@@ -90,20 +91,17 @@ def clean_client_id(client_id: Any) -> str:
 def _next_seq(room_id: int, sender_id: int | None) -> int | None:
     """Take the room's next seq; with a sender, only if they are an active member. None: refused."""
     table_room = Room._meta.db_table
-    table_membership = Membership._meta.db_table
+    sql = f"UPDATE {table_room} SET last_seq = last_seq + 1 WHERE id = %s"  # noqa: S608
+    params: list[Any] = [room_id]
+    if sender_id is not None:
+        # The membership rule is the queryset's (Membership.objects.active()), compiled into this UPDATE.
+        member_sql, member_params = (
+            Membership.objects.active().filter(room_id=room_id, user_id=sender_id).values("pk").query.sql_with_params()
+        )
+        sql += f" AND EXISTS ({member_sql})"
+        params += list(member_params)
     with connection.cursor() as cursor:
-        if sender_id is None:
-            cursor.execute(
-                f"UPDATE {table_room} SET last_seq = last_seq + 1 WHERE id = %s RETURNING last_seq",  # noqa: S608
-                [room_id],
-            )
-        else:
-            cursor.execute(
-                f"UPDATE {table_room} SET last_seq = last_seq + 1 WHERE id = %s AND EXISTS ("  # noqa: S608
-                f"SELECT 1 FROM {table_membership} m WHERE m.room_id = %s AND m.user_id = %s AND m.is_active)"
-                " RETURNING last_seq",
-                [room_id, room_id, sender_id],
-            )
+        cursor.execute(sql + " RETURNING last_seq", params)
         row = cursor.fetchone()
     return int(row[0]) if row else None
 
@@ -119,7 +117,7 @@ def _store(room_id: int, sender: User | None, kind: str, client_id: str, body: s
     )
     payload = message_to_dict(message, sender)
     record_event("message.created", room_id=room_id, data=payload, occurred_at=at)
-    transaction.on_commit(lambda: publish_room_message(room_id, payload))
+    publish_room_event(room_id, seq, message_frame(payload), sent_at=at.timestamp())
     return message
 
 
@@ -177,20 +175,20 @@ def history(
     return [message_to_dict(m, m.sender) for m in page], has_more
 
 
-def replay_page(*, room_id: int, after_seq: int, limit: int) -> list[dict[str, Any]]:
-    """One page of a resume, for a socket whose membership was checked when it connected."""
+def replay_page(*, room_id: int, after_seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """One page of a resume as (seq, frame), for a socket whose membership was checked."""
     query = Message.objects.filter(room_id=room_id, seq__gt=after_seq).select_related("sender").order_by("seq")
-    return [message_to_dict(m, m.sender) for m in query[:limit]]
+    return [(m.seq, message_frame(message_to_dict(m, m.sender))) for m in query[:limit]]
 
 
-def messages_between(*, room_id: int, after_seq: int, up_to_seq: int) -> list[dict[str, Any]]:
-    """Messages with after_seq < seq <= up_to_seq: how the room hub fills a gap in the live stream."""
+def frames_between(*, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
+    """The room's events with after_seq < seq <= up_to_seq as (seq, frame): how a live stream fills a gap."""
     query = (
         Message.objects.filter(room_id=room_id, seq__gt=after_seq, seq__lte=up_to_seq)
         .select_related("sender")
         .order_by("seq")
     )
-    return [message_to_dict(m, m.sender) for m in query]
+    return [(m.seq, message_frame(message_to_dict(m, m.sender))) for m in query]
 
 
 def unread_count(*, room_id: int, user_id: int, last_read_seq: int) -> int:
@@ -208,8 +206,13 @@ def mark_read(*, room_id: int, user: User, seq: Any) -> tuple[int, int]:
     membership = require_member(room_id, user)
     last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
     target = min(seq, last_seq)
-    Membership.objects.filter(pk=membership.pk, last_read_seq__lt=target).update(last_read_seq=target)
+    moved = Membership.objects.filter(pk=membership.pk, last_read_seq__lt=target).update(last_read_seq=target)
     last_read = max(membership.last_read_seq, target)
+    if moved:
+        # Every socket of the room (the reader's other tabs included) sees the new position, whichever
+        # edge moved it. Read positions are not mirrored to Kafka: they are per-user view state, written
+        # about once per message per reader.
+        publish_room_frame(room_id, read_frame(user.as_public_dict(), last_read))
     return last_read, unread_count(room_id=room_id, user_id=user.pk, last_read_seq=last_read)
 
 
@@ -225,7 +228,7 @@ def my_rooms_queryset(user: User):  # type: ignore[no-untyped-def]
     )
     last_message = Message.objects.filter(room_id=OuterRef("room_id")).order_by("-seq").values("id")[:1]
     return (
-        Membership.objects.filter(user=user, is_active=True)
+        Membership.objects.active().filter(user=user)
         .select_related("room", "room__owner")
         .annotate(unread=Coalesce(Subquery(unread), 0), last_message_id=Subquery(last_message))
         .order_by("-room__last_seq", "-room_id")
@@ -236,6 +239,3 @@ def last_messages_by_id(ids: list[int]) -> dict[int, dict[str, Any]]:
     messages = Message.objects.filter(id__in=[i for i in ids if i]).select_related("sender")
     return {m.pk: message_to_dict(m, m.sender) for m in messages}
 
-
-def member_filter(user_id: int) -> Q:
-    return Q(memberships__user_id=user_id, memberships__is_active=True)

@@ -5,4 +5,4 @@ class PresenceConfig(AppConfig):
     name = "presence"
 
     def ready(self) -> None:
-        from . import receivers  # noqa: F401  (chat sockets and membership changes feed presence)
+        from . import metrics, receivers  # noqa: F401  (/metrics; chat sockets and membership changes feed presence)

@@ -21,9 +21,10 @@ from typing import Any
 
 from django.db import DatabaseError
 
-from messaging import frames as chat_frames
-from messaging.consumers import SocketBase, in_worker_thread
-from messaging.hub import encode, get_hub
+from realtime import frames as socket_frames
+from realtime.frames import encode
+from realtime.sockets import SocketState, in_worker_thread
+from rooms.sockets import RoomMemberSocket
 
 from . import services
 from .frames import changed_frame
@@ -51,7 +52,7 @@ class RoomPresenceFeed:
         kind = event.get("type")
         if kind == "presence.room_deleted":
             for sock in tuple(self.sockets):
-                sock.close_with(chat_frames.CLOSE_NOT_FOUND, "the room was deleted")
+                sock.close_with(socket_frames.CLOSE_NOT_FOUND, "the room was deleted")
         elif kind == "presence.changed":
             participant = event["participant"]
             self.changed[int(participant["user"]["id"])] = participant
@@ -77,31 +78,42 @@ class RoomPresenceFeed:
 _feeds: dict[int, RoomPresenceFeed] = {}
 
 
-class PresenceConsumer(SocketBase):
+class PresenceConsumer(RoomMemberSocket):
+    kind = "presence"
+
     async def connect(self) -> None:
-        self._init_socket()
-        self.room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
+        self.init_socket()
         self.feed: RoomPresenceFeed | None = None
-        # Frames that arrive while the snapshot is read wait here (None once the snapshot is sent).
-        self.early: list[tuple[dict[str, Any], str]] | None = []
-        if not await self.authorize_room(self.room_id):
+        # Frames that arrive while the snapshot is read wait here (while SYNCING).
+        self.early: list[tuple[dict[str, Any], str]] = []
+        if not await self.authorize():
             return
-        await self.accept(self.scope.get("chattalk_subprotocol"))
-        self.accepted = True
-        await self.hub.add_user_listener(self)  # logout, revocation and expiry close it like a chat socket
-        await self._join_feed()
+        assert self.room_id is not None
+        try:
+            # Registered like a chat socket: logout, revocation, expiry and the re-checks close it too.
+            await self.accept_socket(SocketState.SYNCING)
+            await self.register()
+            await self._join_feed()
+        except Exception:  # noqa: BLE001 - channel layer away: the client retries
+            logger.exception("could not register the presence socket")
+            self.close_with(socket_frames.CLOSE_TRY_AGAIN, "temporarily unavailable; reconnect shortly")
+            return
         get_tracker().ensure_running()  # this process reaps too, so watchers see dead processes' sockets go
         try:
             snapshot = await snapshot_async(self.room_id)
         except DatabaseError:
             logger.exception("presence snapshot failed")
-            self.close_with(1011, "presence unavailable; reconnect shortly")
+            self.close_with(socket_frames.CLOSE_INTERNAL, "presence unavailable; reconnect shortly")
             return
         self.push_frame(snapshot)
-        early, self.early = self.early, None
-        # Each of these was read after the change it follows, so they go after the snapshot, in order.
-        for payload, text in early:
-            self.deliver_participant(payload, text)
+        # Each change held meanwhile was read after the change it follows: it goes after the snapshot.
+        self.move_to(SocketState.LIVE)
+
+    def on_state_change(self) -> None:
+        if self.state is SocketState.LIVE:
+            early, self.early = self.early, []
+            for payload, text in early:
+                self.deliver_participant(payload, text)
 
     async def _join_feed(self) -> None:
         feed = _feeds.get(self.room_id)
@@ -109,15 +121,15 @@ class PresenceConsumer(SocketBase):
             feed = _feeds[self.room_id] = RoomPresenceFeed(self.room_id)
         feed.sockets.add(self)
         self.feed = feed
-        await get_hub().add_group_listener(feed.group, feed)
+        await self.hub.add_group_listener(feed.group, feed)
 
     def deliver_participant(self, payload: dict[str, Any], text: str) -> None:
-        if self.early is not None:
+        if self.state is SocketState.SYNCING:
             self.early.append((payload, text))
             return
-        self._push(text)
+        self.push(text)
         if not payload.get("member", True) and int(payload["user"]["id"]) == self.user_id:
-            self.close_with(chat_frames.CLOSE_FORBIDDEN, "no longer a member of this room")
+            self.close_with(socket_frames.CLOSE_FORBIDDEN, "no longer a member of this room")
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Only pings: they keep the socket from idling out."""
@@ -129,16 +141,15 @@ class PresenceConsumer(SocketBase):
         except (ValueError, RecursionError):
             frame = None
         if isinstance(frame, dict) and frame.get("type") == "ping":
-            self.push_frame(chat_frames.pong_frame())
+            self.push_frame(socket_frames.pong_frame())
         else:
-            self.push_frame(chat_frames.error_frame("unknown_type", 'The presence socket only takes {"type": "ping"}.'))
+            self.push_frame(socket_frames.error_frame("unknown_type", 'The presence socket only takes {"type": "ping"}.'))
 
     async def disconnect(self, code: int) -> None:
-        self.closing = True
+        await self.unregister()
         feed, self.feed = getattr(self, "feed", None), None
         if feed is None:
             return
-        await self.hub.remove_user_listener(self)
         feed.sockets.discard(self)
         if not feed.sockets and _feeds.get(self.room_id) is feed:
             del _feeds[self.room_id]

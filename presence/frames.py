@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
-from messaging.frames import UserRef
+from accounts.models import PublicUser
 
 
 class ParticipantFrame(TypedDict):
-    user: UserRef
+    user: PublicUser
     connected: bool
     connections: int
     left_at: str | None

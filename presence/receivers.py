@@ -1,4 +1,4 @@
-"""Presence listens to messaging (chat sockets) and rooms (membership); neither knows presence exists.
+"""Presence listens to sockets (realtime) and rooms (membership); neither knows presence exists.
 
 The socket receivers only hand the change to this process's tracker (a dict and a queue): the chat
 consumer awaits them, so they must be instant and must never raise, whatever state MongoDB is in.
@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.dispatch import receiver
 
-from messaging.signals import chat_socket_closed, chat_socket_opened
+from realtime.signals import room_socket_closed, room_socket_opened
 from rooms import signals as room_signals
 from rooms.models import Room
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 CLOSE_WAIT_SECONDS = 3.0
 
 
-@receiver(chat_socket_opened)
+@receiver(room_socket_opened)
 async def register_chat_socket(sender: Any, room_id: int, user_id: int, connection_id: str, **kwargs: Any) -> None:
     try:
         get_tracker().socket_opened(room_id, user_id, connection_id)
@@ -33,7 +33,7 @@ async def register_chat_socket(sender: Any, room_id: int, user_id: int, connecti
         logger.exception("presence could not register socket %s", connection_id)
 
 
-@receiver(chat_socket_closed)
+@receiver(room_socket_closed)
 async def unregister_chat_socket(sender: Any, room_id: int, user_id: int, connection_id: str, **kwargs: Any) -> None:
     """Waits (briefly) until the removal is applied: a server shutting down waits for its sockets' disconnect
     handlers, so a graceful restart leaves no ghosts behind, not even for the timeout."""

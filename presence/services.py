@@ -25,14 +25,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from accounts.models import User
 from events.services import record_event
+from realtime import publish as realtime_publish
 from rooms.models import Membership
 from rooms.services import require_member
 
@@ -140,7 +139,7 @@ def _participants_for_rooms(room_ids: list[int]) -> tuple[dict[int, list[Partici
     if not room_ids:
         return result, True
     memberships = (
-        Membership.objects.filter(room_id__in=room_ids, is_active=True)
+        Membership.objects.active().filter(room_id__in=room_ids)
         .select_related("user")
         .order_by("room_id", "user__username")
     )
@@ -196,7 +195,7 @@ def members(*, room_id: int, user: Any) -> list[dict[str, Any]]:
     """GET /api/rooms/{id}/members: every active member with read position and presence; members only."""
     require_member(room_id, user)
     memberships = list(
-        Membership.objects.filter(room_id=room_id, is_active=True).select_related("user").order_by("joined_at", "id")
+        Membership.objects.active().filter(room_id=room_id).select_related("user").order_by("joined_at", "id")
     )
     states = _states([room_id]) or {}
     rows = []
@@ -392,7 +391,7 @@ def room_deleted(room_id: int) -> None:
         get_presence_backend().forget_room(room_id)
     except PresenceUnavailable as exc:
         logger.warning("could not forget presence of deleted room %s: %s", room_id, exc)
-    _group_send(presence_group(room_id), {"type": "presence.room_deleted", "group": presence_group(room_id)})
+    realtime_publish.publish(presence_group(room_id), {"type": "presence.room_deleted", "group": presence_group(room_id)})
 
 
 # --- publishing -------------------------------------------------------------------------------------------
@@ -402,24 +401,11 @@ def changed_event(room_id: int, participant: Participant) -> dict[str, Any]:
     return {"type": "presence.changed", "group": group, "room_id": room_id, "participant": participant.as_frame_dict()}
 
 
-async def _agroup_send(group: str, event: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        await layer.group_send(group, event)
-    except Exception:  # noqa: BLE001 - a lost frame is repaired by the next change or a reconnect's snapshot
-        logger.exception("could not publish to %s", group)
-
-
-def _group_send(group: str, event: dict[str, Any]) -> None:
-    async_to_sync(_agroup_send)(group, event)
-
-
+# A lost publish is repaired by the next change of the user or a reconnect's snapshot.
 async def apublish(room_id: int, participant: Participant) -> None:
-    await _agroup_send(presence_group(room_id), changed_event(room_id, participant))
+    await realtime_publish.apublish(presence_group(room_id), changed_event(room_id, participant))
 
 
 def publish(room_id: int, participant: Participant) -> None:
-    """From sync code (a thread, a management command)."""
-    _group_send(presence_group(room_id), changed_event(room_id, participant))
+    """From sync code (a thread, a management command), after the current transaction commits."""
+    realtime_publish.publish(presence_group(room_id), changed_event(room_id, participant))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from messaging.testing import ChatClient
+from realtime.testing import SocketClient, socket_url
 
 
-class PresenceClient(ChatClient):
+class PresenceClient(SocketClient):
     def __init__(self, base_ws_url: str, room_id: int, token: str | None):
-        super().__init__(base_ws_url, room_id, token)
-        self.url = f"{base_ws_url}/ws/rooms/{room_id}/presence/" + (f"?access_token={token}" if token else "")
+        super().__init__(socket_url(base_ws_url, f"/ws/rooms/{room_id}/presence/", access_token=token))
 
     def participants(self) -> dict[int, dict[str, Any]]:
         """user id -> latest participant: the snapshot, with every change after it applied."""

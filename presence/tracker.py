@@ -193,3 +193,8 @@ def get_tracker() -> PresenceTracker:
     if _tracker is None:
         _tracker = PresenceTracker()
     return _tracker
+
+
+def current_tracker() -> PresenceTracker | None:
+    """The tracker if this process has one (for /metrics: none is made just to be measured)."""
+    return _tracker

@@ -217,7 +217,7 @@ class MembershipAdmin(DomainErrorsAsMessages, admin.ModelAdmin):
     @admin.action(description="Remove the selected members from their rooms (leave)", permissions=["leave"])
     def leave_rooms(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
         left = 0
-        for membership in queryset.filter(is_active=True).select_related("user"):
+        for membership in queryset.active().select_related("user"):
             if services.leave_room(room_id=membership.room_id, user=membership.user).changed:
                 left += 1
         self.message_user(request, f"{left} member(s) left their rooms.", messages.SUCCESS)

@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class RoomsConfig(AppConfig):
     name = "rooms"
+
+    def ready(self) -> None:
+        from realtime.watch import register_socket_check
+
+        from .sockets import ended_memberships
+
+        register_socket_check(ended_memberships)  # a removed member's socket closes even if its event was lost

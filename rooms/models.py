@@ -45,6 +45,12 @@ class Room(models.Model):
         return self.personnel >= self.max_personnel
 
 
+class MembershipQuerySet(models.QuerySet["Membership"]):
+    def active(self) -> MembershipQuerySet:
+        """Membership itself: the one definition every app uses (the seq UPDATE compiles it too)."""
+        return self.filter(is_active=True)
+
+
 class Membership(models.Model):
     """One row per (room, user), kept after leaving so that left_at and the read position survive.
 
@@ -57,6 +63,8 @@ class Membership(models.Model):
     joined_at = models.DateTimeField(null=True, blank=True)
     last_read_seq = models.BigIntegerField(default=0)
     left_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MembershipQuerySet.as_manager()
 
     class Meta:
         constraints = [

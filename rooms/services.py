@@ -22,6 +22,7 @@ from django.utils import timezone
 from accounts.models import User
 from core.domain import DomainError, Forbidden, InvalidInput, NotFound
 from events.services import record_event
+from realtime.publish import publish_member_removed, publish_room_deleted
 
 from . import signals
 from .models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Membership, Room
@@ -119,7 +120,7 @@ def get_room(room_id: int) -> Room:
 def active_membership(room_id: int, user: User) -> Membership | None:
     if not user.is_authenticated or not _is_room_id(room_id):
         return None
-    return Membership.objects.filter(room_id=room_id, user_id=user.pk, is_active=True).first()
+    return Membership.objects.active().filter(room_id=room_id, user_id=user.pk).first()
 
 
 def require_member(room_id: int, user: User) -> Membership:
@@ -130,10 +131,6 @@ def require_member(room_id: int, user: User) -> Membership:
     if not Room.objects.filter(pk=room_id).exists():
         raise RoomNotFound()
     raise NotRoomMember()
-
-
-def is_member(room_id: int, user_id: int) -> bool:
-    return Membership.objects.filter(room_id=room_id, user_id=user_id, is_active=True).exists()
 
 
 def search_rooms(search: str = "") -> QuerySet[Room]:
@@ -150,7 +147,7 @@ def active_room_ids(user: User, room_ids: list[int]) -> set[int]:
     if not user.is_authenticated or not room_ids:
         return set()
     return set(
-        Membership.objects.filter(user_id=user.pk, room_id__in=room_ids, is_active=True).values_list(
+        Membership.objects.active().filter(user_id=user.pk, room_id__in=room_ids).values_list(
             "room_id", flat=True
         )
     )
@@ -219,6 +216,8 @@ def _join(room_id: int, user: User) -> MembershipChange:
         return _unchanged(room_id, user)
     room = Room.objects.select_related("owner").get(pk=room_id)
     membership = Membership.objects.get(room_id=room_id, user=user)
+    # In this transaction, with the membership: messaging writes the ENTER message (taking the room's next
+    # seq), presence shows the new member after commit (messaging.receivers, presence.receivers).
     signals.member_joined.send(sender=Room, room=room, user=user, membership=membership, at=now)
     # A new member starts with nothing unread: the read position is the room's newest seq, ENTER included.
     room.refresh_from_db(fields=["last_seq"])
@@ -245,14 +244,17 @@ def leave_room(*, room_id: int, user: User) -> MembershipChange:
             gave_seat = Room.objects.filter(pk=room_id, personnel__gt=0).update(personnel=F("personnel") - 1)
             if not gave_seat and not Room.objects.filter(pk=room_id).exists():
                 raise RoomNotFound()
-            flipped = Membership.objects.filter(room_id=room_id, user=user, is_active=True).update(
+            flipped = Membership.objects.active().filter(room_id=room_id, user=user).update(
                 is_active=False, left_at=now
             )
             if not flipped:
                 raise _NoChange()  # a concurrent leave of the same user won: undo the decrement
             room = Room.objects.select_related("owner").get(pk=room_id)
             membership = Membership.objects.get(room_id=room_id, user=user)
+            # In this transaction: messaging writes the LEAVE message, presence records left_at
+            # (messaging.receivers, presence.receivers).
             signals.member_left.send(sender=Room, room=room, user=user, membership=membership, at=now)
+            publish_member_removed(room_id, user.pk)  # after commit: their sockets to the room close (4403)
             record_event(
                 "member.left",
                 room_id=room_id,
@@ -301,6 +303,8 @@ def delete_room(*, room_id: int, actor: User) -> None:
         # find no room, and no send takes a seq while the room goes away.
         if Room.objects.select_for_update().filter(pk=room_id).first() is None:
             raise RoomNotFound()
+        # Presence forgets the room after commit (presence.receivers).
         signals.room_deleting.send(sender=Room, room=room, actor=actor)
         record_event("room.deleted", room_id=room_id, data=room_event_data(room))
+        publish_room_deleted(room_id)  # after commit: every socket of the room closes (4404)
         room.delete()

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,8 +25,12 @@ from typing import Any
 import websockets
 from django.conf import settings
 
-from core.testing import ServerProcess, free_port, port_answers, test_database_url
-from events.testing import wait_until
+from core.testing import (
+    OwnServiceProcess,
+    ServerProcess,
+    free_port,
+    test_database_url,
+)
 
 BASE_DIR = Path(settings.BASE_DIR)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -256,48 +259,6 @@ def assert_nothing_lost_nothing_duplicated(
 
 
 # --- service processes ------------------------------------------------------------------------------------
-class OwnServiceProcess:
-    """A service of one test on its own port (redis-server, SecantusDB); stop() and start() reuse the port."""
-
-    def __init__(self, name: str, command: Sequence[str], port: int, stop_timeout: float = 20.0) -> None:
-        self.name = name
-        self.command = list(command)
-        self.port = port
-        self.stop_timeout = stop_timeout
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = BASE_DIR / "var" / f"{name}-{port}.log"
-
-    def start(self, timeout: float = 20.0) -> OwnServiceProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not port_answers("127.0.0.1", self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}; see {self.log_path}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not answer on {self.port}; see {self.log_path}")
-            time.sleep(0.05)
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout=self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        wait_until(lambda: not port_answers("127.0.0.1", self.port), 15, what=f"port {self.port} closed")
-
-
-def own_redis() -> OwnServiceProcess:
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    return OwnServiceProcess("redis", [*command, "--daemonize", "no"], port)
-
-
 def own_mongo(storage: Path) -> OwnServiceProcess:
     port = free_port()
     binary = Path(sys.executable).parent / "secantusd-py"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts.models import User
-from messaging.testing import access_token_for
+from accounts.testing import access_token_for
 from rooms.models import Room
 from rooms.services import create_room, join_room
 

@@ -29,13 +29,13 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
-from core.testing import BASE_DIR, ServerProcess, port_answers
+from accounts.testing import access_token_for
+from core.testing import BASE_DIR, ServerProcess, own_redis, port_answers, wait_until
 from core.testing import test_database_url as current_database_url
 from events.consumer import consume_events
 from events.models import OutboxEvent
-from events.testing import RelayProcess, TansuBroker, wait_until
+from events.testing import RelayProcess, TansuBroker
 from messaging.models import Message
-from messaging.testing import access_token_for
 from presence.testing import PresenceClient
 from rooms.models import Room
 from rooms.services import create_room, join_room
@@ -45,7 +45,6 @@ from .faults_support import (
     OwnPostgres,
     assert_nothing_lost_nothing_duplicated,
     own_mongo,
-    own_redis,
     readyz,
     send_stream,
     stored_history,

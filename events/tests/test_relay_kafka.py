@@ -17,11 +17,12 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
+from core.testing import wait_until
 from events.consumer import ENVELOPE_FIELDS, ConsumeResult, consume_events
 from events.kafka import ensure_topics, kafka_cluster_answers
 from events.models import OutboxEvent
 from events.relay import Relay
-from events.testing import RelayProcess, TansuBroker, wait_until
+from events.testing import RelayProcess, TansuBroker
 from events.topics import ALL_TOPICS, MESSAGES, kafka_topic_name
 from messaging.services import send_message
 from rooms.services import create_room, join_room, leave_room

@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from messaging.testing import access_token_for
+from accounts.testing import access_token_for
 from presence import services
 from rooms.services import leave_room
 

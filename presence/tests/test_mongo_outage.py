@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from accounts.testing import access_token_for
 from core.testing import free_port, port_answers
 from messaging.models import Message
-from messaging.testing import ChatClient, access_token_for
+from messaging.testing import ChatClient
 from presence.testing import PresenceClient
 
 from .factories import make_room, make_user

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from messaging.testing import ChatClient, access_token_for
+from accounts.testing import access_token_for
+from messaging.testing import ChatClient
 from presence.testing import PresenceClient
 
 from .factories import make_room, make_user

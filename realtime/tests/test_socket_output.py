@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from messaging.consumers import SocketBase
+from realtime.sockets import SocketBase, SocketState
 
 
 class FlowControlledSend:
@@ -27,7 +27,7 @@ class FlowControlledSend:
 
 def socket_with(send: FlowControlledSend) -> SocketBase:
     socket = SocketBase.__new__(SocketBase)
-    socket.closing = False
+    socket.state = SocketState.LIVE
     socket._out = deque()
     socket._writing = False
     socket.base_send = send
@@ -38,18 +38,18 @@ def test_frames_are_written_in_order_across_a_paused_transport() -> None:
     async def scenario() -> None:
         send = FlowControlledSend()
         socket = socket_with(send)
-        socket._push("1")
+        socket.push("1")
         assert send.written == ["1"], "a writable transport takes the frame without a task"
         send.writable.clear()  # the peer stopped reading
         for text in ("2", "3", "4"):
-            socket._push(text)
+            socket.push(text)
         await asyncio.sleep(0.01)
         assert send.written == ["1"] and send.suspensions == 1
         send.writable.set()  # it drains again
         await asyncio.sleep(0.01)
         assert send.written == ["1", "2", "3", "4"]
         assert not socket._writing
-        socket._push("5")
+        socket.push("5")
         assert send.written[-1] == "5"
 
     asyncio.run(scenario())
@@ -62,7 +62,7 @@ def test_a_send_that_fails_does_not_break_the_socket_object() -> None:
     async def scenario() -> None:
         socket = socket_with(FlowControlledSend())
         socket.base_send = broken
-        socket._push("lost")  # the disconnect handler cleans up; pushing must not raise
+        socket.push("lost")  # the disconnect handler cleans up; pushing must not raise
         assert not socket._writing
 
     asyncio.run(scenario())

@@ -1,0 +1,67 @@
+"""Sockets of one room (chat and presence): members only, and a re-check that membership still holds.
+
+The re-check (registered with realtime.watch) closes the socket of a member who left or was removed when
+the close event for it was lost in transit: membership, like credentials, is checked again every few
+seconds in one query for all the sockets of a process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from realtime.frames import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
+from realtime.sockets import SocketBase, in_worker_thread
+from realtime.watch import SocketSnapshot
+
+from .models import Membership, Room
+from .services import NotRoomMember, RoomNotFound, require_member
+
+
+def _access_refusal(room_id: int, user: object) -> tuple[int, str] | None:
+    try:
+        require_member(room_id, user)  # type: ignore[arg-type]
+    except RoomNotFound:
+        return CLOSE_NOT_FOUND, "room not found"
+    except NotRoomMember:
+        return CLOSE_FORBIDDEN, "not a member of this room"
+    return None
+
+
+room_access_refusal = in_worker_thread(_access_refusal)
+
+
+class RoomMemberSocket(SocketBase):
+    """A socket at /ws/rooms/{id}/...: open to the room's active members only."""
+
+    def init_socket(self) -> None:
+        super().init_socket()
+        self.room_id = int(self.scope["url_route"]["kwargs"]["room_id"])
+
+    async def check_access(self) -> tuple[int, str] | None:
+        assert self.room_id is not None
+        return await room_access_refusal(self.room_id, self.user)
+
+
+def ended_memberships(snapshots: Sequence[SocketSnapshot]) -> dict[int, tuple[int, str]]:
+    """The periodic re-check: room sockets whose user is no longer an active member (4403), or whose room
+    is gone (4404)."""
+    pairs = {(s.room_id, s.user_id) for s in snapshots if s.room_id is not None}
+    if not pairs:
+        return {}
+    room_ids = {room_id for room_id, _ in pairs}
+    user_ids = {user_id for _, user_id in pairs}
+    active = set(
+        Membership.objects.active()
+        .filter(room_id__in=room_ids, user_id__in=user_ids)
+        .values_list("room_id", "user_id")
+    )
+    existing = set(Room.objects.filter(pk__in=room_ids).values_list("pk", flat=True))
+    refused: dict[int, tuple[int, str]] = {}
+    for index, snapshot in enumerate(snapshots):
+        if snapshot.room_id is None or (snapshot.room_id, snapshot.user_id) in active:
+            continue
+        if snapshot.room_id not in existing:
+            refused[index] = (CLOSE_NOT_FOUND, "the room was deleted")
+        else:
+            refused[index] = (CLOSE_FORBIDDEN, "no longer a member of this room")
+    return refused
