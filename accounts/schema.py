@@ -10,6 +10,14 @@ import graphene
 from .models import User
 
 
+class PublicUser(graphene.ObjectType):
+    """The embedded User of the contract: {id, username, nickname}."""
+
+    id = graphene.Int(required=True)
+    username = graphene.String(required=True)
+    nickname = graphene.String(required=True)
+
+
 class Me(graphene.ObjectType):
     id = graphene.Int(required=True)
     username = graphene.String(required=True)

@@ -8,6 +8,14 @@ from rest_framework import serializers
 from .models import User
 
 
+class PublicUserSerializer(serializers.Serializer):
+    """The embedded User of the contract, {id, username, nickname}, wherever a REST answer shows a user."""
+
+    id = serializers.IntegerField(read_only=True)
+    username = serializers.CharField(read_only=True)
+    nickname = serializers.CharField(read_only=True)
+
+
 class UserSerializer(serializers.ModelSerializer):
     """The signup answer: {id, username, nickname, email}."""
 

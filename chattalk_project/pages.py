@@ -27,7 +27,7 @@ from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from core.domain import DomainError, InvalidInput
 from messaging.services import history, my_rooms_queryset
-from rooms.models import Room
+from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room
 from rooms.services import (
     NotRoomMember,
     RoomFull,
@@ -35,6 +35,7 @@ from rooms.services import (
     create_room,
     join_room,
     leave_room,
+    search_rooms,
 )
 
 ROOMS_PER_PAGE = 20
@@ -64,8 +65,10 @@ class LoginForm(forms.Form):
 class CreateRoomForm(forms.Form):
     """Only shapes the fields for the template; rooms.services.create_room does the validation."""
 
-    title = forms.CharField(label=gettext_lazy("Title"), max_length=100)
-    max_personnel = forms.IntegerField(label=gettext_lazy("Max personnel"), min_value=2, max_value=10000, initial=50)
+    title = forms.CharField(label=gettext_lazy("Title"), max_length=TITLE_MAX_LENGTH)
+    max_personnel = forms.IntegerField(
+        label=gettext_lazy("Max personnel"), min_value=MIN_MAX_PERSONNEL, max_value=MAX_MAX_PERSONNEL, initial=50
+    )
 
 
 def domain_error_text(exc: DomainError) -> str:
@@ -161,10 +164,8 @@ def logout_page(request: HttpRequest) -> HttpResponse:
 
 def room_list_context(request: HttpRequest, create_form: CreateRoomForm | None = None) -> dict[str, Any]:
     """All rooms (search + pages) and the viewer's own rooms with their unread badges."""
-    search = request.GET.get("search", "").strip()[:100]
-    rooms = Room.objects.select_related("owner").order_by("-created_at", "-id")
-    if search:
-        rooms = rooms.filter(title__icontains=search)
+    search = request.GET.get("search", "").strip()
+    rooms = search_rooms(search)
     mine = list(my_rooms_queryset(request.user))
     return {
         "page": Paginator(rooms, ROOMS_PER_PAGE).get_page(request.GET.get("page")),

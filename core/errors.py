@@ -22,15 +22,6 @@ from core.request_id import current_request_id
 logger = logging.getLogger(__name__)
 
 
-class ApiError(exceptions.APIException):
-    """A domain refusal with its own code, e.g. ApiError(409, "room_full", "The room is full.")."""
-
-    def __init__(self, status_code: int, code: str, detail: str):
-        self.status_code = status_code
-        super().__init__(detail=detail, code=code)
-        self.error_code = code
-
-
 def error_body(code: str, detail: str, fields: dict[str, list[str]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"code": code, "detail": detail}
     if fields:
@@ -82,9 +73,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             error_body("server_error", f"Internal error; reference {current_request_id.get()}."),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
-    if isinstance(exc, ApiError):
-        response.data = error_body(exc.error_code, str(exc.detail))
-    elif isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, exceptions.ValidationError):
         response.data = error_body("validation_error", "The request is not valid.", _flatten_fields(exc.detail))
     elif isinstance(exc, exceptions.Throttled):
         wait = f" Try again in {int(exc.wait)} s." if exc.wait else ""

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
@@ -213,15 +212,15 @@ class ChatConsumer(RoomMemberSocket):
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             self.push_frame(socket_frames.error_frame("invalid_frame", 'A frame is a JSON object with a "type".'))
             return
-        kind = frame["type"]
+        kind = frame["type"]  # the shapes below are frames.SendFrame etc.; each handler checks its fields
         if kind == "send":
-            await self.on_send(frame)
+            await self.on_send(frame)  # type: ignore[arg-type]
         elif kind == "ping":
             self.push_frame(socket_frames.pong_frame())
         elif kind == "resume":
-            await self.on_resume(frame)
+            await self.on_resume(frame)  # type: ignore[arg-type]
         elif kind == "read":
-            await self.on_read(frame)
+            await self.on_read(frame)  # type: ignore[arg-type]
         elif kind == "typing":
             await self.on_typing()
         else:
@@ -257,7 +256,7 @@ class ChatConsumer(RoomMemberSocket):
             return False
         return True
 
-    async def on_send(self, frame: dict[str, Any]) -> None:
+    async def on_send(self, frame: frames.SendFrame) -> None:
         client_id = frame.get("client_id")
         echo_id = client_id if isinstance(client_id, str) and len(client_id) <= 64 else None
         self.acks_pending += 1  # our own message must not reach us before its ack
@@ -285,7 +284,7 @@ class ChatConsumer(RoomMemberSocket):
             self.acks_pending -= 1
             self._release_held()
 
-    async def on_resume(self, frame: dict[str, Any]) -> None:
+    async def on_resume(self, frame: frames.ResumeFrame) -> None:
         after_seq = frame.get("after_seq")
         if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
             self.push_frame(socket_frames.error_frame("invalid_frame", "after_seq must be a non-negative integer."))
@@ -300,7 +299,7 @@ class ChatConsumer(RoomMemberSocket):
             return
         await self._replay(after_seq)
 
-    async def on_read(self, frame: dict[str, Any]) -> None:
+    async def on_read(self, frame: frames.ReadFrame) -> None:
         try:
             await mark_read_async(room_id=self.room_id, user=self.user, seq=frame.get("seq"))
         except DomainError as exc:

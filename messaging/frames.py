@@ -38,9 +38,6 @@ class ReadFrame(TypedDict):
     seq: int
 
 
-CLIENT_FRAME_TYPES = frozenset({"send", "resume", "read", "typing", "ping"})
-
-
 # Server -> client
 def message_frame(message: MessageData | dict[str, Any]) -> dict[str, Any]:
     return {"type": "message", "message": message}

@@ -7,9 +7,10 @@ from typing import Any
 
 import graphene
 
+from accounts.schema import PublicUser
 from core.graphql_errors import domain_errors_as_graphql, graphql_error, require_user
 from rooms.models import Room
-from rooms.schema import ROOM_TYPE, PublicUser, RoomBatch, show_rooms
+from rooms.schema import ROOM_TYPE, RoomBatch, show_rooms
 from rooms.services import require_member
 
 from . import services

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-
-class UserRefSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    username = serializers.CharField()
-    nickname = serializers.CharField()
+from accounts.serializers import PublicUserSerializer
 
 
 class MemberSerializer(serializers.Serializer):
-    user = UserRefSerializer()
+    user = PublicUserSerializer()
     joined_at = serializers.DateTimeField(allow_null=True)
     last_read_seq = serializers.IntegerField()
     connected = serializers.BooleanField(help_text="Any chat socket of theirs to the room is open, on any process.")

@@ -178,12 +178,6 @@ class PresenceTracker:
                 self._enqueue("sync")
                 self._enqueue("reap")
 
-    async def drain(self, timeout: float = 5.0) -> None:
-        """Wait until the queued changes are applied (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while self._queue is not None and not self._queue.empty() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-
 
 _tracker: PresenceTracker | None = None
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import graphene
 
+from accounts.schema import PublicUser
 from core.domain import DomainError
 from core.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
 
@@ -101,14 +102,6 @@ def require_room_member(info: graphene.ResolveInfo, room_id: int) -> None:
 
 
 # --- types ----------------------------------------------------------------------------------------------------
-class PublicUser(graphene.ObjectType):
-    """The embedded User of the contract: {id, username, nickname}."""
-
-    id = graphene.Int(required=True)
-    username = graphene.String(required=True)
-    nickname = graphene.String(required=True)
-
-
 class RoomFields:
     """The Room type's own fields (a mixin: chattalk_project.schema assembles the type)."""
 

@@ -9,21 +9,15 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from accounts.serializers import PublicUserSerializer
+
 from .models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room
-
-
-class UserSummarySerializer(serializers.Serializer):
-    """The embedded User of the contract: {id, username, nickname}."""
-
-    id = serializers.IntegerField(read_only=True)
-    username = serializers.CharField(read_only=True)
-    nickname = serializers.CharField(read_only=True)
 
 
 class RoomSerializer(serializers.ModelSerializer):
     """Room = {id, title, owner: User | null, max_personnel, personnel, created_at, last_seq}."""
 
-    owner = UserSummarySerializer(read_only=True, allow_null=True)
+    owner = PublicUserSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = Room

@@ -134,9 +134,11 @@ def require_member(room_id: int, user: User) -> Membership:
 
 
 def search_rooms(search: str = "") -> QuerySet[Room]:
-    """Rooms whose title contains `search` (any case), newest first; the order REST and GraphQL both page by."""
+    """Rooms whose title contains `search` (any case), newest first: the one room search of REST, GraphQL
+    and the pages. A search longer than any title is cut to that length (it could match nothing more)."""
     rooms = Room.objects.select_related("owner").order_by("-id")
-    search = (search or "").replace("\x00", "").strip()  # PostgreSQL cannot compare text with a NUL in it
+    # PostgreSQL cannot compare text with a NUL in it.
+    search = (search or "").replace("\x00", "").strip()[:TITLE_MAX_LENGTH]
     if search:
         rooms = rooms.filter(title__icontains=search)
     return rooms
