@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "messaging",
     "presence",
     "events",
+    "bench",
 ]
 
 MIDDLEWARE = [

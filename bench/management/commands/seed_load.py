@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from messaging.benchmark import seeding
+from bench import seeding
 from rooms.models import MAX_MAX_PERSONNEL
 
 DEFAULT_PASSWORD = "load-password-1"

@@ -14,9 +14,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.benchmark import scenarios
-from messaging.benchmark.client import require_loopback
-from messaging.benchmark.servers import ServedApp
+from bench import scenarios
+from bench.client import require_loopback
+from bench.servers import ServedApp
 
 SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login")
 FANOUT_COLUMNS = (

@@ -26,9 +26,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
+from messaging.models import Message, MessageKind
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, Membership, Room
-
-from ..models import Message, MessageKind
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

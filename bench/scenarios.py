@@ -21,9 +21,9 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
+from messaging.models import Message
 from rooms.models import MAX_MAX_PERSONNEL, Membership, Room
 
-from ..models import Message
 from . import seeding
 from .client import connect, http_json, require_loopback
 from .fanout import FanoutSpec, percentile, run_in_process, run_in_processes, summarize
