@@ -393,8 +393,3 @@ def run_in_processes(
             if process.is_alive():
                 process.kill()
     return sorted(reports, key=lambda r: r.worker)
-
-
-def split_evenly(items: list[Any], parts: int) -> list[list[Any]]:
-    parts = max(1, min(parts, len(items))) if items else 1
-    return [items[i::parts] for i in range(parts)]

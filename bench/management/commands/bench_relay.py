@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from bench.fanout import percentile
 from events.consumer import ConsumedEvent, consume_events
 from events.kafka import ensure_topics
 from events.models import OutboxEvent
@@ -37,11 +38,6 @@ from events.services import record_event
 from events.topics import MESSAGES
 from messaging.services import send_message
 from rooms.services import create_room, delete_room
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 class Command(BaseCommand):
@@ -164,14 +160,14 @@ class Command(BaseCommand):
                 room_id=room_id, event_type="message.created", payload__data__client_id__startswith="lag-"
             ).values_list("occurred_at", "sent_at")
         ]
-        self.stdout.write(
-            f"lag: commit to broker acknowledgement (marked sent): p50 {percentile(acked, 0.5) * 1000:.0f} ms, "
-            f"p95 {percentile(acked, 0.95) * 1000:.0f} ms, p99 {percentile(acked, 0.99) * 1000:.0f} ms, "
-            f"max {max(acked) * 1000:.0f} ms"
-        )
+        self.stdout.write(f"lag: commit to broker acknowledgement (marked sent): {spread_ms(acked)}")
         self.stdout.write(
             f"lag: {total} events sent in {send_elapsed:.1f} s ({total / send_elapsed:.0f}/s); commit to consumer "
-            f"p50 {percentile(lags, 0.5) * 1000:.0f} ms, p95 {percentile(lags, 0.95) * 1000:.0f} ms, "
-            f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms, "
-            f"mean {statistics.mean(lags) * 1000:.0f} ms"
+            f"{spread_ms(lags)}, mean {statistics.mean(lags) * 1000:.0f} ms"
         )
+
+
+def spread_ms(seconds: list[float]) -> str:
+    """p50, p95, p99 and max of durations in seconds, as milliseconds."""
+    quantiles = ", ".join(f"p{round(q * 100)} {(percentile(seconds, q) or 0) * 1000:.0f} ms" for q in (0.5, 0.95, 0.99))
+    return f"{quantiles}, max {max(seconds, default=0) * 1000:.0f} ms"

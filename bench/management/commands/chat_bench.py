@@ -138,9 +138,7 @@ class Command(BaseCommand):
                 url, clients=o["clients"], history=o["history"], after_seq=o["after_seq"], concurrency=o["concurrency"]
             )
         elif scenario == "join":
-            result = scenarios.join_stampede(
-                url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"], say=self.stdout.write
-            )
+            result = scenarios.join_stampede(url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"])
         else:
             result = scenarios.login_storm(
                 url,
@@ -151,7 +149,6 @@ class Command(BaseCommand):
                 duration=o["duration"],
                 processes=o["processes"],
                 server_pids=pids,
-                say=self.stdout.write,
             )
         result = {"scenario": scenario, **result}
         self.print_result(result)
