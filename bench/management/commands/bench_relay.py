@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from bench.fanout import percentile
+from bench.progress import progress_bar
 from events.consumer import ConsumedEvent, consume_events
 from events.kafka import ensure_topics
 from events.models import OutboxEvent
@@ -53,6 +54,7 @@ class Command(BaseCommand):
         parser.add_argument("--skip-lag", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
         if not settings.KAFKA_BOOTSTRAP_SERVERS:
             raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set.")
         run_id = uuid.uuid4().hex[:8]
@@ -79,14 +81,16 @@ class Command(BaseCommand):
     def throughput(self, room_id: int, events: int, batch_size: int) -> None:
         self.stdout.write(f"throughput: writing {events} outbox rows ...")
         body = "x" * 80
-        for start in range(0, events, 1000):
-            with transaction.atomic():
-                for n in range(start, min(events, start + 1000)):
-                    record_event(
-                        "message.created",
-                        room_id=room_id,
-                        data={"id": n, "room": room_id, "seq": n + 1, "kind": "TALK", "body": body},
-                    )
+        with progress_bar(self, total=events, desc="writing", unit="rows", verbosity=self.verbosity) as bar:
+            for start in range(0, events, 1000):
+                with transaction.atomic():
+                    for n in range(start, min(events, start + 1000)):
+                        record_event(
+                            "message.created",
+                            room_id=room_id,
+                            data={"id": n, "room": room_id, "seq": n + 1, "kind": "TALK", "body": body},
+                        )
+                bar.update(min(events, start + 1000) - start)
         started = time.monotonic()
         sent = Relay(batch_size=batch_size, stats_interval=3600).run(once=True)
         elapsed = time.monotonic() - started
@@ -140,12 +144,16 @@ class Command(BaseCommand):
             reader.start()
             time.sleep(1.0)  # let the relay and the reader settle
             started = time.monotonic()
-            for n in range(total):
-                due = started + n / rate
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                send_message(room_id=room_id, sender=user, client_id=f"lag-{n}", body=f"lag probe {n} {timezone.now()}")
+            with progress_bar(self, total=total, desc="sending", unit="msg", verbosity=self.verbosity) as bar:
+                for n in range(total):
+                    due = started + n / rate
+                    pause = due - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                    send_message(
+                        room_id=room_id, sender=user, client_id=f"lag-{n}", body=f"lag probe {n} {timezone.now()}"
+                    )
+                    bar.update()
             send_elapsed = time.monotonic() - started
             reader.join(timeout=60)
         finally:

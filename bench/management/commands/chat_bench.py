@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from bench import scenarios
 from bench.client import require_loopback
+from bench.progress import progress_bar
 from bench.servers import ServedApp
 
 SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login")
@@ -165,21 +166,24 @@ class Command(BaseCommand):
         modes: list[tuple[str, float]] = [] if o["no_saturate"] else [("saturate", 0.0)]
         if offered:
             modes.append((f"offered {offered:,.0f}/s", offered))
+        runs = [(members, app, port) for members in sizes for app, port in zip(apps, ports, strict=False)]
         results: list[dict[str, Any]] = []
-        for members in sizes:
-            for app, port in zip(apps, ports, strict=False):
+        total = len(runs) * len(modes)
+        with progress_bar(self, total=total, desc="compare", unit="pass", verbosity=o["verbosity"]) as bar:
+            for members, app, port in runs:
                 served = ServedApp(app, port).start()
                 try:
                     for mode, load in modes:
-                        senders = min(o["senders"], members)
-                        rate = load / members / senders if load else 0.0
+                        bar.clear()  # the bar is redrawn below each block of lines
                         self.stdout.write(f"\n== {app} · {members:,} members · {mode} · pid {served.pid}")
+                        bar.set_description(f"compare: {app} · {members:,} members · {mode}")
+                        senders = min(o["senders"], members)
                         result, _ = scenarios.fanout(
                             served.url,
                             members=members,
                             senders=senders,
                             duration=o["duration"],
-                            rate=rate,
+                            rate=load / members / senders if load else 0.0,
                             window=o["window"],
                             processes=o["processes"] if members <= 1000 else max(o["processes"], 2),
                             server_pids=[served.pid],
@@ -187,8 +191,10 @@ class Command(BaseCommand):
                         )
                         result = {"scenario": "compare", "app": app, "mode": mode, **result}
                         result["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+                        bar.clear()
                         self.print_result(result)
                         results.append(result)
+                        bar.update()
                 finally:
                     served.stop()
         self.stdout.write("\n" + self.table(results))
