@@ -1,4 +1,4 @@
-"""bench_relay against the real broker: both phases report their figures; progress goes to a terminal only."""
+"""bench_relay against the real broker: both phases report their figures, and the command leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from accounts.models import User
 from chattalk_project import testing
+from events.models import OutboxEvent
 from rooms.models import Room
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-
-def test_bench_relay_reports_throughput_and_lag_and_draws_progress_on_a_terminal(
+@pytest.mark.kafka
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_bench_relay_reports_throughput_and_lag_draws_progress_on_a_terminal_and_cleans_up(
     monkeypatch: Any, settings: Any, make_terminal: Any
 ) -> None:
     # `settings` restores KAFKA_TOPIC_PREFIX, which the command extends; its relay_events child process must
@@ -31,3 +33,12 @@ def test_bench_relay_reports_throughput_and_lag_and_draws_progress_on_a_terminal
     assert "writing:" in err.getvalue() and "sending:" in err.getvalue()
     assert not User.objects.filter(username__startswith="bench-relay-").exists()
     assert not Room.objects.filter(title__startswith="bench relay ").exists()
+    assert list(OutboxEvent.objects.values_list("event_type", "room_id")) == []  # its room's own events too
+
+
+@pytest.mark.django_db
+def test_bench_relay_refuses_a_lag_run_of_no_messages_before_touching_anything(settings: Any) -> None:
+    settings.KAFKA_BOOTSTRAP_SERVERS = "127.0.0.1:9"  # never reached
+    with pytest.raises(CommandError, match="at least one message"):
+        call_command("bench_relay", "--skip-throughput", "--rate=0.5", "--duration=1", stdout=StringIO())
+    assert not User.objects.exists()

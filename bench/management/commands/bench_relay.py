@@ -57,17 +57,19 @@ class Command(BaseCommand):
         self.verbosity = options["verbosity"]
         if not settings.KAFKA_BOOTSTRAP_SERVERS:
             raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set.")
+        if not options["skip_lag"] and options["rate"] * options["duration"] < 1:
+            raise CommandError("--rate × --duration must make at least one message (or --skip-lag).")
         run_id = uuid.uuid4().hex[:8]
         settings.KAFKA_TOPIC_PREFIX = f"{settings.KAFKA_TOPIC_PREFIX}bench-{run_id}."
         self.stdout.write(
             f"bench_relay: database {connection.vendor}, kafka {settings.KAFKA_BOOTSTRAP_SERVERS}, "
             f"topics {settings.KAFKA_TOPIC_PREFIX}*, {os.cpu_count()} CPUs"
         )
+        first_id = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
         user = User.objects.create_user(username=f"bench-relay-{run_id}", password=uuid.uuid4().hex)
         room = create_room(owner=user, title=f"bench relay {run_id}", max_personnel=10)
-        first_id = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        ensure_topics()
         try:
+            ensure_topics()
             Relay(batch_size=options["batch_size"], stats_interval=3600).run(once=True)  # the room's own events
             if not options["skip_throughput"]:
                 self.throughput(room.pk, options["events"], options["batch_size"])
