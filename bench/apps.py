@@ -2,8 +2,7 @@ from django.apps import AppConfig
 
 
 class BenchConfig(AppConfig):
-    """Seeding and benchmarks: management commands only (no models, no URLs), so installing it anywhere is
-    harmless. It may import any app; no product app imports it."""
+    """No models, URLs or signals: installed everywhere, it only adds its management commands."""
 
     name = "bench"
     verbose_name = "Benchmarks and load data"

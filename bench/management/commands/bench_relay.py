@@ -1,14 +1,8 @@
-"""`manage.py bench_relay`: the relay's throughput (events/s) and its end-to-end lag at a steady load.
+"""`manage.py bench_relay`: the relay's throughput and its commit-to-consumer lag (method: docs/BENCHMARKS.md).
 
-Bounded and self-contained: it writes to fresh topics (KAFKA_TOPIC_PREFIX + "bench-<id>."), in a room and user
-of its own, and deletes them afterwards. Run it against a database no other relay serves (the relay lock is
-global to a database).
-
-1. Throughput: --events outbox rows (message.created, real envelope shape) are written first, then one relay
-   drains them; events/s = rows / drain time (topic creation excluded).
-2. Lag: a `relay_events` process runs while this command sends --rate messages/s through
-   messaging.services.send_message for --duration seconds; a consumer reads them back. Lag = the time the
-   consumer read an event minus its occurred_at (one machine, one clock).
+Bounded and self-contained: fresh topics (KAFKA_TOPIC_PREFIX + "bench-<id>."), a room and user of its own,
+deleted afterwards with every outbox row they caused. Run it against a database no other relay serves: the
+relay lock is per database, and the throughput run drains every unsent row, not only its own.
 """
 
 from __future__ import annotations
