@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "messaging",
     "presence",
     "events",
+    "bench",
 ]
 
 MIDDLEWARE = [

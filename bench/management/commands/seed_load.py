@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from messaging.benchmark import seeding
+from bench import seeding
+from bench.progress import StageProgress
 from rooms.models import MAX_MAX_PERSONNEL
 
 DEFAULT_PASSWORD = "load-password-1"
@@ -42,33 +42,33 @@ class Command(BaseCommand):
             raise CommandError(f"--members-per-room cannot exceed a room's limit of {MAX_MAX_PERSONNEL:,}")
         user_prefix, room_prefix = options["user_prefix"], options["room_prefix"]
         started = time.monotonic()
-        self._last_progress = 0.0
         self.stdout.write(f"seeding on {connection.vendor} ({connection.settings_dict.get('NAME')})")
         if options["reset"]:
             deleted = seeding.delete_seeded(user_prefix, room_prefix)
             self.stdout.write("reset: deleted " + ", ".join(f"{v:,} {k}" for k, v in deleted.items()))
 
-        t = time.monotonic()
-        user_ids, users_created = seeding.ensure_users(user_prefix, users, options["password"], self.progress)
-        self.done("users", users_created, len(user_ids), t)
+        with StageProgress(self, options["verbosity"]) as progress:
+            t = time.monotonic()
+            user_ids, users_created = seeding.ensure_users(user_prefix, users, options["password"], progress)
+            self.done("users", users_created, len(user_ids), t)
 
-        t = time.monotonic()
-        max_personnel = max(per_room * 2, 10)
-        room_ids, rooms_created = seeding.ensure_rooms(room_prefix, rooms, max_personnel, user_ids)
-        self.done("rooms", rooms_created, len(room_ids), t)
+            t = time.monotonic()
+            max_personnel = max(per_room * 2, 10)
+            room_ids, rooms_created = seeding.ensure_rooms(room_prefix, rooms, max_personnel, user_ids)
+            self.done("rooms", rooms_created, len(room_ids), t)
 
-        t = time.monotonic()
-        memberships = seeding.ensure_memberships(room_ids, user_ids, per_room, self.progress)
-        self.done("memberships", None, memberships, t)
+            t = time.monotonic()
+            memberships = seeding.ensure_memberships(room_ids, user_ids, per_room, progress)
+            self.done("memberships", None, memberships, t)
 
-        t = time.monotonic()
-        targets = seeding.message_targets(messages, len(room_ids))
-        plans = [
-            seeding.MessagePlan(room_id, target, seeding.members_of_room(j, user_ids, per_room))
-            for j, (room_id, target) in enumerate(zip(room_ids, targets, strict=True))
-        ]
-        added = seeding.ensure_messages(plans, self.progress)
-        self.done("messages", added, messages, t)
+            t = time.monotonic()
+            targets = seeding.message_targets(messages, len(room_ids))
+            plans = [
+                seeding.MessagePlan(room_id, target, seeding.members_of_room(j, user_ids, per_room))
+                for j, (room_id, target) in enumerate(zip(room_ids, targets, strict=True))
+            ]
+            added = seeding.ensure_messages(plans, progress)
+            self.done("messages", added, messages, t)
 
         report = seeding.consistency_report(room_ids)
         elapsed = time.monotonic() - started
@@ -88,22 +88,6 @@ class Command(BaseCommand):
             f"  log in as {seeding.username_for(user_prefix, 1)} / {options['password']} "
             f"(every seeded user has this password)"
         )
-
-    def progress(self, stage: str, done: int, total: int) -> None:
-        """A one-line progress bar on a terminal; a line per ~10 % otherwise (logs stay short)."""
-        now = time.monotonic()
-        finished = done >= total
-        if not finished and now - self._last_progress < (0.2 if sys.stdout.isatty() else 5.0):
-            return
-        self._last_progress = now
-        share = done / total if total else 1.0
-        bar = "#" * int(share * 30)
-        line = f"  {stage:<12} [{bar:<30}] {done:>11,}/{total:,} {share:6.1%}"
-        if sys.stdout.isatty():
-            self.stdout.write("\r" + line, ending="\n" if finished else "")
-            self.stdout.flush()
-        else:
-            self.stdout.write(line)
 
     def done(self, stage: str, created: int | None, total: int, since: float) -> None:
         seconds = time.monotonic() - since

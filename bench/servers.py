@@ -71,12 +71,12 @@ class CpuSnapshot:
 class ServedApp:
     """One uvicorn process serving `app` ("chattalk" or "baseline") on 127.0.0.1:port."""
 
-    def __init__(self, app: str, port: int, env: dict[str, str] | None = None, log_dir: Path | None = None):
+    def __init__(self, app: str, port: int):
         if app not in APPS:
             raise ValueError(f"unknown app {app!r}; one of {sorted(APPS)}")
         self.app, self.port = app, port
-        self.env = {**os.environ, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.log_path = (log_dir or Path("var")) / f"bench-{app}-{port}.log"
+        self.env = {**os.environ, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1"}
+        self.log_path = Path("var") / f"bench-{app}-{port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

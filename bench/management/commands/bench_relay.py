@@ -1,14 +1,8 @@
-"""`manage.py bench_relay`: the relay's throughput (events/s) and its end-to-end lag at a steady load.
+"""`manage.py bench_relay`: the relay's throughput and its commit-to-consumer lag (method: docs/BENCHMARKS.md).
 
-Bounded and self-contained: it writes to fresh topics (KAFKA_TOPIC_PREFIX + "bench-<id>."), in a room and user
-of its own, and deletes them afterwards. Run it against a database no other relay serves (the relay lock is
-global to a database).
-
-1. Throughput: --events outbox rows (message.created, real envelope shape) are written first, then one relay
-   drains them; events/s = rows / drain time (topic creation excluded).
-2. Lag: a `relay_events` process runs while this command sends --rate messages/s through
-   messaging.services.send_message for --duration seconds; a consumer reads them back. Lag = the time the
-   consumer read an event minus its occurred_at (one machine, one clock).
+Bounded and self-contained: fresh topics (KAFKA_TOPIC_PREFIX + "bench-<id>."), a room and user of its own,
+deleted afterwards with every outbox row they caused. Run it against a database no other relay serves: the
+relay lock is per database, and the throughput run drains every unsent row, not only its own.
 """
 
 from __future__ import annotations
@@ -29,6 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
+from bench.fanout import percentile
+from bench.progress import progress_bar
 from events.consumer import ConsumedEvent, consume_events
 from events.kafka import ensure_topics
 from events.models import OutboxEvent
@@ -37,11 +33,6 @@ from events.services import record_event
 from events.topics import MESSAGES
 from messaging.services import send_message
 from rooms.services import create_room, delete_room
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))]
 
 
 class Command(BaseCommand):
@@ -57,19 +48,22 @@ class Command(BaseCommand):
         parser.add_argument("--skip-lag", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
         if not settings.KAFKA_BOOTSTRAP_SERVERS:
             raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set.")
+        if not options["skip_lag"] and options["rate"] * options["duration"] < 1:
+            raise CommandError("--rate × --duration must make at least one message (or --skip-lag).")
         run_id = uuid.uuid4().hex[:8]
         settings.KAFKA_TOPIC_PREFIX = f"{settings.KAFKA_TOPIC_PREFIX}bench-{run_id}."
         self.stdout.write(
             f"bench_relay: database {connection.vendor}, kafka {settings.KAFKA_BOOTSTRAP_SERVERS}, "
             f"topics {settings.KAFKA_TOPIC_PREFIX}*, {os.cpu_count()} CPUs"
         )
+        first_id = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
         user = User.objects.create_user(username=f"bench-relay-{run_id}", password=uuid.uuid4().hex)
         room = create_room(owner=user, title=f"bench relay {run_id}", max_personnel=10)
-        first_id = OutboxEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-        ensure_topics()
         try:
+            ensure_topics()
             Relay(batch_size=options["batch_size"], stats_interval=3600).run(once=True)  # the room's own events
             if not options["skip_throughput"]:
                 self.throughput(room.pk, options["events"], options["batch_size"])
@@ -83,14 +77,16 @@ class Command(BaseCommand):
     def throughput(self, room_id: int, events: int, batch_size: int) -> None:
         self.stdout.write(f"throughput: writing {events} outbox rows ...")
         body = "x" * 80
-        for start in range(0, events, 1000):
-            with transaction.atomic():
-                for n in range(start, min(events, start + 1000)):
-                    record_event(
-                        "message.created",
-                        room_id=room_id,
-                        data={"id": n, "room": room_id, "seq": n + 1, "kind": "TALK", "body": body},
-                    )
+        with progress_bar(self, total=events, desc="writing", unit="rows", verbosity=self.verbosity) as bar:
+            for start in range(0, events, 1000):
+                with transaction.atomic():
+                    for n in range(start, min(events, start + 1000)):
+                        record_event(
+                            "message.created",
+                            room_id=room_id,
+                            data={"id": n, "room": room_id, "seq": n + 1, "kind": "TALK", "body": body},
+                        )
+                bar.update(min(events, start + 1000) - start)
         started = time.monotonic()
         sent = Relay(batch_size=batch_size, stats_interval=3600).run(once=True)
         elapsed = time.monotonic() - started
@@ -144,12 +140,16 @@ class Command(BaseCommand):
             reader.start()
             time.sleep(1.0)  # let the relay and the reader settle
             started = time.monotonic()
-            for n in range(total):
-                due = started + n / rate
-                pause = due - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-                send_message(room_id=room_id, sender=user, client_id=f"lag-{n}", body=f"lag probe {n} {timezone.now()}")
+            with progress_bar(self, total=total, desc="sending", unit="msg", verbosity=self.verbosity) as bar:
+                for n in range(total):
+                    due = started + n / rate
+                    pause = due - time.monotonic()
+                    if pause > 0:
+                        time.sleep(pause)
+                    send_message(
+                        room_id=room_id, sender=user, client_id=f"lag-{n}", body=f"lag probe {n} {timezone.now()}"
+                    )
+                    bar.update()
             send_elapsed = time.monotonic() - started
             reader.join(timeout=60)
         finally:
@@ -164,14 +164,14 @@ class Command(BaseCommand):
                 room_id=room_id, event_type="message.created", payload__data__client_id__startswith="lag-"
             ).values_list("occurred_at", "sent_at")
         ]
-        self.stdout.write(
-            f"lag: commit to broker acknowledgement (marked sent): p50 {percentile(acked, 0.5) * 1000:.0f} ms, "
-            f"p95 {percentile(acked, 0.95) * 1000:.0f} ms, p99 {percentile(acked, 0.99) * 1000:.0f} ms, "
-            f"max {max(acked) * 1000:.0f} ms"
-        )
+        self.stdout.write(f"lag: commit to broker acknowledgement (marked sent): {spread_ms(acked)}")
         self.stdout.write(
             f"lag: {total} events sent in {send_elapsed:.1f} s ({total / send_elapsed:.0f}/s); commit to consumer "
-            f"p50 {percentile(lags, 0.5) * 1000:.0f} ms, p95 {percentile(lags, 0.95) * 1000:.0f} ms, "
-            f"p99 {percentile(lags, 0.99) * 1000:.0f} ms, max {max(lags) * 1000:.0f} ms, "
-            f"mean {statistics.mean(lags) * 1000:.0f} ms"
+            f"{spread_ms(lags)}, mean {statistics.mean(lags) * 1000:.0f} ms"
         )
+
+
+def spread_ms(seconds: list[float]) -> str:
+    """p50, p95, p99 and max of durations in seconds, as milliseconds."""
+    quantiles = ", ".join(f"p{round(q * 100)} {(percentile(seconds, q) or 0) * 1000:.0f} ms" for q in (0.5, 0.95, 0.99))
+    return f"{quantiles}, max {max(seconds, default=0) * 1000:.0f} ms"

@@ -6,8 +6,8 @@ tutorial baseline (bench/) and the fake servers of the tests. A worker:
    no message can be published before a socket listens;
 2. waits for the common start signal, then its senders send for `duration` seconds: with `rate` > 0 each
    sender sends open-loop at that rate, else closed-loop with `window` messages in flight;
-3. drains: waits until nothing arrives for `drain_quiet` seconds (at most `drain_max`);
-4. reports what each socket received (seq in arrival order), acks, latencies and closes.
+3. drains until every local socket holds the newest acked seq and nothing arrived for `drain_quiet` seconds
+   (at most `drain_max`), so a slow server shows as latency or loss, never as a shorter run.
 
 The send time travels inside the client_id ("<monotonic ns>.<worker>.<sender>.<n>"): CLOCK_MONOTONIC is one
 clock for every process of the machine, so a receiver in another process measures send-to-delivery without
@@ -393,8 +393,3 @@ def run_in_processes(
             if process.is_alive():
                 process.kill()
     return sorted(reports, key=lambda r: r.worker)
-
-
-def split_evenly(items: list[Any], parts: int) -> list[list[Any]]:
-    parts = max(1, min(parts, len(items))) if items else 1
-    return [items[i::parts] for i in range(parts)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.contrib.auth import authenticate
@@ -94,3 +95,19 @@ def test_seed_load_copies_messages_on_postgresql_with_the_same_invariants() -> N
     )
     assert sorted(per_room.values()) == [1500, 1500, 1500, 1501]
     assert_consistent()
+
+
+@pytest.mark.django_db
+def test_seed_load_draws_progress_bars_on_a_terminal_stderr_and_keeps_stdout_to_lines(make_terminal: Any) -> None:
+    out, err = StringIO(), make_terminal()
+    call_command("seed_load", "--users=6", "--rooms=2", "--messages=10", "--members-per-room=3", stdout=out, stderr=err)
+    bars = err.getvalue()
+    assert "users:" in bars and "memberships:" in bars and "messages:" in bars and "rows" in bars
+    assert "\r" not in out.getvalue()
+    assert "messages: +10 of 10" in out.getvalue() and "seeded in" in out.getvalue()
+
+    quiet = make_terminal()
+    call_command(
+        "seed_load", "--users=6", "--rooms=2", "--messages=12", "--verbosity=0", stdout=StringIO(), stderr=quiet
+    )
+    assert quiet.getvalue() == ""

@@ -17,9 +17,9 @@ import pytest
 from django.core.management import call_command
 from websockets.asyncio.server import serve
 
-from messaging.benchmark.client import require_loopback
-from messaging.benchmark.fanout import FanoutSpec, run_in_process, summarize
-from messaging.benchmark.servers import process_cpu_seconds, process_rss_bytes
+from bench.client import require_loopback
+from bench.fanout import FanoutSpec, run_in_process, summarize
+from bench.servers import process_cpu_seconds, process_rss_bytes
 
 
 class FakeChatServer:
@@ -152,7 +152,7 @@ def test_chat_bench_fanout_against_a_real_server_counts_every_delivery(server_fa
 
 @pytest.mark.django_db(transaction=True)
 def test_resume_storm_checks_every_client_gets_the_whole_history_once_in_order(server_factory: Any) -> None:
-    from messaging.benchmark import scenarios
+    from bench import scenarios
 
     server = server_factory(env={"RATE_LIMITS": "off"})
     result = scenarios.resume_storm(server.http_url, clients=4, history=30)
@@ -164,7 +164,7 @@ def test_resume_storm_checks_every_client_gets_the_whole_history_once_in_order(s
 
 @pytest.mark.django_db(transaction=True)
 def test_connect_storm_opens_every_socket_and_reads_the_servers_memory(server_factory: Any) -> None:
-    from messaging.benchmark import scenarios
+    from bench import scenarios
 
     server = server_factory(env={"RATE_LIMITS": "off"})
     result = scenarios.connect_storm(server.http_url, sockets=20, concurrency=10, hold=0.2, server_pid=server.pid)
@@ -175,7 +175,7 @@ def test_connect_storm_opens_every_socket_and_reads_the_servers_memory(server_fa
 
 @pytest.mark.django_db(transaction=True)
 def test_join_stampede_reports_an_exact_seat_count(server_factory: Any) -> None:
-    from messaging.benchmark import scenarios
+    from bench import scenarios
 
     server = server_factory(env={"RATE_LIMITS": "off"})
     result = scenarios.join_stampede(server.http_url, users=12, seats=5, concurrency=12)
@@ -198,7 +198,7 @@ def _server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
 
 
 def test_the_bench_client_parses_frames_split_anywhere_and_fragmented() -> None:
-    from messaging.benchmark.client import WebSocketClient, mask_payload
+    from bench.client import WebSocketClient, mask_payload
 
     async def main() -> list[bytes]:
         received: list[bytes] = []

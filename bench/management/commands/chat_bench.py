@@ -14,9 +14,10 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from messaging.benchmark import scenarios
-from messaging.benchmark.client import require_loopback
-from messaging.benchmark.servers import ServedApp
+from bench import scenarios
+from bench.client import require_loopback
+from bench.progress import progress_bar
+from bench.servers import ServedApp
 
 SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login")
 FANOUT_COLUMNS = (
@@ -138,9 +139,7 @@ class Command(BaseCommand):
                 url, clients=o["clients"], history=o["history"], after_seq=o["after_seq"], concurrency=o["concurrency"]
             )
         elif scenario == "join":
-            result = scenarios.join_stampede(
-                url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"], say=self.stdout.write
-            )
+            result = scenarios.join_stampede(url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"])
         else:
             result = scenarios.login_storm(
                 url,
@@ -151,7 +150,6 @@ class Command(BaseCommand):
                 duration=o["duration"],
                 processes=o["processes"],
                 server_pids=pids,
-                say=self.stdout.write,
             )
         result = {"scenario": scenario, **result}
         self.print_result(result)
@@ -168,21 +166,24 @@ class Command(BaseCommand):
         modes: list[tuple[str, float]] = [] if o["no_saturate"] else [("saturate", 0.0)]
         if offered:
             modes.append((f"offered {offered:,.0f}/s", offered))
+        runs = [(members, app, port) for members in sizes for app, port in zip(apps, ports, strict=False)]
         results: list[dict[str, Any]] = []
-        for members in sizes:
-            for app, port in zip(apps, ports, strict=False):
+        total = len(runs) * len(modes)
+        with progress_bar(self, total=total, desc="compare", unit="pass", verbosity=o["verbosity"]) as bar:
+            for members, app, port in runs:
                 served = ServedApp(app, port).start()
                 try:
                     for mode, load in modes:
-                        senders = min(o["senders"], members)
-                        rate = load / members / senders if load else 0.0
+                        bar.clear()  # the bar is redrawn below each block of lines
                         self.stdout.write(f"\n== {app} · {members:,} members · {mode} · pid {served.pid}")
+                        bar.set_description(f"compare: {app} · {members:,} members · {mode}")
+                        senders = min(o["senders"], members)
                         result, _ = scenarios.fanout(
                             served.url,
                             members=members,
                             senders=senders,
                             duration=o["duration"],
-                            rate=rate,
+                            rate=load / members / senders if load else 0.0,
                             window=o["window"],
                             processes=o["processes"] if members <= 1000 else max(o["processes"], 2),
                             server_pids=[served.pid],
@@ -190,8 +191,10 @@ class Command(BaseCommand):
                         )
                         result = {"scenario": "compare", "app": app, "mode": mode, **result}
                         result["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+                        bar.clear()
                         self.print_result(result)
                         results.append(result)
+                        bar.update()
                 finally:
                     served.stop()
         self.stdout.write("\n" + self.table(results))

@@ -21,18 +21,18 @@ from typing import Any
 
 from django.contrib.auth.hashers import make_password
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
+from messaging.models import Message, MessageKind
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, Membership, Room
-
-from ..models import Message, MessageKind
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 BATCH = 5000
+ROOMS_PER_TRANSACTION = 50  # ensure_messages locks this many room rows at a time
 MESSAGE_SPACING = timedelta(seconds=30)  # seeded history: one message every 30 s, the newest now
 BODIES = (
     "Good morning everyone!",
@@ -135,9 +135,7 @@ def ensure_memberships(
     return written
 
 
-def _pairs_filter(memberships: list[Membership]) -> Any:
-    from django.db.models import Q
-
+def _pairs_filter(memberships: list[Membership]) -> Q:
     query = Q(pk__in=[])
     by_room: dict[int, list[int]] = {}
     for m in memberships:
@@ -183,15 +181,13 @@ def message_targets(total: int, room_count: int) -> list[int]:
     return [share + (1 if j < extra else 0) for j in range(room_count)]
 
 
-def ensure_messages(
-    plans: Sequence[MessagePlan], progress: Progress = _no_progress, rooms_per_transaction: int = 50
-) -> int:
+def ensure_messages(plans: Sequence[MessagePlan], progress: Progress = _no_progress) -> int:
     """Top each room up to its target with TALK messages; gapless seq, last_seq moved in the same transaction."""
     total_target = sum(p.target for p in plans)
     added = 0
     done = 0
-    for start in range(0, len(plans), rooms_per_transaction):
-        chunk = [p for p in plans[start : start + rooms_per_transaction] if p.members]
+    for start in range(0, len(plans), ROOMS_PER_TRANSACTION):
+        chunk = [p for p in plans[start : start + ROOMS_PER_TRANSACTION] if p.members]
         if not chunk:
             continue
         with transaction.atomic():
@@ -282,8 +278,6 @@ def delete_seeded(user_prefix: str, room_prefix: str) -> dict[str, int]:
 
 def consistency_report(room_ids: Sequence[int]) -> dict[str, int]:
     """Rooms whose personnel != active memberships, whose seq has gaps, or whose last_seq != max(seq)."""
-    from django.db.models import Max, Min
-
     stats = {
         row["room_id"]: row
         for row in Message.objects.filter(room_id__in=room_ids)

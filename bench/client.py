@@ -3,9 +3,8 @@
 Why not the `websockets` library: on a 2-core machine the load generator shares the CPU with the server under
 test, and every microsecond the client spends per received frame is taken from the server. This client parses
 server frames in `data_received` with no per-frame task, future or copy, and hands the raw text to one
-callback, which is several times cheaper per frame than a general-purpose client. It speaks just enough of
-RFC 6455 for a benchmark: text frames (fragmented too), ping/pong, close codes; it masks what it sends.
-Only loopback targets are accepted.
+callback. It speaks just enough of RFC 6455 for a benchmark: text frames (fragmented too), ping/pong, close
+codes; it masks what it sends. Only loopback targets are accepted.
 """
 
 from __future__ import annotations

@@ -8,22 +8,21 @@ scenario is bounded in sockets, requests and seconds, and targets loopback only 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import close_old_connections, connection, transaction
-from django.urls import Resolver404, resolve
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
+from messaging.models import Message
 from rooms.models import MAX_MAX_PERSONNEL, Membership, Room
 
-from ..models import Message
 from . import seeding
 from .client import connect, http_json, require_loopback
 from .fanout import FanoutSpec, percentile, run_in_process, run_in_processes, summarize
@@ -31,11 +30,6 @@ from .servers import CpuSnapshot, loadavg, process_rss_bytes
 
 BENCH_USER_PREFIX = "bench-"
 BENCH_PASSWORD = "bench-password-1"
-Say = Callable[[str], None]
-
-
-def _quiet(line: str) -> None:
-    return None
 
 
 @dataclass
@@ -80,14 +74,6 @@ def drop_room(room_id: int) -> None:
         Room.objects.filter(pk=room_id).delete()
 
 
-def endpoint_exists(path: str) -> bool:
-    try:
-        match = resolve(path)
-    except Resolver404:
-        return False
-    return "handler404" not in getattr(match.func, "__name__", "") and match.url_name != "api-not-found"
-
-
 # --- fan-out ---------------------------------------------------------------------------------------------
 def fanout(
     base_url: str,
@@ -100,7 +86,6 @@ def fanout(
     processes: int = 1,
     server_pids: list[int] | None = None,
     body_bytes: int = 100,
-    keep_room: bool = False,
     on_started: Callable[[], None] | None = None,
     keep_timeline: bool = False,
 ) -> tuple[dict[str, Any], list[Any]]:
@@ -141,8 +126,7 @@ def fanout(
         reports = asyncio.run(run_in_process(specs, started)) if processes <= 0 else run_in_processes(specs, started)
         end = CpuSnapshot.take(pids)
     finally:
-        if not keep_room:
-            drop_room(room.room_id)
+        drop_room(room.room_id)
     summary: dict[str, Any] = {"members": members, "senders": senders, "rate": round(rate, 3), "window": window}
     summary.update(summarize(reports))
     server_cpu, machine_cpu = end.since(snapshots["start"])
@@ -261,8 +245,6 @@ def resume_storm(
             synced = asyncio.get_running_loop().create_future()
 
             def on_text(data: bytes) -> None:
-                import json
-
                 frame = json.loads(data)
                 if frame.get("type") == "message":
                     seqs.append(int(frame["message"]["seq"]))
@@ -306,71 +288,43 @@ def resume_storm(
 
 
 # --- join stampede ---------------------------------------------------------------------------------------
-def join_stampede(
-    base_url: str, *, users: int, seats: int, concurrency: int = 500, say: Say = _quiet
-) -> dict[str, Any]:
-    """`users` non-members join one room of `seats` seats at once; exact when successes = seats (or users)
-    and personnel = active memberships = that number afterwards. Through POST /api/rooms/{id}/join when the
-    endpoint exists; otherwise through rooms.services.join_room from threads (and the result says so)."""
+def join_stampede(base_url: str, *, users: int, seats: int, concurrency: int = 500) -> dict[str, Any]:
+    """`users` non-members join one room of `seats` seats at once through POST /api/rooms/{id}/join; exact
+    when successes = seats (or users) and personnel = active memberships = that number afterwards."""
     require_loopback(base_url)
     room = prepare_room(users, seats=seats, with_members=False)
     close_old_connections()
     path = f"/api/rooms/{room.room_id}/join"
-    via_rest = endpoint_exists(path)
     statuses: dict[str, int] = {}
     times: list[float] = []
-    began = time.monotonic()
-    if via_rest:
 
-        async def stampede() -> None:
-            gate = asyncio.Semaphore(concurrency)
+    async def stampede() -> None:
+        gate = asyncio.Semaphore(concurrency)
 
-            async def one(token: str) -> None:
-                async with gate:
-                    started = time.monotonic()
-                    try:
-                        status, body = await http_json(
-                            "POST", base_url.rstrip("/") + path, {}, {"Authorization": f"Bearer {token}"}
-                        )
-                        key = str(status) if status != 409 else f"409 {(body or {}).get('code')}"
-                    except (OSError, TimeoutError) as exc:
-                        key = type(exc).__name__
-                    times.append((time.monotonic() - started) * 1000)
-                    statuses[key] = statuses.get(key, 0) + 1
-
-            await asyncio.gather(*(one(t) for t in room.tokens))
-
-        asyncio.run(stampede())
-    else:
-        say(f"POST {path} is not routed yet: joining through rooms.services.join_room from 50 threads instead")
-        from rooms.services import RoomFull, join_room
-
-        users_by_id = {u.pk: u for u in User.objects.filter(pk__in=room.user_ids)}
-
-        def one(user_id: int) -> str:
-            started = time.monotonic()
-            try:
-                join_room(room_id=room.room_id, user=users_by_id[user_id])
-                key = "joined"
-            except RoomFull:
-                key = "room_full"
-            finally:
+        async def one(token: str) -> None:
+            async with gate:
+                started = time.monotonic()
+                try:
+                    status, body = await http_json(
+                        "POST", base_url.rstrip("/") + path, {}, {"Authorization": f"Bearer {token}"}
+                    )
+                    key = str(status) if status != 409 else f"409 {(body or {}).get('code')}"
+                except (OSError, TimeoutError) as exc:
+                    key = type(exc).__name__
                 times.append((time.monotonic() - started) * 1000)
-                connection.close()
-            return key
-
-        with ThreadPoolExecutor(max_workers=50) as pool:
-            for key in pool.map(one, room.user_ids):
                 statuses[key] = statuses.get(key, 0) + 1
+
+        await asyncio.gather(*(one(t) for t in room.tokens))
+
+    began = time.monotonic()
+    asyncio.run(stampede())
     seconds = time.monotonic() - began
     saved = Room.objects.get(pk=room.room_id)
     active = Membership.objects.filter(room_id=room.room_id, is_active=True).count()
-    joined = statuses.get("200", 0) + statuses.get("joined", 0)
+    joined = statuses.get("200", 0)
     expected = min(users, saved.max_personnel)
     result = {
-        "via": "REST POST /api/rooms/{id}/join"
-        if via_rest
-        else "rooms.services.join_room (50 threads; REST endpoint missing)",
+        "via": "REST POST /api/rooms/{id}/join",
         "users": users,
         "seats": saved.max_personnel,
         "outcomes": statuses,
@@ -398,13 +352,10 @@ def login_storm(
     duration: float,
     processes: int = 1,
     server_pids: list[int] | None = None,
-    say: Say = _quiet,
 ) -> dict[str, Any]:
     """`logins` users log in at once (POST /api/auth/login, real password hashing) while a room chats; the
     failures, the login latency and the live deliveries' p99 during the storm against before it."""
     require_loopback(base_url)
-    if not endpoint_exists("/api/auth/login"):
-        return {"skipped": "POST /api/auth/login is not routed yet: the scenario could not run"}
     usernames = [seeding.username_for(BENCH_USER_PREFIX, i) for i in range(1, logins + 1)]
     seeding.ensure_users(BENCH_USER_PREFIX, max(logins, members), BENCH_PASSWORD)
     login_stats: dict[str, Any] = {}
