@@ -17,6 +17,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.http.request import split_domain_port, validate_host
 
 from realtime.auth import ANONYMOUS, UNAVAILABLE, SocketAuth
 
@@ -63,40 +64,66 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
 _user_for_token = DatabaseSyncToAsync(_user_for_token_sync, thread_sensitive=False)
 
 
-def allowed_origin_hosts() -> set[str]:
-    hosts = {h.lower() for h in settings.ALLOWED_HOSTS}
-    for origin in settings.CORS_ALLOWED_ORIGINS + settings.CSRF_TRUSTED_ORIGINS:
-        netloc = urlsplit(origin).netloc.lower()
-        if netloc:
-            hosts.add(netloc)
-            hosts.add(netloc.split(":")[0])
-    return hosts
+DEFAULT_PORTS = {"http": 80, "https": 443}
+SOCKET_TO_PAGE_SCHEME = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+
+
+def _origin_tuple(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an origin, the port made explicit; None if it is not one."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        return None
+    return scheme, parts.hostname.lower(), port or DEFAULT_PORTS[scheme]
+
+
+def _configured_origin_allows(origin: tuple[str, str, int], configured: str) -> bool:
+    """An entry of CORS_ALLOWED_ORIGINS / CSRF_TRUSTED_ORIGINS; `https://*.example.com` covers subdomains
+    on that scheme and port, as Django's CSRF_TRUSTED_ORIGINS does."""
+    wildcard = "://*." in configured
+    allowed = _origin_tuple(configured.replace("://*.", "://", 1) if wildcard else configured)
+    if allowed is None:
+        return False
+    scheme, host, port = allowed
+    if wildcard:
+        return origin[0] == scheme and origin[2] == port and origin[1].endswith("." + host)
+    return origin == allowed
+
+
+def _own_origin(scope: dict[str, Any]) -> tuple[str, str, int] | None:
+    """The origin a page served by this server over the socket's own connection would have: scheme from
+    the socket (ws -> http, wss -> https; behind a proxy, what the proxy told uvicorn), host and port from
+    the Host header, which must name an ALLOWED_HOSTS entry."""
+    host_header = next((value.decode("latin-1") for name, value in scope.get("headers") or [] if name == b"host"), "")
+    scheme = SOCKET_TO_PAGE_SCHEME.get(str(scope.get("scheme") or "ws"), "http")
+    own = _origin_tuple(f"{scheme}://{host_header}") if host_header else None
+    if own is None or not validate_host(split_domain_port(host_header)[0], settings.ALLOWED_HOSTS):
+        return None
+    return own
 
 
 def origin_is_allowed(scope: dict[str, Any]) -> bool:
-    """No Origin (bots, load tools) is fine: browsers always send one, and that is what CSWSH abuses."""
-    origin = None
+    """The socket's own origin (scheme, host and port all equal), or one configured in CORS_ALLOWED_ORIGINS
+    or CSRF_TRUSTED_ORIGINS. No Origin at all (bots, load tools) is fine: browsers always send one, and a
+    foreign page's socket (cross-site WebSocket hijacking with the session cookie) is what this stops; a
+    page on another port or scheme of the same host is another origin."""
+    raw = None
     for name, value in scope.get("headers") or []:
         if name == b"origin":
-            origin = value.decode("latin-1")
+            raw = value.decode("latin-1")
+    if raw is None:
+        return True
+    origin = _origin_tuple(raw)
     if origin is None:
-        return True
-    parts = urlsplit(origin)
-    if not parts.netloc:
         return False
-    hosts = allowed_origin_hosts()
-    if "*" in hosts:
+    if origin == _own_origin(scope):
         return True
-    netloc = parts.netloc.lower()
-    host = (parts.hostname or "").lower()
-    if ":" in host:  # IPv6: ALLOWED_HOSTS spells it in brackets
-        host = f"[{host}]"
-    # A leading dot matches the domain and its subdomains, as in ALLOWED_HOSTS.
-    return (
-        netloc in hosts
-        or host in hosts
-        or any(h.startswith(".") and (host == h[1:] or host.endswith(h)) for h in hosts)
-    )
+    configured = [*settings.CORS_ALLOWED_ORIGINS, *settings.CSRF_TRUSTED_ORIGINS]
+    return any(_configured_origin_allows(origin, entry) for entry in configured)
 
 
 class _SessionSocketAuth:

@@ -119,17 +119,26 @@ def test_missing_invalid_expired_foreign_and_refresh_tokens_are_accepted_then_cl
 
 
 @socket_test
-def test_a_foreign_origin_is_refused_before_accept_and_an_allowed_one_gets_in(server_factory):
+def test_an_origin_other_than_our_own_or_a_configured_one_is_refused_before_accept_port_and_scheme_included(
+    server_factory,
+):
     server = server_factory(env={"CORS_ALLOWED_ORIGINS": "https://spa.example.com"})
     _user, room_id = make_member("wsorigin")
     _client, tokens = http_login(server, "wsorigin")
     url = f"{server.ws_url}/ws/rooms/{room_id}/?access_token={tokens['access']}"
 
     async def scenario() -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            await open_socket(url, origin="https://evil.example.net")
-        assert refused.value.response.status_code == 403
-        for allowed in ("https://spa.example.com", f"http://127.0.0.1:{server.port}", "http://localhost:3000"):
+        foreign = (
+            "https://evil.example.net",
+            f"http://127.0.0.1:{server.port + 1}",  # another port of the same host
+            f"https://127.0.0.1:{server.port}",  # another scheme
+            "http://localhost:3000",  # a dev server on another port: configure it in CORS_ALLOWED_ORIGINS
+        )
+        for origin in foreign:
+            with pytest.raises(InvalidStatus) as refused:
+                await open_socket(url, origin=origin)
+            assert refused.value.response.status_code == 403, origin
+        for allowed in ("https://spa.example.com", f"http://127.0.0.1:{server.port}"):
             async with await open_socket(url, origin=allowed) as ws:
                 await ping(ws)
 

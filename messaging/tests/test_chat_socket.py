@@ -205,3 +205,34 @@ def test_the_subprotocol_pair_authenticates_and_is_echoed(ws_connect, room_with_
         await communicator.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_a_member_removed_while_the_close_event_is_lost_cannot_resume_and_is_closed_by_the_re_check(
+    ws_connect, room_with_members, monkeypatch
+):
+    """The leave commits but its publish is lost (a Redis blip): a resume is refused at once, and the
+    periodic re-check closes every socket of the former member within its period."""
+    from realtime import watch
+    from rooms import services as room_services
+
+    room, (_alice, bob) = room_with_members(2)
+    monkeypatch.setattr(room_services, "publish_member_removed", lambda room_id, user_id: None)
+    monkeypatch.setattr(watch, "CHECK_SECONDS", 1.0)
+    monkeypatch.setattr("realtime.hub.CHECK_SECONDS", 1.0)
+
+    async def scenario() -> None:
+        resumer = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(bob)))
+        idle = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(bob)))
+        await resumer.send_json({"type": "ping"})
+        await resumer.wait_until(lambda c: c.of_type("pong"))
+        await asyncio.to_thread(room_services.leave_room, room_id=room.pk, user=bob)
+        await resumer.wait_until(lambda c: c.messages("LEAVE"))  # live, like any member's LEAVE
+        assert resumer.close_code is None and idle.close_code is None, "the close event was lost"
+        seen = [m["seq"] for m in resumer.messages(None)]
+        await resumer.send_json({"type": "resume", "after_seq": 0})
+        assert await resumer.wait_closed(timeout=5) == 4403
+        assert [m["seq"] for m in resumer.messages(None)] == seen, "nothing of the history was replayed"
+        assert not resumer.of_type("synced")
+        assert await idle.wait_closed(timeout=5) == 4403
+
+    asyncio.run(scenario())
