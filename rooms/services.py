@@ -13,6 +13,7 @@ room row: no transaction holds a membership row while it waits for a room, so no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -225,12 +226,7 @@ def _join(room_id: int, user: User) -> MembershipChange:
     room.refresh_from_db(fields=["last_seq"])
     Membership.objects.filter(pk=membership.pk).update(last_read_seq=room.last_seq)
     membership.last_read_seq = room.last_seq
-    record_event(
-        "member.joined",
-        room_id=room_id,
-        data={"room_id": room_id, "user": user.as_public_dict(), "personnel": room.personnel},
-        occurred_at=now,
-    )
+    _record_membership_event("member.joined", room, user, now)
     return MembershipChange(room=room, membership=membership, changed=True)
 
 
@@ -257,15 +253,15 @@ def leave_room(*, room_id: int, user: User) -> MembershipChange:
             # (messaging.receivers, presence.receivers).
             signals.member_left.send(sender=Room, room=room, user=user, membership=membership, at=now)
             publish_member_removed(room_id, user.pk)  # after commit: their sockets to the room close (4403)
-            record_event(
-                "member.left",
-                room_id=room_id,
-                data={"room_id": room_id, "user": user.as_public_dict(), "personnel": room.personnel},
-                occurred_at=now,
-            )
+            _record_membership_event("member.left", room, user, now)
             return MembershipChange(room=room, membership=membership, changed=True)
     except _NoChange:
         return _unchanged(room_id, user)
+
+
+def _record_membership_event(kind: str, room: Room, user: User, at: datetime) -> None:
+    data = {"room_id": room.pk, "user": user.as_public_dict(), "personnel": room.personnel}
+    record_event(kind, room_id=room.pk, data=data, occurred_at=at)
 
 
 def _require_owner_or_staff(room: Room, actor: User) -> None:
