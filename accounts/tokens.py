@@ -37,8 +37,7 @@ def denylist_cache() -> BaseCache:
     """One cache client for the whole process.
 
     `django.core.cache.cache` is context-local: every WebSocket's context would build and keep its own
-    Redis client for as long as the socket lives (13.5 KB of the 50 KiB an idle socket cost in the
-    benchmark). The backends are thread-safe (django-redis pools its connections), so one instance serves
+    Redis client for as long as the socket lives, a large part of an idle socket's memory. The backends are thread-safe (django-redis pools its connections), so one instance serves
     every thread and every socket.
     """
     global _shared_cache

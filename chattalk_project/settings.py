@@ -257,8 +257,8 @@ SIMPLE_JWT = {
 # HttpOnly cookie holding the refresh token (path /api/auth/), set by login and refresh; see docs/API.md.
 AUTH_REFRESH_COOKIE = "chattalk_refresh"
 # Threads that run login and signup (password hashing) off the event loop. One core is left to the event
-# loop and the database: with a thread per core, a login storm of 100 took chat p99 from 97 ms to 3.9 s
-# on 2 cores (docs/BENCHMARKS.md); logins then queue longer instead. 0 runs them like any sync view: the
+# loop and the database: with a thread per core, a login storm starved chat (docs/BENCHMARKS.md); logins
+# queue longer instead. 0 runs them like any sync view: the
 # default inside pytest, whose test transaction lives on one thread.
 PASSWORD_HASH_WORKERS = env_int(
     "PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else max(1, (os.cpu_count() or 2) - 1)

@@ -62,8 +62,9 @@ def send_without_task(send: Callable[[dict[str, Any]], Any], text: str) -> tuple
     """Start writing one frame; returns None when it finished, else (the suspended coroutine, what it waits on).
 
     The server's send (uvicorn) finishes without suspending unless the peer's transport is paused by flow
-    control, so its coroutine is driven one step by hand: a task per socket per message cost about a
-    quarter of the server's CPU in a large fan-out. A send that does suspend is finished by a writer task.
+    control, so its coroutine is driven one step by hand: a task per socket per message was a large share
+    of the server's CPU in a big fan-out (docs/BENCHMARKS.md). A send that does suspend is finished by a
+    writer task.
     """
     coro = send({"type": "websocket.send", "text": text})
     try:
