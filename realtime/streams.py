@@ -7,6 +7,10 @@ compares each stream with the database, which covers a lost publish that no late
 
 A stream knows seqs and frames, not what they mean: the app that writes a room's events (messaging)
 supplies the source that reads them back.
+
+Fan-out is written in slices of FANOUT_SLICE sockets: a big room's burst yields to the event loop between
+slices, so other rooms, acks and pings go through meanwhile. One fan-out per stream at a time, in seq order,
+keeps every socket's events in order; a small room's event is written at once, without a task.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from .frames import encode
@@ -26,6 +31,7 @@ GAP_WAIT_SECONDS = 0.25
 # A room seen behind the database at two sweeps in a row is caught up from it.
 CATCH_UP_SECONDS = 5.0
 GIVE_UP_AFTER_ATTEMPTS = 20
+FANOUT_SLICE = 256
 
 
 class StreamSource(Protocol):
@@ -60,7 +66,10 @@ class RoomStream:
         self.source = source
         self.room_id = room_id
         self.listeners: set[StreamListener] = set()
-        self.last_seq: int | None = None  # None until the starting point is read
+        self.last_seq: int | None = None  # None until the starting point is read; then the last seq in order
+        self.delivered_seq: int | None = None  # the last seq handed to every local socket
+        self.outgoing: deque[tuple[int, str]] = deque()  # in order, waiting for the fan-out
+        self._fanout_task: asyncio.Task[None] | None = None
         self.pending: dict[int, tuple[dict[str, Any], float | None]] = {}  # seq -> (frame, sent_at)
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gap_task: asyncio.Task[None] | None = None
@@ -77,6 +86,7 @@ class RoomStream:
             self.fail(exc)
             raise
         self.last_seq = last_seq if last_seq is not None else 0
+        self.delivered_seq = self.last_seq
         for seq in [s for s in self.pending if s <= self.last_seq]:
             del self.pending[seq]
         if not self.started.done():
@@ -110,19 +120,46 @@ class RoomStream:
             frame, sent_at = self.pending.pop(self.last_seq + 1)
             self.last_seq += 1
             self._deliver(self.last_seq, frame, sent_at)
-        while self.delivery_waiters and self.delivery_waiters[0][0] <= self.last_seq:
-            _seq, _n, waiter = heapq.heappop(self.delivery_waiters)
-            if not waiter.done():
-                waiter.set_result(None)
 
     def _deliver(self, seq: int, frame: dict[str, Any], sent_at: float | None) -> None:
         text = encode(frame)
         DeliveryCounters.events += 1
-        DeliveryCounters.deliveries += len(self.listeners)
         if sent_at is not None and DeliveryCounters.latency_observer is not None:
             DeliveryCounters.latency_observer(max(0.0, time.time() - sent_at))
-        for listener in tuple(self.listeners):
+        if not self.outgoing and len(self.listeners) <= FANOUT_SLICE and not self._fanning_out():
+            self._write(seq, text, tuple(self.listeners))
+            self._delivered(seq)
+            return
+        self.outgoing.append((seq, text))
+        if not self._fanning_out():
+            self._fanout_task = asyncio.ensure_future(self._fan_out())
+
+    def _fanning_out(self) -> bool:
+        return self._fanout_task is not None and not self._fanout_task.done()
+
+    @staticmethod
+    def _write(seq: int, text: str, listeners: tuple[StreamListener, ...]) -> None:
+        DeliveryCounters.deliveries += len(listeners)
+        for listener in listeners:
             listener.deliver_event(seq, text)
+
+    async def _fan_out(self) -> None:
+        """Write queued events in order, FANOUT_SLICE sockets at a time, yielding between slices."""
+        while self.outgoing:
+            seq, text = self.outgoing.popleft()
+            listeners = tuple(self.listeners)
+            for start in range(0, len(listeners), FANOUT_SLICE):
+                if start:
+                    await asyncio.sleep(0)
+                self._write(seq, text, listeners[start : start + FANOUT_SLICE])
+            self._delivered(seq)
+
+    def _delivered(self, seq: int) -> None:
+        self.delivered_seq = seq
+        while self.delivery_waiters and self.delivery_waiters[0][0] <= seq:
+            _seq, _n, waiter = heapq.heappop(self.delivery_waiters)
+            if not waiter.done():
+                waiter.set_result(None)
 
     def deliver_frame(self, text: str, exclude_user_id: int | None = None) -> None:
         """An ephemeral frame (typing, read): not part of the seq order."""
@@ -138,7 +175,7 @@ class RoomStream:
     # --- pacing ---------------------------------------------------------------------------------------
     def is_behind(self, seq: int) -> bool:
         """True while events before `seq` are still undelivered here: the fan-out lags the senders."""
-        return self.last_seq is None or seq - self.last_seq > 1
+        return self.delivered_seq is None or seq - self.delivered_seq > 1
 
     async def wait_delivered(self, seq: int, timeout: float) -> None:
         """Return once this process has handed `seq` to its local sockets, or after `timeout`.
@@ -146,7 +183,7 @@ class RoomStream:
         A sender's ack waits for this while the stream is behind (`is_behind`): the ack then paces a
         sender to the speed at which this process fans its events out, instead of queueing without bound.
         """
-        if self.last_seq is not None and seq <= self.last_seq:
+        if self.delivered_seq is not None and seq <= self.delivered_seq:
             return
         waiter = asyncio.get_running_loop().create_future()
         heapq.heappush(self.delivery_waiters, (seq, next(_waiter_numbers), waiter))
@@ -196,8 +233,9 @@ class RoomStream:
         self.behind_at = self.last_seq
 
     def stop(self) -> None:
-        if self._gap_task is not None:
-            self._gap_task.cancel()
+        for task in (self._gap_task, self._fanout_task):
+            if task is not None:
+                task.cancel()
 
 
 class RoomStreams:
