@@ -4,13 +4,18 @@ The Channels tutorial gives every socket a channel and sends one channel-layer m
 message. Here each process owns one channel, joins a room's group while it holds a socket of the room (and a
 user's group while it holds a socket of the user), receives each event once, encodes it once and writes it
 to its local sockets. The hub composes the parts that do each job: group subscriptions (realtime.groups),
-room streams (realtime.streams) and the periodic re-check of sockets (realtime.watch). Sockets never need a
-timer of their own: one sweep per second asks each whether it should close (idle, credential expired).
+room streams (realtime.streams) and the periodic re-check of sockets (realtime.watch).
+
+Sockets have no timers of their own, so an idle socket costs (almost) nothing: credential expiries sit in
+one heap that the hub pops each second (work only for sockets that expire), and idleness is one comparison
+per socket every IDLE_CHECK_SECONDS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
 from collections import Counter
@@ -18,16 +23,18 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from .auth import SocketAuth
-from .frames import CLOSE_FORBIDDEN, CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND, encode
+from .frames import CLOSE_FORBIDDEN, CLOSE_IDLE, CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND, encode
 from .groups import GroupSubscriptions, room_group, user_group
 from .streams import RoomStream, RoomStreams, StreamSource
 from .watch import CHECK_SECONDS, SocketSnapshot, failing_snapshots
 
 logger = logging.getLogger(__name__)
 
-SWEEP_SECONDS = 1.0
+EXPIRY_CHECK_SECONDS = 1.0
+IDLE_CHECK_SECONDS = 5.0
 # channels' group membership expires (group_expiry, one day by default): re-add well before that.
 GROUP_REFRESH_SECONDS = 3600.0
 
@@ -39,11 +46,11 @@ class HubSocket(Protocol):
     user_id: int
     room_id: int | None
     auth: SocketAuth | None
+    last_activity: float  # time.monotonic() of the client's last frame
 
     def deliver_event(self, seq: int, text: str) -> None: ...
     def deliver_frame(self, text: str) -> None: ...
     def close_with(self, code: int, reason: str) -> None: ...
-    def sweep(self, now: float) -> None: ...
 
 
 class GroupListener(Protocol):
@@ -72,6 +79,8 @@ class Hub:
         self.users: dict[int, set[HubSocket]] = {}
         self.socket_counts: Counter[str] = Counter()  # by socket kind, for /metrics
         self.group_listeners: dict[str, set[GroupListener]] = {}
+        self._expiries: list[tuple[float, int, HubSocket]] = []  # heap of (expires_at, n, socket)
+        self._expiry_numbers = itertools.count()
         self._started: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -91,7 +100,8 @@ class Hub:
                 asyncio.ensure_future(loop())
                 for loop in (
                     self._receive_loop,
-                    self._sweep_loop,
+                    self._expiry_loop,
+                    self._idle_loop,
                     self._refresh_loop,
                     self.streams.catch_up_loop,
                     self._watch_loop,
@@ -123,16 +133,33 @@ class Hub:
             except Exception:  # noqa: BLE001 - one bad event must not stop the hub
                 logger.exception("hub could not dispatch %r", event.get("type"))
 
-    async def _sweep_loop(self) -> None:
+    async def _expiry_loop(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
-            now = time.monotonic()
-            for sockets in list(self.users.values()):
-                for socket in tuple(sockets):
-                    try:
-                        socket.sweep(now)
-                    except Exception:  # noqa: BLE001
-                        logger.exception("sweep of a socket failed")
+            await asyncio.sleep(EXPIRY_CHECK_SECONDS)
+            self.close_expired(time.time())
+
+    def close_expired(self, now: float) -> None:
+        """Close (4401) the sockets whose credential expired by `now`; forget closed sockets' entries."""
+        while self._expiries and self._expiries[0][0] <= now:
+            _at, _n, socket = heapq.heappop(self._expiries)
+            if socket in self.users.get(socket.user_id, ()):
+                socket.close_with(CLOSE_NOT_AUTHENTICATED, "token expired")
+        if len(self._expiries) > 2 * sum(self.socket_counts.values()) + 64:
+            self._expiries = [e for e in self._expiries if e[2] in self.users.get(e[2].user_id, ())]
+            heapq.heapify(self._expiries)
+
+    async def _idle_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(IDLE_CHECK_SECONDS, settings.WS_IDLE_SECONDS / 4))
+            self.close_idle(time.monotonic())
+
+    def close_idle(self, now: float) -> None:
+        """Close (4408) the sockets whose client sent nothing for WS_IDLE_SECONDS."""
+        limit = now - settings.WS_IDLE_SECONDS
+        for sockets in list(self.users.values()):
+            for socket in tuple(sockets):
+                if socket.last_activity < limit:
+                    socket.close_with(CLOSE_IDLE, "idle too long")
 
     async def _refresh_loop(self) -> None:
         assert self.subscriptions is not None
@@ -182,6 +209,9 @@ class Hub:
         assert self.subscriptions is not None
         self.users.setdefault(socket.user_id, set()).add(socket)
         self.socket_counts[socket.kind] += 1
+        expires_at = socket.auth.expires_at if socket.auth is not None else None
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, next(self._expiry_numbers), socket))
         await self.subscriptions.add(user_group(socket.user_id))
 
     async def remove_user_socket(self, socket: HubSocket) -> None:

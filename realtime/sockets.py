@@ -232,15 +232,6 @@ class SocketBase(AsyncWebsocketConsumer):
         logger.info("closing socket with %s: %s", code, reason)
         asyncio.ensure_future(self.close(code=code, reason=reason))
 
-    def sweep(self, now: float) -> None:
-        if self.state is SocketState.CLOSING:
-            return
-        expires_at = self.auth.expires_at if self.auth is not None else None
-        if expires_at is not None and time.time() >= expires_at:
-            self.close_with(frames.CLOSE_NOT_AUTHENTICATED, "token expired")
-        elif now - self.last_activity > settings.WS_IDLE_SECONDS:
-            self.close_with(frames.CLOSE_IDLE, "idle too long")
-
 
 class UnknownPathSocket(AsyncWebsocketConsumer):
     """Unknown socket paths are accepted and closed with 4404 rather than dropped."""

@@ -74,3 +74,46 @@ def test_every_socket_waiting_on_a_failed_stream_open_gets_the_error_and_the_nex
         hub.stop()
 
     asyncio.run(scenario())
+
+
+class TimedSocket:
+    kind = "chat"
+    room_id = None
+
+    def __init__(self, user_id: int, expires_at: float | None, last_activity: float):
+        from realtime.auth import SocketAuth
+
+        self.user_id = user_id
+        self.auth = SocketAuth("token", jti=f"j{user_id}", expires_at=expires_at)
+        self.last_activity = last_activity
+        self.closed: tuple[int, str] | None = None
+
+    def deliver_event(self, seq: int, text: str) -> None: ...
+    def deliver_frame(self, text: str) -> None: ...
+
+    def close_with(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+def test_expired_credentials_and_idle_sockets_close_and_nothing_else_is_touched(settings):
+    settings.WS_IDLE_SECONDS = 60
+
+    async def scenario() -> None:
+        hub = Hub(ScriptedSource())
+        expiring = TimedSocket(1, expires_at=1_000.0, last_activity=500.0)
+        lasting = TimedSocket(2, expires_at=5_000.0, last_activity=500.0)
+        idle = TimedSocket(3, expires_at=None, last_activity=400.0)
+        gone = TimedSocket(4, expires_at=900.0, last_activity=500.0)
+        for socket in (expiring, lasting, idle, gone):
+            await hub.add_user_socket(socket)
+        await hub.remove_user_socket(gone)  # closed before its expiry: its heap entry is ignored
+
+        hub.close_expired(now=1_000.0)
+        assert expiring.closed == (4401, "token expired")
+        assert lasting.closed is None and gone.closed is None and idle.closed is None
+
+        hub.close_idle(now=500.0 + 59)
+        assert idle.closed == (4408, "idle too long") and lasting.closed is None
+        hub.stop()
+
+    asyncio.run(scenario())
