@@ -14,7 +14,6 @@ TOPIC_BY_EVENT_PREFIX = {
     "message.": MESSAGES,
     "room.": ROOMS,
     "member.": MEMBERSHIPS,
-    "read.": MEMBERSHIPS,
     "presence.": PRESENCE,
 }
 
