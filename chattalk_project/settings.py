@@ -8,6 +8,7 @@ the in-memory channel layer, local-memory cache, ORM presence and an outbox with
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import warnings
@@ -51,6 +52,18 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if value is None:
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks (CIDR, host bits zero), got {item!r}: {exc}"
+            ) from exc
+    return networks
 
 
 # --- Core ---------------------------------------------------------------------------------------------
@@ -261,6 +274,18 @@ PASSWORD_HASH_WORKERS = env_int(
     "PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else max(1, (os.cpu_count() or 2) - 1)
 )
 
+# --- Proxies ------------------------------------------------------------------------------------------
+# The one rule for forwarded client addresses: X-Forwarded-For is believed only on connections from these
+# addresses or networks (comma-separated IPs/CIDRs, e.g. "10.0.0.5,10.1.0.0/16"); empty, the default, believes
+# none, so a client cannot choose the address its login and signup limits are counted by. scripts/serve hands
+# the list to uvicorn (--forwarded-allow-ips; --no-proxy-headers when empty), which puts the client's address
+# in the ASGI scope before Django or Channels see it (the scope's scheme from X-Forwarded-Proto likewise).
+# Parsed here so that a typo stops the server: uvicorn would keep an entry it cannot parse as a name that
+# never matches, trusting nobody without a word.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+if env_str("TRUSTED_PROXY_COUNT"):
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT is gone: list the proxies' addresses in TRUSTED_PROXIES.")
+
 # --- Rate limits --------------------------------------------------------------------------------------
 RATE_LIMITS_ENABLED = env_str("RATE_LIMITS", "on").lower() not in {"off", "0", "false", "no"}
 
@@ -283,9 +308,9 @@ REST_FRAMEWORK = {
         "signup_ip": env_str("THROTTLE_SIGNUP_IP", "20/hour"),
         "signup_username": env_str("THROTTLE_SIGNUP_USERNAME", "10/hour"),
     },
-    # The client address for throttles is REMOTE_ADDR unless proxies are declared: a client-supplied
-    # X-Forwarded-For must not buy a fresh rate limit.
-    "NUM_PROXIES": env_int("TRUSTED_PROXY_COUNT", 0),
+    # The client address for throttles is always REMOTE_ADDR: the server (scripts/serve) has already put there
+    # the address X-Forwarded-For names when, and only when, the request came from one of TRUSTED_PROXIES.
+    "NUM_PROXIES": 0,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
