@@ -371,11 +371,20 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 # --- Logging ------------------------------------------------------------------------------------------
 LOG_FORMAT = env_str("LOG_FORMAT", "text")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# uvicorn's access log (one line per HTTP request), scrubbed like every line; off by default.
+ACCESS_LOG = env_bool("ACCESS_LOG", False)
+# Every line of every logger leaves through the one `console` handler, whose RedactSecrets filter takes tokens
+# out (a socket's ?access_token=, Bearer headers, JWTs). So no logger may keep a handler of its own: Django's
+# default ones ("django", "django.server") and uvicorn's (configured by uvicorn before it imports this app;
+# this configuration runs after and replaces them) are emptied here. uvicorn's levels (`--log-level`, set by
+# scripts/serve from LOG_LEVEL) are kept by naming its loggers without a level; its access log is on only with
+# ACCESS_LOG, whatever the command line says, since naming "uvicorn" would otherwise switch it on.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "chattalk_project.request_id.RequestIdFilter"},
+        "redact_secrets": {"()": "chattalk_project.request_id.RedactSecrets"},
         "without_traceback": {"()": "chattalk_project.request_id.WithoutTraceback"},
     },
     "formatters": {
@@ -386,14 +395,20 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "text",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "django.request": {"level": "ERROR"},
         "django.security.DisallowedHost": {"level": "WARNING", "filters": ["without_traceback"]},
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {},
+        "uvicorn.asgi": {},
+        "uvicorn.access": {"handlers": ["console"] if ACCESS_LOG else [], "propagate": False},
     },
 }
 

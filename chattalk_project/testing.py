@@ -87,8 +87,10 @@ class ServerProcess:
         return env
 
     def command(self) -> list[str]:
-        """The production server command (scripts/serve); uvicorn's own lines only from WARNING up."""
-        return [str(BASE_DIR / "scripts" / "serve"), "127.0.0.1", str(self.port), "--log-level", "warning"]
+        """The production server command (scripts/serve); uvicorn's own lines only from WARNING up, unless the
+        test sets LOG_LEVEL."""
+        quiet = [] if "LOG_LEVEL" in self.extra_env else ["--log-level", "warning"]
+        return [str(BASE_DIR / "scripts" / "serve"), "127.0.0.1", str(self.port), *quiet]
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
