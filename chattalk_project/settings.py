@@ -9,6 +9,7 @@ the in-memory channel layer, local-memory cache, ORM presence and an outbox with
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import sys
 import warnings
@@ -371,6 +372,8 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 # --- Logging ------------------------------------------------------------------------------------------
 LOG_FORMAT = env_str("LOG_FORMAT", "text")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# uvicorn's TRACE (every ASGI message), known to every process so that LOG_LEVEL=TRACE also works in manage.py.
+logging.addLevelName(5, "TRACE")
 # uvicorn's access log (one line per HTTP request), scrubbed like every line; off by default.
 ACCESS_LOG = env_bool("ACCESS_LOG", False)
 # Every line of every logger leaves through the one `console` handler, whose RedactSecrets filter takes tokens
