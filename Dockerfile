@@ -27,4 +27,4 @@ HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys
 # Migrations run as a separate release step (python manage.py migrate), not on every start of every worker.
 # The one server command (scripts/serve); behind a balancer, name it: -e TRUSTED_PROXIES=10.0.0.0/8 (say), or
 # every client is counted as the balancer's address by the login and signup limits.
-CMD ["scripts/serve", "0.0.0.0", "8000"]
+CMD ["./scripts/serve", "0.0.0.0", "8000"]
