@@ -8,6 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     DJANGO_SETTINGS_MODULE=chattalk_project.settings \
     DEBUG=0 \
+    PYTHON=python \
     STATIC_ROOT=/app/staticfiles
 
 WORKDIR /app
@@ -24,6 +25,6 @@ USER chattalk
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)" || exit 1
 # Migrations run as a separate release step (python manage.py migrate), not on every start of every worker.
-CMD ["uvicorn", "chattalk_project.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
-     "--ws", "wsproto", "--ws-max-size", "65536", "--loop", "uvloop", "--http", "httptools", \
-     "--no-access-log", "--proxy-headers"]
+# The one server command (scripts/serve); behind a balancer, name it: -e TRUSTED_PROXIES=10.0.0.0/8 (say), or
+# every client is counted as the balancer's address by the login and signup limits.
+CMD ["./scripts/serve", "0.0.0.0", "8000"]

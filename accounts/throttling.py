@@ -3,6 +3,10 @@
 With REDIS_URL the counters live in Redis, so a guesser spreading attempts over processes is still counted
 once. Rates are REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]; RATE_LIMITS=off (load tests) turns them all off.
 A refusal is a 429 with the contract's body (`rate_limited`) and a Retry-After header.
+
+The client address is REMOTE_ADDR (DRF's NUM_PROXIES is 0): X-Forwarded-For is never read here. The server
+(scripts/serve) already put the forwarded address in REMOTE_ADDR when, and only when, the connection came from
+one of settings.TRUSTED_PROXIES, so a client cannot choose the address it is counted by.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ the in-memory channel layer, local-memory cache, ORM presence and an outbox with
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import sys
 import warnings
@@ -51,6 +53,18 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if value is None:
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    networks = []
+    for item in env_list(name):
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or networks (CIDR, host bits zero), got {item!r}: {exc}"
+            ) from exc
+    return networks
 
 
 # --- Core ---------------------------------------------------------------------------------------------
@@ -264,6 +278,18 @@ PASSWORD_HASH_WORKERS = env_int(
     "PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else max(1, (os.cpu_count() or 2) - 1)
 )
 
+# --- Proxies ------------------------------------------------------------------------------------------
+# The one rule for forwarded client addresses: X-Forwarded-For is believed only on connections from these
+# addresses or networks (comma-separated IPs/CIDRs, e.g. "10.0.0.5,10.1.0.0/16"); empty, the default, believes
+# none, so a client cannot choose the address its login and signup limits are counted by. scripts/serve hands
+# the list to uvicorn (--forwarded-allow-ips; --no-proxy-headers when empty), which puts the client's address
+# in the ASGI scope before Django or Channels see it (the scope's scheme from X-Forwarded-Proto likewise).
+# Parsed here so that a typo stops the server: uvicorn would keep an entry it cannot parse as a name that
+# never matches, trusting nobody without a word.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES")
+if env_str("TRUSTED_PROXY_COUNT"):
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT is gone: list the proxies' addresses in TRUSTED_PROXIES.")
+
 # --- Rate limits --------------------------------------------------------------------------------------
 RATE_LIMITS_ENABLED = env_str("RATE_LIMITS", "on").lower() not in {"off", "0", "false", "no"}
 
@@ -286,9 +312,9 @@ REST_FRAMEWORK = {
         "signup_ip": env_str("THROTTLE_SIGNUP_IP", "20/hour"),
         "signup_username": env_str("THROTTLE_SIGNUP_USERNAME", "10/hour"),
     },
-    # The client address for throttles is REMOTE_ADDR unless proxies are declared: a client-supplied
-    # X-Forwarded-For must not buy a fresh rate limit.
-    "NUM_PROXIES": env_int("TRUSTED_PROXY_COUNT", 0),
+    # The client address for throttles is always REMOTE_ADDR: the server (scripts/serve) has already put there
+    # the address X-Forwarded-For names when, and only when, the request came from one of TRUSTED_PROXIES.
+    "NUM_PROXIES": 0,
 }
 if DEBUG:
     REST_FRAMEWORK["DEFAULT_RENDERER_CLASSES"].append("rest_framework.renderers.BrowsableAPIRenderer")
@@ -349,11 +375,22 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 # --- Logging ------------------------------------------------------------------------------------------
 LOG_FORMAT = env_str("LOG_FORMAT", "text")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+# uvicorn's TRACE (every ASGI message), known to every process so that LOG_LEVEL=TRACE also works in manage.py.
+logging.addLevelName(5, "TRACE")
+# uvicorn's access log (one line per HTTP request), scrubbed like every line; off by default.
+ACCESS_LOG = env_bool("ACCESS_LOG", False)
+# Every line of every logger leaves through the one `console` handler, whose RedactSecrets filter takes tokens
+# out (a socket's ?access_token=, Bearer headers, JWTs). So no logger may keep a handler of its own: Django's
+# default ones ("django", "django.server") and uvicorn's (configured by uvicorn before it imports this app;
+# this configuration runs after and replaces them) are emptied here. uvicorn's levels (`--log-level`, set by
+# scripts/serve from LOG_LEVEL) are kept by naming its loggers without a level; its access log is on only with
+# ACCESS_LOG, whatever the command line says, since naming "uvicorn" would otherwise switch it on.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "core.request_id.RequestIdFilter"},
+        "redact_secrets": {"()": "core.request_id.RedactSecrets"},
         "without_traceback": {"()": "core.request_id.WithoutTraceback"},
     },
     "formatters": {
@@ -364,14 +401,20 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "text",
-            "filters": ["request_id"],
+            "filters": ["request_id", "redact_secrets"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "INFO"},
         "django.request": {"level": "ERROR"},
         "django.security.DisallowedHost": {"level": "WARNING", "filters": ["without_traceback"]},
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {},
+        "uvicorn.asgi": {},
+        "uvicorn.access": {"handlers": ["console"] if ACCESS_LOG else [], "propagate": False},
     },
 }
 

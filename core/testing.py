@@ -1,8 +1,8 @@
 """Test helpers shared by every app's tests: real server processes and service probes.
 
-A `ServerProcess` is a real uvicorn process serving ChatTalk against the test database that pytest-django
-created, with the same Redis/Kafka/MongoDB settings as the test run. Tests that use one need committed data
-(`transactional_db`), since the server sees only what is committed.
+A `ServerProcess` is a real server process, started by the production command `scripts/serve`, serving ChatTalk
+against the test database that pytest-django created, with the same Redis/Kafka/MongoDB settings as the test run.
+Tests that use one need committed data (`transactional_db`), since the server sees only what is committed.
 """
 
 from __future__ import annotations
@@ -81,40 +81,23 @@ class ServerProcess:
                 "DEBUG": "1",
                 "PYTHONUNBUFFERED": "1",
                 "DJANGO_SETTINGS_MODULE": "chattalk_project.settings",
+                "PYTHON": sys.executable,
             }
         )
         env.update(self.extra_env)
         return env
 
+    def command(self) -> list[str]:
+        """The production server command (scripts/serve); uvicorn's own lines only from WARNING up, unless the
+        test sets LOG_LEVEL."""
+        quiet = [] if "LOG_LEVEL" in self.extra_env else ["--log-level", "warning"]
+        return [str(BASE_DIR / "scripts" / "serve"), "127.0.0.1", str(self.port), *quiet]
+
     def start(self, timeout: float = 30.0) -> ServerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "chattalk_project.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--ws",
-                "wsproto",
-                "--ws-max-size",
-                str(settings.WS_MAX_FRAME_BYTES),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=BASE_DIR,
-            env=self.environment(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            self.command(), cwd=BASE_DIR, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
