@@ -89,8 +89,8 @@ class ServerProcess:
 
     def command(self) -> list[str]:
         """The production server command (scripts/serve); uvicorn's own lines only from WARNING up, unless the
-        test sets LOG_LEVEL."""
-        quiet = [] if "LOG_LEVEL" in self.extra_env else ["--log-level", "warning"]
+        test sets LOG_LEVEL (or SERVER=daphne, which is quiet already)."""
+        quiet = [] if "LOG_LEVEL" in self.extra_env or "SERVER" in self.extra_env else ["--log-level", "warning"]
         return [str(BASE_DIR / "scripts" / "serve"), "127.0.0.1", str(self.port), *quiet]
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
