@@ -420,5 +420,56 @@ def login_storm(
     }
 
 
+# --- login ramp ------------------------------------------------------------------------------------------
+def login_ramp(base_url: str, *, users: int, ramp_seconds: float, lists_per_user: int = 3) -> dict[str, Any]:
+    """The original chat's own load scenario: `users` start evenly spread over `ramp_seconds`; each logs in
+    (real password hashing), creates a room, then lists rooms `lists_per_user` times. Failures per step
+    (any status but 2xx, or no answer within 60 s) and the latencies: what a crowd arriving at once sees."""
+    require_loopback(base_url)
+    base = base_url.rstrip("/")
+    usernames = [seeding.username_for(BENCH_USER_PREFIX, i) for i in range(1, users + 1)]
+    seeding.ensure_users(BENCH_USER_PREFIX, users, BENCH_PASSWORD)
+    failures: dict[str, dict[str, int]] = {"login": {}, "create_room": {}, "list_rooms": {}}
+    times: dict[str, list[float]] = {"login": [], "create_room": [], "list_rooms": []}
+
+    async def step(name: str, method: str, url: str, body: Any = None, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        started = time.monotonic()
+        try:
+            status, answer = await http_json(method, url, body, headers=headers, timeout=60.0)
+        except (OSError, TimeoutError) as exc:
+            status, answer = type(exc).__name__, None
+        times[name].append((time.monotonic() - started) * 1000)
+        if not (isinstance(status, int) and 200 <= status < 300):
+            failures[name][str(status)] = failures[name].get(str(status), 0) + 1
+            return None
+        return answer
+
+    async def one_user(index: int, name: str) -> None:
+        await asyncio.sleep(ramp_seconds * index / max(1, users))
+        login = await step("login", "POST", f"{base}/api/auth/login", {"username": name, "password": BENCH_PASSWORD})
+        if not isinstance(login, dict) or "access" not in login:
+            return
+        token = login["access"]
+        await step("create_room", "POST", f"{base}/api/rooms", {"title": f"ramp {name}", "max_personnel": 10}, token)
+        for _ in range(lists_per_user):
+            await step("list_rooms", "GET", f"{base}/api/rooms", token=token)
+
+    async def crowd() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(one_user(i, name) for i, name in enumerate(usernames)))
+        return time.monotonic() - started
+
+    elapsed = asyncio.run(crowd())
+    Room.objects.filter(title__startswith="ramp ").delete()
+    result: dict[str, Any] = {"users": users, "ramp_seconds": ramp_seconds, "seconds": round(elapsed, 1)}
+    for name, spent in times.items():
+        result[f"{name}_failures"] = sum(failures[name].values())
+        result[f"{name}_outcomes"] = failures[name] or None
+        for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            result[f"{name}_{label}_ms"] = _r(percentile(spent, q))
+    return result
+
+
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 1)

@@ -185,6 +185,22 @@ def test_join_stampede_reports_an_exact_seat_count(server_factory: Any) -> None:
     assert result["exact"] is True
 
 
+@pytest.mark.django_db(transaction=True)
+def test_login_ramp_counts_every_step_and_cleans_up_its_rooms(server_factory: Any) -> None:
+    from bench import scenarios
+    from rooms.models import Room
+
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    result = scenarios.login_ramp(server.http_url, users=6, ramp_seconds=0.5, lists_per_user=2)
+    assert result["login_failures"] == 0 and result["create_room_failures"] == 0
+    assert result["list_rooms_failures"] == 0 and result["list_rooms_p95_ms"] is not None
+    assert not Room.objects.filter(title__startswith="ramp ").exists()
+
+    limited = server_factory(env={"THROTTLE_LOGIN_IP": "2/minute"}, name="limited")
+    refused = scenarios.login_ramp(limited.http_url, users=4, ramp_seconds=0.1, lists_per_user=1)
+    assert refused["login_failures"] == 2 and refused["login_outcomes"] == {"429": 2}
+
+
 def _server_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     import struct
 

@@ -19,7 +19,7 @@ from bench.client import require_loopback
 from bench.progress import progress_bar
 from bench.servers import ServedApp
 
-SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login")
+SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login", "ramp")
 FANOUT_COLUMNS = (
     ("app", "app", "{}"),
     ("mode", "mode", "{}"),
@@ -75,6 +75,8 @@ class Command(BaseCommand):
         parser.add_argument("--users", type=int, default=500)
         parser.add_argument("--seats", type=int, default=100)
         parser.add_argument("--logins", type=int, default=100)
+        parser.add_argument("--ramp-seconds", type=float, default=15.0, help="ramp: users start spread over this")
+        parser.add_argument("--lists", type=int, default=3, help="ramp: room lists per user once logged in")
         # output
         parser.add_argument("--json", dest="json_path", help="append the results as JSON lines to this file")
         parser.add_argument("--plot", help="compare: write a PNG of throughput and p99 against members")
@@ -140,6 +142,10 @@ class Command(BaseCommand):
             )
         elif scenario == "join":
             result = scenarios.join_stampede(url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"])
+        elif scenario == "ramp":
+            result = scenarios.login_ramp(
+                url, users=o["users"], ramp_seconds=o["ramp_seconds"], lists_per_user=o["lists"]
+            )
         else:
             result = scenarios.login_storm(
                 url,
