@@ -264,6 +264,7 @@ def connect_storm(
         warm = min(50, max(1, sockets // 20))
         await asyncio.gather(*(one(t) for t in room.tokens[:warm]))
         warmed = len(opened)
+        result["loadavg_at_start"] = loadavg()
         await asyncio.sleep(1.0)
         rss_before = process_rss_bytes(server_pid) if server_pid else 0
         began = time.monotonic()

@@ -266,6 +266,9 @@ def test_connect_storm_opens_every_socket_and_reads_the_servers_memory(server_fa
     assert result["opened"] == 20 and result["failures"] == {}
     assert result["sockets_per_second"] > 0
     assert result["server_rss_after_mib"] > 0 and "kib_per_idle_socket" in result
+    assert result["deflate_sockets"] == 20  # browser-like sockets; the server accepts by default
+    assert result["idle_seconds_measured"] > 0 and result["server_cpu_idle_percent_of_core"] >= 0
+    assert result["loadavg_at_start"] >= 0
 
 
 @pytest.mark.django_db(transaction=True)
