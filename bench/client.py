@@ -90,12 +90,9 @@ class DeflateParameters:
         return accepted
 
     def new_decompressor(self) -> zlib._Decompress:
-        # zlib cannot inflate with an 8-bit window; a 9-bit one reads every stream an 8-bit window wrote.
+        # zlib deflates with a 9-bit window when asked for 8, so a zlib server that agreed to 8 writes 9-bit
+        # streams; a 9-bit window reads those and every true 8-bit stream.
         return zlib.decompressobj(-max(9, self.server_max_window_bits))
-
-
-class ProtocolError(ConnectionError):
-    """The server broke RFC 6455 / 7692 (RSV bits it may not set, a message that does not inflate)."""
 
 
 def require_loopback(url: str) -> tuple[str, int, str]:
@@ -240,8 +237,8 @@ class WebSocketClient(asyncio.Protocol):
             pos += head + length
             if b0 & 0x70:
                 self._check_rsv(b0)
-                if self.protocol_error:
-                    return
+            if self.protocol_error:
+                return  # the connection failed: nothing after that point is read
             self._on_frame(b0 & 0x80, b0 & 0x0F, payload, b0 & RSV1)
         if pos:
             del buf[:pos]

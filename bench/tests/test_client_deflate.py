@@ -160,16 +160,17 @@ def test_the_negotiated_server_window_is_honoured_a_message_needing_a_larger_one
     def stream(window_bits: int) -> bytes:
         compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -window_bits)
         frames = [server_frame(TEXT, deflate_message(compressor, text), rsv1=True) for _ in range(2)]
-        return response(extensions) + b"".join(frames)
+        return response(extensions) + b"".join(frames) + server_frame(TEXT, b'{"type":"pong"}')
 
     _, _, received = run_client(stream(9))
-    assert received == [text, text]
+    assert received == [text, text, b'{"type":"pong"}']
 
-    client, transport, received = run_client(stream(15))  # the server breaks its word
-    assert received == [text]
-    assert client.protocol_error is not None and "inflate" in client.protocol_error
-    assert client_frames(bytes(transport.written))[-1] == (CLOSE, struct.pack("!H", 1007))
-    assert transport.closed
+    for piece in (5, 100_000):  # the frames in many reads, or all in one
+        client, transport, received = run_client(stream(15), piece=piece)  # the server breaks its word
+        assert received == [text]  # and nothing after the message that failed the connection
+        assert client.protocol_error is not None and "inflate" in client.protocol_error
+        assert client_frames(bytes(transport.written))[-1] == (CLOSE, struct.pack("!H", 1007))
+        assert transport.closed
 
 
 def test_without_deflate_nothing_is_offered_plain_frames_work_and_rsv1_fails_the_connection() -> None:
