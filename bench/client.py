@@ -5,6 +5,13 @@ test, and every microsecond the client spends per received frame is taken from t
 server frames in `data_received` with no per-frame task, future or copy, and hands the raw text to one
 callback. It speaks just enough of RFC 6455 for a benchmark: text frames (fragmented too), ping/pong, close
 codes; it masks what it sends. Only loopback targets are accepted.
+
+It offers permessage-deflate (RFC 7692) by default, with the very header Chromium sends, because every
+browser does and a server that accepts it pays per socket for it (a deflate window and a compression per
+frame per socket): a benchmark of clients that offer nothing would not describe real users. When the server
+accepts, server frames with RSV1 set are inflated with this connection's own decompressor (as a browser
+keeps one per socket), honouring server_no_context_takeover and server_max_window_bits. What the client
+sends stays uncompressed, which RFC 7692 allows; `deflate=False` offers no extension at all.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import base64
 import json
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,10 +29,70 @@ from urllib.parse import urlsplit
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+RSV1, RSV2_RSV3 = 0x40, 0x30
+
+# Exactly what Chromium offers on every WebSocket.
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+DEFLATE_TAIL = b"\x00\x00\xff\xff"  # the end of a sync flush, which a sender strips from each message
 
 
 class HandshakeError(ConnectionError):
-    """The server answered the upgrade with something other than 101."""
+    """The server answered the upgrade with something other than 101, or accepted an extension we did not offer."""
+
+
+class DeflateParameters:
+    """What the server's Sec-WebSocket-Extensions answer made of our permessage-deflate offer.
+
+    Only the server-to-client direction matters here (this client does not compress): whether the server
+    resets its window after each message, and the window size it compresses with.
+    """
+
+    __slots__ = ("server_no_context_takeover", "server_max_window_bits", "client_no_context_takeover")
+
+    def __init__(self) -> None:
+        self.server_no_context_takeover = False
+        self.server_max_window_bits = 15
+        self.client_no_context_takeover = False
+
+    @classmethod
+    def from_response(cls, header_values: list[str], offered: bool) -> DeflateParameters | None:
+        """The accepted permessage-deflate parameters, None when the server accepted no extension.
+
+        A browser fails the connection when the server accepts an extension that was not offered or answers
+        with a parameter it cannot honour, so this raises HandshakeError in those cases.
+        """
+        extensions = [item.strip() for value in header_values for item in value.split(",") if item.strip()]
+        if not extensions:
+            return None
+        if len(extensions) > 1 or not offered:
+            raise HandshakeError(f"the server accepted extensions that were not offered: {extensions}")
+        name, *params = [part.strip() for part in extensions[0].split(";")]
+        if name.lower() != "permessage-deflate":
+            raise HandshakeError(f"the server accepted an extension that was not offered: {name}")
+        accepted = cls()
+        seen: set[str] = set()
+        for param in params:
+            key, _, value = (piece.strip().strip('"') for piece in param.partition("="))
+            key = key.lower()
+            if key in seen:
+                raise HandshakeError(f"permessage-deflate parameter repeated: {key}")
+            seen.add(key)
+            if key == "server_no_context_takeover" and not value:
+                accepted.server_no_context_takeover = True
+            elif key == "client_no_context_takeover" and not value:
+                accepted.client_no_context_takeover = True
+            elif key == "server_max_window_bits" and value.isdigit() and 8 <= int(value) <= 15:
+                accepted.server_max_window_bits = int(value)
+            elif key == "client_max_window_bits" and value.isdigit() and 8 <= int(value) <= 15:
+                pass  # bounds what this client would compress with; it sends uncompressed
+            else:
+                raise HandshakeError(f"permessage-deflate parameter not understood: {param!r}")
+        return accepted
+
+    def new_decompressor(self) -> zlib._Decompress:
+        # zlib deflates with a 9-bit window when asked for 8, so a zlib server that agreed to 8 writes 9-bit
+        # streams; a 9-bit window reads those and every true 8-bit stream.
+        return zlib.decompressobj(-max(9, self.server_max_window_bits))
 
 
 def require_loopback(url: str) -> tuple[str, int, str]:
@@ -66,14 +134,30 @@ def encode_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class WebSocketClient(asyncio.Protocol):
-    """One client socket. `on_text(data: bytes)` gets every text message; `closed` resolves with the close code."""
+    """One client socket. `on_text(data: bytes)` gets every text message (inflated when it came compressed);
+    `closed` resolves with the close code; `deflate` says whether permessage-deflate was negotiated."""
 
-    def __init__(self, host: str, port: int, path: str, on_text: Callable[[bytes], None] | None = None):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        on_text: Callable[[bytes], None] | None = None,
+        *,
+        offer_deflate: bool = True,
+    ):
         self.host, self.port, self.path = host, port, path
         self.on_text = on_text or (lambda data: None)
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
         self._fragments: list[bytes] = []
+        self._fragments_opcode = OP_TEXT
+        self._fragments_compressed = False
+        self.offer_deflate = offer_deflate
+        self.deflate: DeflateParameters | None = None
+        self._decompressor: zlib._Decompress | None = None
+        self.compressed_messages = 0  # messages that arrived with RSV1 set (proof that the server compressed)
+        self.protocol_error: str | None = None
         self._key = base64.b64encode(os.urandom(16)).decode()
         loop = asyncio.get_running_loop()
         self.opened: asyncio.Future[None] = loop.create_future()
@@ -84,9 +168,11 @@ class WebSocketClient(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] - uvloop's transports are not asyncio subclasses
+        extensions = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if self.offer_deflate else ""
         request = (
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {self._key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {self._key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"{extensions}\r\n"
         )
         transport.write(request.encode("latin-1"))
 
@@ -96,10 +182,20 @@ class WebSocketClient(asyncio.Protocol):
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 return
-            status_line = bytes(self._buffer[: self._buffer.find(b"\r\n")])
+            status_line, *header_lines = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
             del self._buffer[: end + 4]
-            if b" 101 " not in status_line + b" ":
-                self._fail(HandshakeError(status_line.decode("latin-1", "replace")))
+            if " 101 " not in status_line + " ":
+                self._fail(HandshakeError(status_line))
+                return
+            extensions = [
+                value.strip()
+                for name, _, value in (line.partition(":") for line in header_lines)
+                if name.strip().lower() == "sec-websocket-extensions"
+            ]
+            try:
+                self.deflate = DeflateParameters.from_response(extensions, self.offer_deflate)
+            except HandshakeError as exc:
+                self._fail(exc)
                 return
             self._handshaken = True
             if not self.opened.done():
@@ -139,27 +235,75 @@ class WebSocketClient(asyncio.Protocol):
             if masked:
                 payload = mask_payload(payload, bytes(buf[pos + head - 4 : pos + head]))
             pos += head + length
-            self._on_frame(b0 & 0x80, b0 & 0x0F, payload)
+            if b0 & 0x70:
+                self._check_rsv(b0)
+            if self.protocol_error:
+                return  # the connection failed: nothing after that point is read
+            self._on_frame(b0 & 0x80, b0 & 0x0F, payload, b0 & RSV1)
         if pos:
             del buf[:pos]
 
-    def _on_frame(self, fin: int, opcode: int, payload: bytes) -> None:
+    def _check_rsv(self, b0: int) -> None:
+        """RSV1 only on the first frame of a data message, and only once deflate was negotiated; never RSV2/3."""
+        opcode = b0 & 0x0F
+        if b0 & RSV2_RSV3:
+            self._protocol_failure("RSV2/RSV3 set: no extension that uses them was negotiated", 1002)
+        elif self.deflate is None:
+            self._protocol_failure("RSV1 set but permessage-deflate was not negotiated", 1002)
+        elif opcode not in (OP_TEXT, OP_BINARY):
+            self._protocol_failure(f"RSV1 set on a frame of opcode {opcode:#x}", 1002)
+
+    def _on_frame(self, fin: int, opcode: int, payload: bytes, compressed: int = 0) -> None:
         if opcode in (OP_TEXT, OP_BINARY):
             if fin:
+                if compressed:
+                    payload = self._inflate(payload)
+                    if self.protocol_error:
+                        return
                 if opcode == OP_TEXT:
                     self.on_text(payload)
             else:
                 self._fragments = [payload]
+                self._fragments_opcode = opcode
+                self._fragments_compressed = bool(compressed)
         elif opcode == OP_CONT:
             self._fragments.append(payload)
             if fin:
                 whole, self._fragments = b"".join(self._fragments), []
-                self.on_text(whole)
+                if self._fragments_compressed:
+                    whole = self._inflate(whole)
+                    if self.protocol_error:
+                        return
+                if self._fragments_opcode == OP_TEXT:
+                    self.on_text(whole)
         elif opcode == OP_PING:
             self._write(OP_PONG, payload)
         elif opcode == OP_CLOSE:
             self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
             self._write(OP_CLOSE, payload[:2])
+            if self.transport is not None:
+                self.transport.close()
+
+    def _inflate(self, data: bytes) -> bytes:
+        """One whole compressed message: the sender removed the sync flush's last four bytes; put them back."""
+        assert self.deflate is not None
+        self.compressed_messages += 1
+        decompressor = self._decompressor
+        if decompressor is None:
+            decompressor = self.deflate.new_decompressor()
+            if not self.deflate.server_no_context_takeover:
+                self._decompressor = decompressor  # the window carries over to the next message
+        try:
+            return decompressor.decompress(data + DEFLATE_TAIL)
+        except zlib.error as exc:
+            self._protocol_failure(f"a compressed message did not inflate: {exc}", 1007)
+            return b""
+
+    def _protocol_failure(self, reason: str, code: int) -> None:
+        """Fail the connection as a browser does: send a close with the code, drop the socket."""
+        if self.protocol_error is None:
+            self.protocol_error = reason
+            self._write(OP_CLOSE, struct.pack("!H", code))
             if self.transport is not None:
                 self.transport.close()
 
@@ -199,12 +343,16 @@ class WebSocketClient(asyncio.Protocol):
             self.transport.abort()
 
 
-async def connect(url: str, on_text: Callable[[bytes], None] | None = None, timeout: float = 30.0) -> WebSocketClient:
-    """Open a socket to a loopback ws:// URL and wait for the 101."""
+async def connect(
+    url: str, on_text: Callable[[bytes], None] | None = None, timeout: float = 30.0, *, deflate: bool = True
+) -> WebSocketClient:
+    """Open a socket to a loopback ws:// URL and wait for the 101; `deflate` offers permessage-deflate."""
     host, port, path = require_loopback(url)
     loop = asyncio.get_running_loop()
     _, protocol = await asyncio.wait_for(
-        loop.create_connection(lambda: WebSocketClient(host, port, path, on_text), host.strip("[]"), port),
+        loop.create_connection(
+            lambda: WebSocketClient(host, port, path, on_text, offer_deflate=deflate), host.strip("[]"), port
+        ),
         timeout,
     )
     try:

@@ -7,7 +7,11 @@ tutorial baseline (bench/) and the fake servers of the tests. A worker:
 2. waits for the common start signal, then its senders send for `duration` seconds: with `rate` > 0 each
    sender sends open-loop at that rate, else closed-loop with `window` messages in flight;
 3. drains until every local socket holds the newest acked seq and nothing arrived for `drain_quiet` seconds
-   (at most `drain_max`), so a slow server shows as latency or loss, never as a shorter run.
+   (at most `drain_max`), so a slow server shows as latency or loss, never as a shorter run;
+4. waits for the common signal to close, so that the server's memory and CPU can be read after the traffic
+   and before the sockets go.
+
+Sockets offer permessage-deflate as browsers do unless `deflate` is off (client.py).
 
 The send time travels inside the client_id ("<monotonic ns>.<worker>.<sender>.<n>"): CLOCK_MONOTONIC is one
 clock for every process of the machine, so a receiver in another process measures send-to-delivery without
@@ -46,6 +50,8 @@ class FanoutSpec:
     drain_max: float = 30.0
     body_bytes: int = 100
     keep_timeline: bool = False  # also keep (receive time, latency) pairs, for the login storm
+    deflate: bool = True  # offer permessage-deflate, as browsers do
+    messages: int = 0  # messages per sender, then it stops; 0: it sends until `duration` ends
 
 
 @dataclass
@@ -61,6 +67,7 @@ class FanoutReport:
     worker: int
     connected: int = 0
     connect_failures: int = 0
+    deflate_sockets: int = 0  # sockets on which the server accepted permessage-deflate
     sent: int = 0
     acks: list[tuple[str, int]] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
@@ -142,15 +149,20 @@ def make_body(size: int, n: int) -> str:
     return (text * (size // len(text) + 1))[:size]
 
 
-async def _open(member: _Member, url: str) -> None:
-    member.socket = await connect(url, member.on_text)
+async def _open(member: _Member, url: str, deflate: bool) -> None:
+    member.socket = await connect(url, member.on_text, deflate=deflate)
     member.pong = asyncio.get_running_loop().create_future()
     member.socket.send_json({"type": "ping"})
     await asyncio.wait_for(member.pong, 60.0)
 
 
-async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None]]) -> FanoutReport:
-    """Connect, wait for `start()`, send and receive, drain, close: see the module docstring."""
+async def run_fanout_worker(
+    spec: FanoutSpec,
+    start: Callable[[], Awaitable[None]],
+    drained: Callable[[], Awaitable[None]] | None = None,
+) -> FanoutReport:
+    """Connect, wait for `start()`, send and receive, drain, wait for `drained()`, close: see the module
+    docstring."""
     report = FanoutReport(worker=spec.worker)
     state: dict[str, float] = {"last": 0.0}
     members = [_Member(report, spec.keep_timeline, state) for _ in spec.tokens]
@@ -160,7 +172,7 @@ async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None
     async def open_one(member: _Member, token: str) -> bool:
         async with gate:
             try:
-                await _open(member, f"{spec.ws_url}{separator}access_token={token}")
+                await _open(member, f"{spec.ws_url}{separator}access_token={token}", spec.deflate)
                 return True
             except (OSError, TimeoutError):
                 return False
@@ -168,6 +180,7 @@ async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None
     results = await asyncio.gather(*(open_one(m, t) for m, t in zip(members, spec.tokens, strict=True)))
     report.connected = sum(results)
     report.connect_failures = len(results) - report.connected
+    report.deflate_sockets = sum(1 for m in members if m.socket is not None and m.socket.deflate is not None)
 
     await start()
     cpu_start = time.process_time()
@@ -185,7 +198,7 @@ async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None
         next_at = report.started_at + phase * interval
         while sock is not None and sock.is_open:
             now = time.monotonic()
-            if now >= deadline:
+            if now >= deadline or (spec.messages and n >= spec.messages):
                 break
             if interval:
                 if next_at > now:
@@ -233,9 +246,11 @@ async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None
         await asyncio.sleep(0.1)
     else:
         report.drain_timed_out = True
-    pinger.cancel()
     report.last_delivery_at = state["last"]
     report.client_cpu_seconds = time.process_time() - cpu_start
+    if drained is not None:
+        await drained()
+    pinger.cancel()
     for member in members:
         if member.socket is not None:
             member.record.close_code = member.socket.close_code
@@ -244,7 +259,7 @@ async def run_fanout_worker(spec: FanoutSpec, start: Callable[[], Awaitable[None
     return report
 
 
-def _process_main(spec: FanoutSpec, ready: Any, go: Any, results: Any) -> None:
+def _process_main(spec: FanoutSpec, ready: Any, go: Any, drained: Any, close: Any, results: Any) -> None:
     """Entry point of a client process (multiprocessing 'spawn')."""
     try:
         import uvloop
@@ -257,7 +272,11 @@ def _process_main(spec: FanoutSpec, ready: Any, go: Any, results: Any) -> None:
         ready.put(spec.worker)
         await asyncio.get_running_loop().run_in_executor(None, go.wait)
 
-    report = asyncio.run(run_fanout_worker(spec, start))
+    async def done() -> None:
+        drained.put(spec.worker)
+        await asyncio.get_running_loop().run_in_executor(None, close.wait)
+
+    report = asyncio.run(run_fanout_worker(spec, start, done))
     for record in report.sockets:
         record.client_ids = {}  # not needed by the judge; keeps the pickle small
     results.put(report)
@@ -342,6 +361,7 @@ def summarize(reports: list[FanoutReport]) -> dict[str, Any]:
         "delivery_p99_ms": _round(percentile(delivery_ms, 0.99)),
         "ack_p50_ms": _round(percentile(ack_ms, 0.50)),
         "ack_p99_ms": _round(percentile(ack_ms, 0.99)),
+        "deflate_sockets": sum(r.deflate_sockets for r in reports),
         "client_cpu_seconds": round(sum(r.client_cpu_seconds for r in reports), 3),
         "drain_timed_out": any(r.drain_timed_out for r in reports),
     }
@@ -353,30 +373,49 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
-async def run_in_process(specs: list[FanoutSpec], on_all_ready: Callable[[], None] | None = None) -> list[FanoutReport]:
-    """All workers in this process and loop (tests, small runs): they start together once all connected."""
-    connected = 0
-    all_ready = asyncio.Event()
+def _barrier(parties: int, on_all: Callable[[], None] | None) -> Callable[[], Awaitable[None]]:
+    """An awaitable that returns once `parties` callers arrived; the last one runs `on_all` first."""
+    arrived = 0
+    everyone = asyncio.Event()
 
-    async def start() -> None:
-        nonlocal connected
-        connected += 1
-        if connected == len(specs):
-            if on_all_ready is not None:
-                on_all_ready()
-            all_ready.set()
-        await all_ready.wait()
+    async def arrive() -> None:
+        nonlocal arrived
+        arrived += 1
+        if arrived == parties:
+            if on_all is not None:
+                on_all()
+            everyone.set()
+        await everyone.wait()
 
-    return list(await asyncio.gather(*(run_fanout_worker(spec, start) for spec in specs)))
+    return arrive
+
+
+async def run_in_process(
+    specs: list[FanoutSpec],
+    on_all_ready: Callable[[], None] | None = None,
+    on_all_drained: Callable[[], None] | None = None,
+) -> list[FanoutReport]:
+    """All workers in this process and loop (tests, small runs): they start together once all connected, and
+    close together once all drained (after `on_all_drained`)."""
+    start, drained = _barrier(len(specs), on_all_ready), _barrier(len(specs), on_all_drained)
+    return list(await asyncio.gather(*(run_fanout_worker(spec, start, drained) for spec in specs)))
 
 
 def run_in_processes(
-    specs: list[FanoutSpec], on_all_ready: Callable[[], None] | None = None, connect_timeout: float = 300.0
+    specs: list[FanoutSpec],
+    on_all_ready: Callable[[], None] | None = None,
+    connect_timeout: float = 300.0,
+    on_all_drained: Callable[[], None] | None = None,
 ) -> list[FanoutReport]:
-    """One client process per spec; all start sending together once every socket of every process is open."""
+    """One client process per spec; all start sending together once every socket of every process is open,
+    and close together once every process drained (after `on_all_drained`)."""
     context = multiprocessing.get_context("spawn")
-    ready, results, go = context.Queue(), context.Queue(), context.Event()
-    processes = [context.Process(target=_process_main, args=(spec, ready, go, results), daemon=True) for spec in specs]
+    ready, drained, results = context.Queue(), context.Queue(), context.Queue()
+    go, close = context.Event(), context.Event()
+    processes = [
+        context.Process(target=_process_main, args=(spec, ready, go, drained, close, results), daemon=True)
+        for spec in specs
+    ]
     for process in processes:
         process.start()
     try:
@@ -386,7 +425,12 @@ def run_in_processes(
             on_all_ready()
         go.set()
         longest = max(spec.duration + spec.drain_max for spec in specs) + 120.0
-        reports = [results.get(timeout=longest) for _ in specs]
+        for _ in specs:
+            drained.get(timeout=longest)
+        if on_all_drained is not None:
+            on_all_drained()
+        close.set()
+        reports = [results.get(timeout=120.0) for _ in specs]
     finally:
         for process in processes:
             process.join(timeout=10)

@@ -3,6 +3,8 @@
 Setup writes rows directly (seeding.py) and mints access tokens with simplejwt (same signing key as the
 server), so that neither PBKDF2 nor the join path is part of a measurement that is not about them. Every
 scenario is bounded in sockets, requests and seconds, and targets loopback only (client.require_loopback).
+Sockets offer permessage-deflate as browsers do unless `deflate=False`; results count the sockets on which
+the server accepted it (`deflate_sockets`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +77,51 @@ def drop_room(room_id: int) -> None:
         Room.objects.filter(pk=room_id).delete()
 
 
+def warm_up(base_url: str, *, deflate: bool = True, timeout: float = 30.0) -> None:
+    """One message through a fresh two-member room, so that what a server process pays once (the hub, pools,
+    caches, the send path's first run, zlib) is not charged per socket to the sockets measured next."""
+    room = prepare_room(2)
+    close_old_connections()
+    url = room.ws_url(base_url)
+
+    async def one_message() -> None:
+        loop = asyncio.get_running_loop()
+        pongs = [loop.create_future(), loop.create_future()]
+        delivered = loop.create_future()
+
+        def listener(index: int) -> Callable[[bytes], None]:
+            def on_text(data: bytes) -> None:
+                kind = json.loads(data).get("type")
+                if kind == "pong" and not pongs[index].done():
+                    pongs[index].set_result(None)
+                elif kind == "message" and index == 1 and not delivered.done():
+                    delivered.set_result(None)
+
+            return on_text
+
+        sockets = [
+            await connect(f"{url}?access_token={token}", listener(i), deflate=deflate)
+            for i, token in enumerate(room.tokens)
+        ]
+        try:
+            for sock in sockets:
+                sock.send_json({"type": "ping"})
+            await asyncio.wait_for(asyncio.gather(*pongs), timeout)
+            sockets[0].send_json({"type": "send", "client_id": str(uuid.uuid4()), "body": "warm-up"})
+            await asyncio.wait_for(delivered, timeout)
+        finally:
+            await asyncio.gather(*(sock.close() for sock in sockets), return_exceptions=True)
+
+    try:
+        asyncio.run(one_message())
+    finally:
+        drop_room(room.room_id)
+
+
+def total_rss_bytes(pids: list[int]) -> int:
+    return sum(process_rss_bytes(pid) for pid in pids)
+
+
 # --- fan-out ---------------------------------------------------------------------------------------------
 def fanout(
     base_url: str,
@@ -88,10 +136,20 @@ def fanout(
     body_bytes: int = 100,
     on_started: Callable[[], None] | None = None,
     keep_timeline: bool = False,
+    deflate: bool = True,
+    messages: int = 0,
 ) -> tuple[dict[str, Any], list[Any]]:
-    """N members in one room, S senders; returns (summary, raw reports)."""
+    """N members in one room, S senders; returns (summary, raw reports).
+
+    With `server_pids`, the servers' CPU is counted from the moment every socket is open to the moment every
+    socket has drained (not the closing that follows, reported apart), and their resident memory is read
+    before connecting (after a warm-up message), once every socket is open, and after the traffic was
+    delivered, while the sockets are still open: memory per socket idle and after traffic."""
     require_loopback(base_url)
     senders = max(0, min(senders, members))
+    pids = server_pids or []
+    if pids:
+        warm_up(base_url, deflate=deflate)
     room = prepare_room(members)
     close_old_connections()
     parts = max(1, processes)
@@ -109,32 +167,49 @@ def fanout(
             worker=i,
             body_bytes=body_bytes,
             keep_timeline=keep_timeline,
+            deflate=deflate,
+            messages=messages,
         )
         for i in range(parts)
         if token_parts[i]
     ]
-    pids = server_pids or []
-    snapshots: dict[str, Any] = {}
+    snapshots: dict[str, Any] = {"rss_before": total_rss_bytes(pids)}
 
     def started() -> None:
+        snapshots["rss_connected"] = total_rss_bytes(pids)
         snapshots["start"] = CpuSnapshot.take(pids)
         snapshots["loadavg"] = loadavg()
         if on_started is not None:
             on_started()
 
+    def drained() -> None:
+        snapshots["drained"] = CpuSnapshot.take(pids)
+        snapshots["rss_after_traffic"] = total_rss_bytes(pids)
+
     try:
-        reports = asyncio.run(run_in_process(specs, started)) if processes <= 0 else run_in_processes(specs, started)
+        if processes <= 0:
+            reports = asyncio.run(run_in_process(specs, started, drained))
+        else:
+            reports = run_in_processes(specs, started, on_all_drained=drained)
         end = CpuSnapshot.take(pids)
     finally:
         drop_room(room.room_id)
     summary: dict[str, Any] = {"members": members, "senders": senders, "rate": round(rate, 3), "window": window}
     summary.update(summarize(reports))
-    server_cpu, machine_cpu = end.since(snapshots["start"])
+    server_cpu, machine_cpu = snapshots["drained"].since(snapshots["start"])
     deliveries = summary["deliveries"]
     if pids:
         summary["server_cpu_seconds"] = round(server_cpu, 3)
         summary["server_cpu_us_per_delivery"] = round(server_cpu / deliveries * 1e6, 1) if deliveries else None
         summary["deliveries_per_server_cpu_second"] = round(deliveries / server_cpu) if server_cpu > 0 else None
+        summary["server_cpu_seconds_closing"] = round(end.since(snapshots["drained"])[0], 3)
+        connected = max(1, summary["connected"])
+        before = snapshots["rss_before"]
+        summary["server_rss_before_mib"] = round(before / 2**20, 1)
+        summary["server_rss_connected_mib"] = round(snapshots["rss_connected"] / 2**20, 1)
+        summary["server_rss_after_traffic_mib"] = round(snapshots["rss_after_traffic"] / 2**20, 1)
+        summary["kib_per_socket_connected"] = round((snapshots["rss_connected"] - before) / 1024 / connected, 1)
+        summary["kib_per_socket_after_traffic"] = round((snapshots["rss_after_traffic"] - before) / 1024 / connected, 1)
     summary["machine_cpu_seconds"] = round(machine_cpu, 3)
     summary["loadavg_at_start"] = snapshots["loadavg"]
     summary["machine_cpu_us_per_delivery"] = round(machine_cpu / deliveries * 1e6, 1) if deliveries else None
@@ -143,9 +218,16 @@ def fanout(
 
 # --- connect storm ---------------------------------------------------------------------------------------
 def connect_storm(
-    base_url: str, *, sockets: int, concurrency: int = 200, hold: float = 2.0, server_pid: int | None = None
+    base_url: str,
+    *,
+    sockets: int,
+    concurrency: int = 200,
+    hold: float = 2.0,
+    server_pid: int | None = None,
+    deflate: bool = True,
 ) -> dict[str, Any]:
-    """Open `sockets` sockets as fast as the server takes them; memory per idle socket from the server's RSS."""
+    """Open `sockets` sockets as fast as the server takes them, hold them idle for `hold` seconds: memory per
+    idle socket from the server's RSS, and the server's CPU while nothing is sent (after a short settling)."""
     require_loopback(base_url)
     room = prepare_room(sockets)
     close_old_connections()
@@ -168,7 +250,7 @@ def connect_storm(
                         pong.set_result(None)
 
                 try:
-                    sock = await connect(f"{url}?access_token={token}", on_text)
+                    sock = await connect(f"{url}?access_token={token}", on_text, deflate=deflate)
                     sock.send_json({"type": "ping"})
                     await asyncio.wait_for(pong, 60)
                 except (OSError, TimeoutError) as exc:
@@ -182,19 +264,25 @@ def connect_storm(
         warm = min(50, max(1, sockets // 20))
         await asyncio.gather(*(one(t) for t in room.tokens[:warm]))
         warmed = len(opened)
+        result["loadavg_at_start"] = loadavg()
         await asyncio.sleep(1.0)
         rss_before = process_rss_bytes(server_pid) if server_pid else 0
         began = time.monotonic()
         await asyncio.gather(*(one(t) for t in room.tokens[warm:]))
         seconds = time.monotonic() - began
         measured = len(opened) - warmed
-        await asyncio.sleep(hold)
+        settle = min(2.0, hold / 4)
+        await asyncio.sleep(settle)
+        idle_from = CpuSnapshot.take([server_pid] if server_pid else [])
+        await asyncio.sleep(hold - settle)
+        idle_cpu = CpuSnapshot.take([server_pid] if server_pid else []).since(idle_from)[0]
         rss_after = process_rss_bytes(server_pid) if server_pid else 0
         closed_early = sum(1 for s in opened if not s.is_open)
         await asyncio.gather(*(s.close() for s in opened), return_exceptions=True)
         result.update(
             {
                 "opened": len(opened),
+                "deflate_sockets": sum(1 for s in opened if s.deflate is not None),
                 "failures": failures,
                 "closed_while_idle": closed_early,
                 "seconds": round(seconds, 3),
@@ -208,6 +296,8 @@ def connect_storm(
             result["server_rss_before_mib"] = round(rss_before / 2**20, 1)
             result["server_rss_after_mib"] = round(rss_after / 2**20, 1)
             result["kib_per_idle_socket"] = round((rss_after - rss_before) / 1024 / max(1, measured), 1)
+            result["idle_seconds_measured"] = round(hold - settle, 1)
+            result["server_cpu_idle_percent_of_core"] = round(idle_cpu / max(1e-9, hold - settle) * 100, 2)
 
     try:
         asyncio.run(storm())
@@ -218,7 +308,7 @@ def connect_storm(
 
 # --- resume storm ----------------------------------------------------------------------------------------
 def resume_storm(
-    base_url: str, *, clients: int, history: int, after_seq: int = 0, concurrency: int = 1000
+    base_url: str, *, clients: int, history: int, after_seq: int = 0, concurrency: int = 1000, deflate: bool = True
 ) -> dict[str, Any]:
     """`clients` members reconnect at once with ?after_seq=N into a room with `history` messages: time to
     `synced` and whether each got exactly seq N+1..last_seq, in order, once."""
@@ -238,9 +328,10 @@ def resume_storm(
         wrong = 0
         failures = 0
         replayed = 0
+        deflated = 0
 
         async def one(token: str) -> None:
-            nonlocal wrong, failures, replayed
+            nonlocal wrong, failures, replayed, deflated
             seqs: list[int] = []
             synced = asyncio.get_running_loop().create_future()
 
@@ -254,13 +345,14 @@ def resume_storm(
             async with gate:
                 started = time.monotonic()
                 try:
-                    sock = await connect(f"{url}?access_token={token}&after_seq={after_seq}", on_text)
+                    sock = await connect(f"{url}?access_token={token}&after_seq={after_seq}", on_text, deflate=deflate)
                     await asyncio.wait_for(synced, 120)
                 except (OSError, TimeoutError):
                     failures += 1
                     return
                 times.append((time.monotonic() - started) * 1000)
                 replayed += len(seqs)
+                deflated += sock.deflate is not None
                 if seqs != expected:
                     wrong += 1
                 await sock.close()
@@ -272,6 +364,7 @@ def resume_storm(
             {
                 "seconds": round(seconds, 3),
                 "failures": failures,
+                "deflate_sockets": deflated,
                 "clients_with_wrong_stream": wrong,
                 "messages_replayed": replayed,
                 "replayed_per_second": round(replayed / seconds) if seconds else None,
@@ -352,6 +445,7 @@ def login_storm(
     duration: float,
     processes: int = 1,
     server_pids: list[int] | None = None,
+    deflate: bool = True,
 ) -> dict[str, Any]:
     """`logins` users log in at once (POST /api/auth/login, real password hashing) while a room chats; the
     failures, the login latency and the live deliveries' p99 during the storm against before it."""
@@ -400,6 +494,7 @@ def login_storm(
         server_pids=server_pids,
         on_started=thread.start,
         keep_timeline=True,
+        deflate=deflate,
     )
     thread.join(timeout=120)
     began, ended = login_stats.get("began", 0.0), login_stats.get("ended", 0.0)

@@ -2,7 +2,9 @@
 
 `ServedApp` starts an ASGI app the way the README runs ChatTalk (uvicorn, wsproto, uvloop, httptools), on a
 loopback port, with this process's environment (same database, Redis and secret) and rate limits off, so
-that ChatTalk and the baseline are served and measured identically in one run.
+that ChatTalk and the baseline are served and measured identically in one run. Its `deflate` says whether
+the server may accept permessage-deflate (uvicorn's --ws-per-message-deflate); None is what the project's
+server command does by default (scripts/serve, WS_COMPRESSION off: declined).
 """
 
 from __future__ import annotations
@@ -69,13 +71,14 @@ class CpuSnapshot:
 
 
 class ServedApp:
-    """One uvicorn process serving `app` ("chattalk" or "baseline") on 127.0.0.1:port."""
+    """One uvicorn process serving `app` ("chattalk" or "baseline") on 127.0.0.1:port; `deflate` True or False
+    turns permessage-deflate on or off in the server, None is the server command's default (off)."""
 
-    def __init__(self, app: str, port: int):
+    def __init__(self, app: str, port: int, deflate: bool | None = None, env: dict[str, str] | None = None):
         if app not in APPS:
             raise ValueError(f"unknown app {app!r}; one of {sorted(APPS)}")
-        self.app, self.port = app, port
-        self.env = {**os.environ, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1"}
+        self.app, self.port, self.deflate = app, port, deflate
+        self.env = {**os.environ, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log_path = Path("var") / f"bench-{app}-{port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -88,15 +91,20 @@ class ServedApp:
         assert self.process is not None
         return self.process.pid
 
-    def start(self, timeout: float = 60.0) -> ServedApp:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+    def command(self) -> list[str]:
         command = [
             sys.executable, "-m", "uvicorn", APPS[self.app], "--host", "127.0.0.1", "--port", str(self.port),
             "--ws", "wsproto", "--ws-max-size", "65536", "--loop", "uvloop", "--http", "httptools",
             "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        # None: what scripts/serve does by default (WS_COMPRESSION off): decline permessage-deflate.
+        command += ["--ws-per-message-deflate", "true" if self.deflate else "false"]
+        return command
+
+    def start(self, timeout: float = 60.0) -> ServedApp:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
+        self.process = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,8 +1,8 @@
 """chat_bench's counting: a fake chat server that misbehaves on purpose must be caught, a faithful one must not.
 
 The fake server speaks the chat socket's frames (ping/pong, send -> ack + message to every socket) with the
-`websockets` library, independent of the benchmark's own client; it can skip one delivery to one socket
-(loss) or deliver one message twice (duplicate).
+`websockets` library, independent of the benchmark's own client (and, like a browser's server, accepting
+permessage-deflate); it can skip one delivery to one socket (loss) or deliver one message twice (duplicate).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,7 +61,14 @@ class FakeChatServer:
                     await socket.send(text)
 
 
-def run_against(server: FakeChatServer, sockets: int = 4, senders: int = 2, duration: float = 0.4) -> dict[str, Any]:
+def run_against(
+    server: FakeChatServer,
+    sockets: int = 4,
+    senders: int = 2,
+    duration: float = 0.4,
+    deflate: bool = True,
+    messages: int = 0,
+) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         async with serve(server.handler, "127.0.0.1", 0) as running:
             port = running.sockets[0].getsockname()[1]
@@ -71,6 +79,8 @@ def run_against(server: FakeChatServer, sockets: int = 4, senders: int = 2, dura
                 duration=duration,
                 drain_quiet=0.2,
                 drain_max=3.0,
+                deflate=deflate,
+                messages=messages,
             )
             return summarize(await run_in_process([spec]))
 
@@ -84,6 +94,20 @@ def test_faithful_server_reports_no_loss_and_no_duplicates() -> None:
     assert summary["lost_deliveries"] == 0
     assert summary["duplicates"] == 0
     assert summary["delivery_p99_ms"] is not None and summary["ack_p50_ms"] is not None
+    assert summary["deflate_sockets"] == 4  # the websockets library accepts the browser's offer
+
+
+def test_sockets_offer_no_compression_when_told_and_then_count_the_same() -> None:
+    summary = run_against(FakeChatServer(), deflate=False)
+    assert summary["deflate_sockets"] == 0
+    assert summary["acked"] > 5 and summary["deliveries"] == summary["acked"] * 4
+    assert summary["lost_deliveries"] == 0 and summary["duplicates"] == 0
+
+
+def test_each_sender_stops_after_its_message_cap() -> None:
+    summary = run_against(FakeChatServer(), senders=2, duration=0.6, messages=3)
+    assert summary["sent"] == summary["acked"] == 6
+    assert summary["deliveries"] == 6 * 4 and summary["lost_deliveries"] == 0
 
 
 def test_a_delivery_skipped_for_one_socket_is_reported_as_one_loss() -> None:
@@ -147,7 +171,78 @@ def test_chat_bench_fanout_against_a_real_server_counts_every_delivery(server_fa
     assert result["deliveries"] == result["acked"] * 6
     assert result["lost_deliveries"] == 0 and result["duplicates"] == 0
     assert result["server_cpu_us_per_delivery"] > 0
-    assert "deliveries_per_second" in capsys.readouterr().out
+    # Browser-like sockets by default: the server (uvicorn's default) accepted permessage-deflate on each.
+    assert result["client_deflate"] is True and result["deflate_sockets"] == 6
+    # Server memory before connecting, once connected, and after the traffic with the sockets still open.
+    assert 0 < result["server_rss_before_mib"] <= result["server_rss_connected_mib"]
+    assert result["server_rss_after_traffic_mib"] > 0
+    assert "kib_per_socket_connected" in result and "kib_per_socket_after_traffic" in result
+    output = capsys.readouterr().out
+    assert "deliveries_per_second" in output
+    assert "permessage-deflate negotiated on 6 of 6 sockets" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chat_bench_no_deflate_sockets_offer_nothing_and_still_count_every_delivery(
+    server_factory: Any, capsys: Any
+) -> None:
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    json_path = server.log_path.with_suffix(".bench.jsonl")
+    json_path.unlink(missing_ok=True)
+    call_command(
+        "chat_bench",
+        "--scenario=fanout",
+        f"--url={server.http_url}",
+        "--members=4",
+        "--senders=1",
+        "--messages=3",
+        "--duration=0.5",
+        "--processes=0",
+        "--no-deflate",
+        f"--json={json_path}",
+    )
+    result = json.loads(json_path.read_text().splitlines()[-1])
+    json_path.unlink()
+    assert result["client_deflate"] is False and result["deflate_sockets"] == 0
+    assert result["acked"] == 3 and result["deliveries"] == 3 * 4 and result["lost_deliveries"] == 0
+    assert "permessage-deflate negotiated on 0 of 4 sockets (not offered)" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chat_bench_compare_runs_each_app_with_server_deflate_on_and_off(monkeypatch: Any, capsys: Any) -> None:
+    from core.testing import free_port, test_database_url
+
+    # The servers compare starts take this process's environment: point them at the test database.
+    monkeypatch.setenv("DATABASE_URL", test_database_url())
+    monkeypatch.setenv("TESTING", "1")
+    json_path = Path("var") / f"compare-deflate-{os.getpid()}.jsonl"
+    json_path.unlink(missing_ok=True)
+    call_command(
+        "chat_bench",
+        "--scenario=compare",
+        "--apps=chattalk",
+        f"--ports={free_port()}",
+        "--server-deflate=both",
+        "--members-list=4",
+        "--senders=1",
+        "--messages=3",
+        "--no-saturate",
+        "--offered=40",
+        "--duration=0.8",
+        "--processes=0",
+        f"--json={json_path}",
+    )
+    results = [json.loads(line) for line in json_path.read_text().splitlines()]
+    json_path.unlink()
+    assert [(r["server_deflate"], r["deflate_sockets"]) for r in results] == [("on", 4), ("off", 0)]
+    for result in results:
+        assert result["client_deflate"] is True
+        assert result["acked"] == 3 and result["deliveries"] == 12 and result["lost_deliveries"] == 0
+        assert result["kib_per_socket_after_traffic"] is not None and result["server_cpu_us_per_delivery"] > 0
+    output = capsys.readouterr().out
+    assert "permessage-deflate negotiated on 4 of 4 sockets" in output
+    assert "permessage-deflate negotiated on 0 of 4 sockets" in output
+    assert "server deflate on against off" in output
 
 
 @pytest.mark.django_db(transaction=True)
@@ -171,6 +266,9 @@ def test_connect_storm_opens_every_socket_and_reads_the_servers_memory(server_fa
     assert result["opened"] == 20 and result["failures"] == {}
     assert result["sockets_per_second"] > 0
     assert result["server_rss_after_mib"] > 0 and "kib_per_idle_socket" in result
+    assert result["deflate_sockets"] == 20  # browser-like sockets; the server accepts by default
+    assert result["idle_seconds_measured"] > 0 and result["server_cpu_idle_percent_of_core"] >= 0
+    assert result["loadavg_at_start"] >= 0
 
 
 @pytest.mark.django_db(transaction=True)

@@ -2,6 +2,10 @@
 
 The command writes its setup rows (bench users, a fresh room, memberships) into the database of this
 process's settings, so run it with the same DATABASE_URL as the server. Loopback targets only.
+
+Its sockets offer permessage-deflate as browsers do (`--no-deflate`: no extension offered); a server that
+this command starts (`--serve`, `compare`) accepts it or not as `--server-deflate` says, and `both` runs
+each scenario once with it on and once off, on fresh servers, so that the two are measured side by side.
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ from bench.progress import progress_bar
 from bench.servers import ServedApp
 
 SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login", "ramp")
+SERVER_DEFLATE = {"default": [None], "on": [True], "off": [False], "both": [True, False]}
 FANOUT_COLUMNS = (
     ("app", "app", "{}"),
     ("mode", "mode", "{}"),
+    ("server deflate", "server_deflate", "{}"),
+    ("deflate sockets", "deflate_sockets", "{:,}"),
     ("members", "members", "{:,}"),
     ("deliveries/s", "deliveries_per_second", "{:,.0f}"),
     ("p50 ms", "delivery_p50_ms", "{:.1f}"),
@@ -34,7 +41,13 @@ FANOUT_COLUMNS = (
     ("dup", "duplicates", "{:,}"),
     ("µs CPU/deliv", "server_cpu_us_per_delivery", "{:.1f}"),
     ("deliv/CPU s", "deliveries_per_server_cpu_second", "{:,}"),
+    ("KiB/socket idle", "kib_per_socket_connected", "{:.1f}"),
+    ("KiB/socket after traffic", "kib_per_socket_after_traffic", "{:.1f}"),
 )
+
+
+def server_deflate_label(deflate: bool | None) -> str:
+    return "default" if deflate is None else ("on" if deflate else "off")
 
 
 class Command(BaseCommand):
@@ -46,6 +59,18 @@ class Command(BaseCommand):
         parser.add_argument("--server-pid", type=int, action="append", default=[], help="for CPU and RSS figures")
         parser.add_argument("--serve", choices=("chattalk", "baseline"), help="start this app on --port and use it")
         parser.add_argument("--port", type=int, default=8100)
+        parser.add_argument(
+            "--no-deflate",
+            action="store_true",
+            help="the client sockets offer no permessage-deflate (by default they offer it, as browsers do)",
+        )
+        parser.add_argument(
+            "--server-deflate",
+            choices=tuple(SERVER_DEFLATE),
+            default="default",
+            help="with --serve or compare: the served app accepts permessage-deflate (on), refuses it (off), "
+            "keeps the server command's default, or runs once with each (both)",
+        )
         # fanout / compare / login
         parser.add_argument("--members", type=int, default=1000)
         parser.add_argument("--senders", type=int, default=10)
@@ -60,6 +85,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-saturate", action="store_true", help="compare: skip the as-fast-as-acks pass")
         parser.add_argument("--duration", type=float, default=20.0)
+        parser.add_argument("--messages", type=int, default=0, help="messages per sender, then it stops (0: no cap)")
         parser.add_argument("--processes", type=int, default=1, help="client processes (0: in this process)")
         parser.add_argument("--body-bytes", type=int, default=100)
         parser.add_argument("--members-list", default="100,1000,5000", help="compare: room sizes")
@@ -87,32 +113,43 @@ class Command(BaseCommand):
         for name, limit in bounded.items():
             if options[name] > limit or options[name] < 0:
                 raise CommandError(f"--{name} must be between 0 and {limit:,} (benchmarks stay bounded)")
+        if options["server_deflate"] != "default" and scenario != "compare" and not options["serve"]:
+            raise CommandError("--server-deflate applies to a server this command starts: use --serve or compare")
         if scenario == "compare":
             results = self.compare(options)
+        elif options["serve"]:
+            results = []
+            given_pids = options["server_pid"]
+            for deflate in SERVER_DEFLATE[options["server_deflate"]]:
+                served = ServedApp(options["serve"], options["port"], deflate=deflate).start()
+                label = server_deflate_label(deflate)
+                options["url"], options["server_pid"] = served.url, [served.pid, *given_pids]
+                self.stdout.write(
+                    f"serving {options['serve']} at {served.url} (pid {served.pid}, server deflate {label})"
+                )
+                try:
+                    results.append(self.run_one(scenario, options, {"app": options["serve"], "server_deflate": label}))
+                finally:
+                    served.stop()
+            self.print_deflate_ratios(results)
         else:
-            served = None
-            if options["serve"]:
-                served = ServedApp(options["serve"], options["port"]).start()
-                options["url"], options["server_pid"] = served.url, [served.pid, *options["server_pid"]]
-                self.stdout.write(f"serving {options['serve']} at {served.url} (pid {served.pid})")
             try:
                 require_loopback(options["url"])
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
-            try:
-                results = [self.run_one(scenario, options)]
-            finally:
-                if served is not None:
-                    served.stop()
+            results = [self.run_one(scenario, options)]
         if options["json_path"]:
             with open(options["json_path"], "a") as out:
                 for result in results:
                     out.write(json.dumps(result) + "\n")
 
     # --- scenarios ----------------------------------------------------------------------------------
-    def run_one(self, scenario: str, o: dict[str, Any]) -> dict[str, Any]:
-        url, pids = o["url"], o["server_pid"]
-        self.stdout.write(f"{scenario} against {url}; database {settings.DATABASES['default']['NAME']}")
+    def run_one(self, scenario: str, o: dict[str, Any], labels: dict[str, Any] | None = None) -> dict[str, Any]:
+        url, pids, deflate = o["url"], o["server_pid"], not o["no_deflate"]
+        self.stdout.write(
+            f"{scenario} against {url}; database {settings.DATABASES['default']['NAME']}; "
+            f"clients {'offer' if deflate else 'do not offer'} permessage-deflate"
+        )
         if scenario == "fanout":
             rate = o["rate"]
             if o["offered"] > 0:
@@ -127,6 +164,8 @@ class Command(BaseCommand):
                 processes=o["processes"],
                 server_pids=pids,
                 body_bytes=o["body_bytes"],
+                deflate=deflate,
+                messages=o["messages"],
             )
         elif scenario == "connect":
             result = scenarios.connect_storm(
@@ -135,10 +174,16 @@ class Command(BaseCommand):
                 concurrency=o["concurrency"],
                 hold=o["hold"],
                 server_pid=pids[0] if pids else None,
+                deflate=deflate,
             )
         elif scenario == "resume":
             result = scenarios.resume_storm(
-                url, clients=o["clients"], history=o["history"], after_seq=o["after_seq"], concurrency=o["concurrency"]
+                url,
+                clients=o["clients"],
+                history=o["history"],
+                after_seq=o["after_seq"],
+                concurrency=o["concurrency"],
+                deflate=deflate,
             )
         elif scenario == "join":
             result = scenarios.join_stampede(url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"])
@@ -156,8 +201,9 @@ class Command(BaseCommand):
                 duration=o["duration"],
                 processes=o["processes"],
                 server_pids=pids,
+                deflate=deflate,
             )
-        result = {"scenario": scenario, **result}
+        result = {"scenario": scenario, **(labels or {}), "client_deflate": deflate, **result}
         self.print_result(result)
         return result
 
@@ -172,17 +218,27 @@ class Command(BaseCommand):
         modes: list[tuple[str, float]] = [] if o["no_saturate"] else [("saturate", 0.0)]
         if offered:
             modes.append((f"offered {offered:,.0f}/s", offered))
-        runs = [(members, app, port) for members in sizes for app, port in zip(apps, ports, strict=False)]
+        # The server deflate settings of one app run back to back, so that they meet the same machine load.
+        runs = [
+            (members, app, port, deflate)
+            for members in sizes
+            for app, port in zip(apps, ports, strict=False)
+            for deflate in SERVER_DEFLATE[o["server_deflate"]]
+        ]
+        client_deflate = not o["no_deflate"]
         results: list[dict[str, Any]] = []
         total = len(runs) * len(modes)
         with progress_bar(self, total=total, desc="compare", unit="pass", verbosity=o["verbosity"]) as bar:
-            for members, app, port in runs:
-                served = ServedApp(app, port).start()
+            for members, app, port, deflate in runs:
+                served = ServedApp(app, port, deflate=deflate).start()
+                label = server_deflate_label(deflate)
                 try:
                     for mode, load in modes:
                         bar.clear()  # the bar is redrawn below each block of lines
-                        self.stdout.write(f"\n== {app} · {members:,} members · {mode} · pid {served.pid}")
-                        bar.set_description(f"compare: {app} · {members:,} members · {mode}")
+                        self.stdout.write(
+                            f"\n== {app} · {members:,} members · {mode} · server deflate {label} · pid {served.pid}"
+                        )
+                        bar.set_description(f"compare: {app} · {members:,} members · {mode} · deflate {label}")
                         senders = min(o["senders"], members)
                         result, _ = scenarios.fanout(
                             served.url,
@@ -194,8 +250,17 @@ class Command(BaseCommand):
                             processes=o["processes"] if members <= 1000 else max(o["processes"], 2),
                             server_pids=[served.pid],
                             body_bytes=o["body_bytes"],
+                            deflate=client_deflate,
+                            messages=o["messages"],
                         )
-                        result = {"scenario": "compare", "app": app, "mode": mode, **result}
+                        result = {
+                            "scenario": "compare",
+                            "app": app,
+                            "mode": mode,
+                            "server_deflate": label,
+                            "client_deflate": client_deflate,
+                            **result,
+                        }
                         result["at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
                         bar.clear()
                         self.print_result(result)
@@ -205,6 +270,7 @@ class Command(BaseCommand):
                     served.stop()
         self.stdout.write("\n" + self.table(results))
         self.print_ratios(results)
+        self.print_deflate_ratios(results)
         if o["plot"]:
             plot(results, Path(o["plot"]))
             self.stdout.write(f"plot written to {o['plot']}")
@@ -220,6 +286,12 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING("the drain timed out: the server still had messages queued"))
         if chat.get("duplicates"):
             self.stdout.write(self.style.ERROR(f"{chat['duplicates']:,} duplicate deliveries"))
+        sockets = chat.get("connected", chat.get("opened", chat.get("clients")))
+        if "deflate_sockets" in chat and sockets is not None:
+            offered = "offered by every client" if result.get("client_deflate", True) else "not offered"
+            self.stdout.write(
+                f"  permessage-deflate negotiated on {chat['deflate_sockets']:,} of {sockets:,} sockets ({offered})"
+            )
         for key, value in result.items():
             if isinstance(value, dict) and key == "chat":
                 self.stdout.write("  chat meanwhile:")
@@ -241,16 +313,44 @@ class Command(BaseCommand):
         return "\n".join(lines)
 
     def print_ratios(self, results: list[dict[str, Any]]) -> None:
-        by = {(r["app"], r["members"], r["mode"]): r for r in results}
-        for (app, members, mode), r in sorted(by.items()):
-            base = by.get(("baseline", members, mode))
-            if app != "chattalk" or base is None or mode != "saturate":
+        by = {(r["app"], r["members"], r["mode"], r.get("server_deflate", "default")): r for r in results}
+        for (app, members, mode, deflate), r in sorted(by.items()):
+            base = by.get(("baseline", members, mode, deflate))
+            if app != "chattalk" or base is None:
                 continue
             ours, theirs = r.get("deliveries_per_server_cpu_second"), base.get("deliveries_per_server_cpu_second")
             if ours and theirs:
                 self.stdout.write(
-                    f"{members:,} members: ChatTalk delivers {ours / theirs:.1f}x the baseline per CPU second"
+                    f"{members:,} members, {mode}, server deflate {deflate}: "
+                    f"ChatTalk delivers {ours / theirs:.1f}x the baseline per CPU second"
                 )
+
+    def print_deflate_ratios(self, results: list[dict[str, Any]]) -> None:
+        """Server deflate on against off for the same scenario, app, room and load: what accepting costs."""
+
+        def same_run(r: dict[str, Any]) -> tuple[Any, ...]:
+            return (r.get("scenario"), r.get("app"), r.get("members", r.get("sockets")), r.get("mode"))
+
+        offs = {same_run(r): r for r in results if r.get("server_deflate") == "off"}
+        for on in results:
+            off = offs.get(same_run(on))
+            if on.get("server_deflate") != "on" or off is None:
+                continue
+            parts = []
+            cpu_on, cpu_off = on.get("server_cpu_us_per_delivery"), off.get("server_cpu_us_per_delivery")
+            if cpu_on and cpu_off:
+                parts.append(f"{cpu_on / cpu_off:.2f}x the CPU per delivery ({cpu_on} against {cpu_off} µs)")
+            for key, what in (
+                ("kib_per_socket_connected", "KiB per socket idle"),
+                ("kib_per_socket_after_traffic", "KiB per socket after traffic"),
+                ("kib_per_idle_socket", "KiB per idle socket"),
+                ("server_cpu_idle_percent_of_core", "idle CPU in % of a core"),
+            ):
+                if on.get(key) is not None and off.get(key) is not None:
+                    parts.append(f"{what} {on[key]} against {off[key]}")
+            if parts:
+                where = " · ".join(f"{p:,}" if isinstance(p, int) else str(p) for p in same_run(on) if p is not None)
+                self.stdout.write(f"{where}: server deflate on against off: " + "; ".join(parts))
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
@@ -268,10 +368,18 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         (middle, throughput_mode, "server_cpu_us_per_delivery", f"server CPU µs per delivery ({throughput_mode})"),
         (right, latency_mode, "delivery_p99_ms", f"send-to-delivery p99 ms ({latency_mode})"),
     )
-    for app in sorted({r["app"] for r in results}):
+    for app, deflate in sorted({(r["app"], r.get("server_deflate", "default")) for r in results}):
+        label = app if deflate == "default" else f"{app}, server deflate {deflate}"
         for axis, mode, key, _ in panels:
-            rows = sorted((r for r in results if r["app"] == app and r["mode"] == mode), key=lambda r: r["members"])
-            axis.plot([r["members"] for r in rows], [r.get(key) or 0 for r in rows], marker="o", label=app)
+            rows = sorted(
+                (
+                    r
+                    for r in results
+                    if r["mode"] == mode and (r["app"], r.get("server_deflate", "default")) == (app, deflate)
+                ),
+                key=lambda r: r["members"],
+            )
+            axis.plot([r["members"] for r in rows], [r.get(key) or 0 for r in rows], marker="o", label=label)
     for axis, _, _, title in panels:
         axis.set_xscale("log")
         axis.set_xlabel("members in the room")
