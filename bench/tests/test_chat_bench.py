@@ -171,15 +171,15 @@ def test_chat_bench_fanout_against_a_real_server_counts_every_delivery(server_fa
     assert result["deliveries"] == result["acked"] * 6
     assert result["lost_deliveries"] == 0 and result["duplicates"] == 0
     assert result["server_cpu_us_per_delivery"] > 0
-    # Browser-like sockets by default: the server (uvicorn's default) accepted permessage-deflate on each.
-    assert result["client_deflate"] is True and result["deflate_sockets"] == 6
+    # Browser-like sockets by default (deflate offered); the server command declines it by default.
+    assert result["client_deflate"] is True and result["deflate_sockets"] == 0
     # Server memory before connecting, once connected, and after the traffic with the sockets still open.
     assert 0 < result["server_rss_before_mib"] <= result["server_rss_connected_mib"]
     assert result["server_rss_after_traffic_mib"] > 0
     assert "kib_per_socket_connected" in result and "kib_per_socket_after_traffic" in result
     output = capsys.readouterr().out
     assert "deliveries_per_second" in output
-    assert "permessage-deflate negotiated on 6 of 6 sockets" in output
+    assert "permessage-deflate negotiated on 0 of 6 sockets" in output
 
 
 @pytest.mark.django_db(transaction=True)
@@ -266,7 +266,7 @@ def test_connect_storm_opens_every_socket_and_reads_the_servers_memory(server_fa
     assert result["opened"] == 20 and result["failures"] == {}
     assert result["sockets_per_second"] > 0
     assert result["server_rss_after_mib"] > 0 and "kib_per_idle_socket" in result
-    assert result["deflate_sockets"] == 20  # browser-like sockets; the server accepts by default
+    assert result["deflate_sockets"] == 0  # browser-like sockets offer it; the server command declines by default
     assert result["idle_seconds_measured"] > 0 and result["server_cpu_idle_percent_of_core"] >= 0
     assert result["loadavg_at_start"] >= 0
 

@@ -72,7 +72,7 @@ BODIES = [
 def test_a_deflate_socket_and_a_plain_socket_read_identical_messages_in_order_live_and_after_a_resume(
     server_factory: Any,
 ) -> None:
-    server = server_factory(env={"RATE_LIMITS": "off"})  # uvicorn's default: permessage-deflate accepted
+    server = server_factory(env={"RATE_LIMITS": "off", "WS_COMPRESSION": "on"})  # permessage-deflate accepted
     room = prepare_room(3)
     url = room.ws_url(server.http_url)
 
@@ -126,13 +126,12 @@ def test_a_deflate_socket_and_a_plain_socket_read_identical_messages_in_order_li
 
 
 @pytest.mark.django_db(transaction=True)
-def test_served_app_with_server_deflate_off_serves_a_deflate_offering_socket_uncompressed() -> None:
+def test_served_app_by_default_serves_a_deflate_offering_socket_uncompressed_as_the_server_command_does() -> None:
     room = prepare_room(2)
     env = {"DATABASE_URL": current_database_url(), "TESTING": "1", "DEBUG": "1"}
-    served = {deflate: ServedApp("chattalk", free_port(), deflate=deflate, env=env) for deflate in (False, None)}
-    assert served[False].command()[-2:] == ["--ws-per-message-deflate", "false"]
-    assert "--ws-per-message-deflate" not in served[None].command()  # the server command's own default
-    assert ServedApp("chattalk", 1, deflate=True).command()[-2:] == ["--ws-per-message-deflate", "true"]
+    served = {deflate: ServedApp("chattalk", free_port(), deflate=deflate, env=env) for deflate in (None, True)}
+    assert served[None].command()[-2:] == ["--ws-per-message-deflate", "false"]  # scripts/serve's default
+    assert served[True].command()[-2:] == ["--ws-per-message-deflate", "true"]
 
     async def chat(app: ServedApp) -> tuple[bool, list[bytes], int]:
         url = room.ws_url(app.url)
@@ -155,9 +154,9 @@ def test_served_app_with_server_deflate_off_serves_a_deflate_offering_socket_unc
                 app.stop()
     finally:
         drop_room(room.room_id)
-    negotiated, messages, compressed = outcomes[False]
+    negotiated, messages, compressed = outcomes[None]
     assert not negotiated and compressed == 0
     assert [json.loads(m)["message"]["body"] for m in messages] == ["does compression matter?"]
-    negotiated, messages, compressed = outcomes[None]
+    negotiated, messages, compressed = outcomes[True]
     assert negotiated and compressed > 0
     assert [json.loads(m)["message"]["body"] for m in messages] == ["does compression matter?"]
