@@ -326,16 +326,23 @@ def sync_process(
     open_connections: Iterable[ConnectionRecord],
     closed_at: dict[str, datetime] | None = None,
     at: datetime | None = None,
+    reconcile: bool = True,
 ) -> list[PresenceChange]:
     """The heartbeat: make the store hold exactly this process's open sockets, with a fresh heartbeat.
 
     Sockets the store had lost (reaped while this process stalled, or opened while the store was away) come
     back; records of sockets that closed while the store was away are removed. This is also how presence
     recovers by itself after an outage: the first heartbeat that succeeds puts everything right.
-    `closed_at` gives the real close time of sockets that closed while the store was away (for left_at)."""
+    `closed_at` gives the real close time of sockets that closed while the store was away (for left_at).
+
+    Without `reconcile` (the tracker's steady state) one write refreshes every record of the process, and
+    only when the store's count differs from this process's is the full reconciliation done: an idle
+    process's heartbeat costs one round trip, not a row per socket."""
     at = store_time(at)
     backend = get_presence_backend()
     local = {r.connection_id: r for r in open_connections}
+    if not reconcile and not closed_at and backend.touch_process(process_id, at) == len(local):
+        return []
     created = backend.upsert_connections(local.values(), at) if local else []
     gone = {r.connection_id: r for r in backend.connections_of_process(process_id) if r.connection_id not in local}
     removed = backend.remove_connections(list(gone)) if gone else []

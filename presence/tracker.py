@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 RETRY_SECONDS_WHILE_DEGRADED = 1.0
 SOCKET_OPS = frozenset({"open", "close"})
 BATCH_LIMIT = 500
+RECONCILE_EVERY_BEATS = 10
 
 
 def _in_worker_thread(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -55,6 +56,7 @@ class PresenceTracker:
         self.closed_while_degraded: dict[str, datetime] = {}  # connection id -> when it closed
         self.degraded = False
         self.degraded_since: float | None = None
+        self.beats = 0
         self._queue: asyncio.Queue[tuple[Any, ...]] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -133,8 +135,13 @@ class PresenceTracker:
             elif kind == "sync":
                 # The snapshot is taken now, in queue order: everything opened or closed before is in it.
                 closed_at = dict(self.closed_while_degraded)
+                self.beats += 1
                 changes = await _sync(
-                    process_id=self.process_id, open_connections=list(self.open.values()), closed_at=closed_at
+                    process_id=self.process_id,
+                    open_connections=list(self.open.values()),
+                    closed_at=closed_at,
+                    # In full after an outage and every RECONCILE_EVERY_BEATS beats; a count check otherwise.
+                    reconcile=self.degraded or self.beats % RECONCILE_EVERY_BEATS == 1,
                 )
                 for connection_id in closed_at:
                     self.closed_while_degraded.pop(connection_id, None)

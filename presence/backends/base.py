@@ -65,6 +65,10 @@ class PresenceBackend(ABC):
         too, which is a duplicate disconnect event, never a missed one. Fresh sockets are never reaped.)"""
 
     @abstractmethod
+    def touch_process(self, process_id: str, at: datetime) -> int:
+        """Set the heartbeat of every record of one process to `at` in one write; returns how many there are."""
+
+    @abstractmethod
     def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
         """Every record the store holds for one process."""
 

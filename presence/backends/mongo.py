@@ -156,6 +156,13 @@ class MongoPresenceBackend(PresenceBackend):
 
         return list(self._run(remove)) if ids else []
 
+    def touch_process(self, process_id: str, at: datetime) -> int:
+        return int(
+            self._run(
+                lambda conns, _pairs: conns.update_many({"process_id": process_id}, {"$set": {"heartbeat_at": at}}).matched_count
+            )
+        )
+
     def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
         return self._run(lambda conns, _pairs: [_record(d) for d in conns.find({"process_id": process_id})])
 

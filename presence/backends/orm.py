@@ -78,6 +78,9 @@ class OrmPresenceBackend(PresenceBackend):
         PresenceConnection.objects.filter(connection_id__in=present).delete()
         return present
 
+    def touch_process(self, process_id: str, at: datetime) -> int:
+        return PresenceConnection.objects.filter(process_id=process_id).update(heartbeat_at=at)
+
     def connections_of_process(self, process_id: str) -> list[ConnectionRecord]:
         return [_record(row) for row in PresenceConnection.objects.filter(process_id=process_id)]
 

@@ -151,6 +151,34 @@ def test_heartbeat_sync_re_registers_lost_sockets_and_forgets_closed_ones(presen
     assert services.sync_process(process_id="me", open_connections=still_open) == []
 
 
+def test_a_steady_heartbeat_refreshes_every_record_in_one_write_and_reconciles_only_when_counts_differ(
+    presence_backend,
+):
+    alice, bob = make_user("alice"), make_user("bob")
+    room = make_room(alice, bob)
+    earlier = timezone.now() - timedelta(seconds=10)
+    _open(room.pk, alice.pk, "a1", process_id="me", at=earlier)
+    _open(room.pk, bob.pk, "b1", process_id="me", at=earlier)
+    records = {r.connection_id: r for r in presence_backend.connections_of_process("me")}
+    now = timezone.now()
+    calls: list[str] = []
+    real_upsert = presence_backend.upsert_connections
+
+    def counting_upsert(*args, **kwargs):
+        calls.append("upsert")
+        return real_upsert(*args, **kwargs)
+
+    presence_backend.upsert_connections = counting_upsert  # type: ignore[method-assign]
+    assert services.sync_process(process_id="me", open_connections=records.values(), at=now, reconcile=False) == []
+    assert calls == [], "in step: no per-socket upsert"
+    assert all(abs((r.heartbeat_at - now).total_seconds()) < 0.01 for r in presence_backend.connections_of_process("me"))
+
+    presence_backend.remove_connection("a1")  # the store lost one (reaped while this process stalled)
+    changes = services.sync_process(process_id="me", open_connections=records.values(), reconcile=False)
+    assert calls == ["upsert"] and [(c.kind, c.connection_id) for c in changes] == [("presence.connected", "a1")]
+    assert {r.connection_id for r in presence_backend.connections_of_process("me")} == {"a1", "b1"}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_closes_of_one_socket_report_one_change(presence_backend):
     from concurrent.futures import ThreadPoolExecutor
