@@ -1,4 +1,5 @@
-"""The accounts domain: sign up, log in, refresh, log out, deactivate, and check an access token.
+"""The accounts domain: sign up, log in, refresh, log out, deactivate, end what a password change ends, and
+check an access token.
 
 Every edge calls these: the REST views (accounts/api.py), the Bearer authentication of REST and GraphQL
 (accounts/authentication.py), the WebSocket middleware (accounts/ws_auth.py) and the admin. So a token is
@@ -173,6 +174,8 @@ def signup(*, username: Any, password: Any, email: Any = None, nickname: Any = N
 
 def issue_tokens(user: User) -> TokenPair:
     refresh = RefreshToken.for_user(user)  # recorded as outstanding, so that it can be blacklisted
+    # Copied into the access token: a password change (which moves the generation) refuses both.
+    refresh[tokens.GENERATION_CLAIM] = user.credential_generation
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
 
@@ -235,14 +238,17 @@ def refresh(raw: Any) -> TokenPair:
         if not created:
             raise TokenReused()
         user = User.objects.filter(pk=outstanding.user_id, is_active=True).first()
-        if user is None:
+        if user is None or not tokens.generation_is_current(
+            old.get(tokens.GENERATION_CLAIM), user.credential_generation
+        ):
             raise TokenRevoked()
         return issue_tokens(user)
 
 
 def authenticate_access_token(raw: Any) -> tuple[User, AccessToken]:
     """The one check of an access token, for REST, GraphQL and WebSocket: signature, expiry, type, the
-    user being active, and neither logout (jti denylist) nor deactivation (user cutoff) having revoked it."""
+    user being active, and none of logout (jti denylist), deactivation (user cutoff) or a password change
+    (credential generation) having revoked it."""
     try:
         token = AccessToken(_raw_token(raw))
     except ExpiredTokenError:
@@ -255,7 +261,11 @@ def authenticate_access_token(raw: Any) -> tuple[User, AccessToken]:
         raise TokenInvalid() from None
     if user is None:
         raise TokenInvalid()
-    if not user.is_active or tokens.access_token_is_revoked(user.pk, token.get("jti"), token.get("iat")):
+    if (
+        not user.is_active
+        or not tokens.generation_is_current(token.get(tokens.GENERATION_CLAIM), user.credential_generation)
+        or tokens.access_token_is_revoked(user.pk, token.get("jti"), token.get("iat"))
+    ):
         raise TokenRevoked()
     return user, token
 
@@ -312,3 +322,16 @@ def deactivate_user(*, user: User | int, actor: User | None = None) -> None:
     logger.info("user %s deactivated by %s", user_id, getattr(actor, "pk", None) or "system")
     if not isinstance(user, int):
         user.is_active = False
+
+
+# --- password change ------------------------------------------------------------------------------------
+def revoke_after_password_change(user: User) -> None:
+    """What a new password ends, whoever set it. Called by User.save inside the transaction that stored the
+    new hash and moved the credential generation (which alone refuses every token issued before: REST,
+    GraphQL, refresh, new sockets). Here: every refresh token is blacklisted too, and after commit every
+    socket of the user is closed on every process. Other browser sessions fail Django's session hash check
+    from now on; the periodic socket re-check catches both kinds of socket if the close event is lost."""
+    user_id = int(user.pk)
+    tokens.blacklist_outstanding_refresh_tokens(user_id)
+    transaction.on_commit(lambda: publish_user_revoked(user_id, None))
+    logger.info("password of user %s changed: tokens, sessions and sockets revoked", user_id)

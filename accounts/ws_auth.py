@@ -38,6 +38,7 @@ class SocketAuth:
     error: str | None = None  # why a presented token was refused: a code, sent as the close reason
     issued_at: float | None = None  # the access token's iat, for the per-user cutoff of deactivation
     session_key: str | None = None  # session sockets: re-checked periodically in case a close event was lost
+    generation: int | None = None  # token sockets: the token's credential generation (a password change moves it)
 
 
 def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
@@ -59,6 +60,7 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
     from chattalk_project.domain import ServiceUnavailable
 
     from .services import NotAuthenticated, authenticate_access_token
+    from .tokens import GENERATION_CLAIM
 
     try:
         user, token = authenticate_access_token(raw)
@@ -67,7 +69,11 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
     except ServiceUnavailable:
         return AnonymousUser(), SocketAuth("none", error=UNAVAILABLE)
     return user, SocketAuth(
-        "token", jti=str(token.get("jti")), expires_at=float(token["exp"]), issued_at=token.get("iat")
+        "token",
+        jti=str(token.get("jti")),
+        expires_at=float(token["exp"]),
+        issued_at=token.get("iat"),
+        generation=int(token.get(GENERATION_CLAIM) or 0),
     )
 
 

@@ -307,6 +307,7 @@ class Hub:
                     jti=listener.auth_jti,
                     issued_at=getattr(listener, "auth_issued_at", None),
                     session_key=getattr(listener, "auth_session_key", None),
+                    generation=getattr(listener, "auth_generation", None),
                 )
                 for listener in sockets
             ]
