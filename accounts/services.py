@@ -1,5 +1,5 @@
-"""The accounts domain: sign up, log in, refresh, log out, deactivate, end what a password change ends, and
-check an access token.
+"""The accounts domain: sign up, log in, refresh, log out, deactivate, change a password (and end what a
+password change ends), and check an access token.
 
 Every edge calls these: the REST views (accounts/api.py), the Bearer authentication of REST and GraphQL
 (accounts/authentication.py), the WebSocket middleware (accounts/ws_auth.py) and the admin. So a token is
@@ -335,3 +335,27 @@ def revoke_after_password_change(user: User) -> None:
     tokens.blacklist_outstanding_refresh_tokens(user_id)
     transaction.on_commit(lambda: publish_user_revoked(user_id, None))
     logger.info("password of user %s changed: tokens, sessions and sockets revoked", user_id)
+
+
+def change_password(*, request: HttpRequest, user: User, old_password: Any, new_password: Any) -> TokenPair:
+    """The caller changes their own password: everything they held ends (revoke_after_password_change),
+    and they get a fresh token pair; the browser session making the call, if any, stays logged in."""
+    errors: dict[str, list[str]] = {}
+    old = _string(old_password, required=True, max_length=PASSWORD_MAX_LENGTH, errors=errors, name="old_password")
+    new = _string(new_password, required=True, max_length=PASSWORD_MAX_LENGTH, errors=errors, name="new_password")
+    if errors:
+        raise InvalidInput(fields=errors)
+    if not user.check_password(old):
+        raise InvalidInput(fields={"old_password": ["The current password is not correct."]})
+    try:
+        validate_password(new, user=user)
+    except ValidationError as exc:
+        raise InvalidInput(fields={"new_password": list(exc.messages)}) from None
+    with transaction.atomic():
+        user.set_password(new)
+        user.save(update_fields=["password"])
+        pair = issue_tokens(user)
+    session = getattr(request, "session", None)
+    if session is not None and session.get(auth.SESSION_KEY) == str(user.pk):
+        auth.update_session_auth_hash(request, user)  # the browser making the call stays logged in
+    return pair

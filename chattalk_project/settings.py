@@ -282,6 +282,7 @@ REST_FRAMEWORK = {
         "login_username": env_str("THROTTLE_LOGIN_USERNAME", "10/min"),
         "signup_ip": env_str("THROTTLE_SIGNUP_IP", "20/hour"),
         "signup_username": env_str("THROTTLE_SIGNUP_USERNAME", "10/hour"),
+        "password_change_user": env_str("THROTTLE_PASSWORD_CHANGE", "10/hour"),
     },
     # The client address for throttles is REMOTE_ADDR unless proxies are declared: a client-supplied
     # X-Forwarded-For must not buy a fresh rate limit.

@@ -1,17 +1,19 @@
 """A new password ends everything the user held before it, whichever path set it: the admin's password
-form, set_password + save anywhere, `manage.py changepassword`. (The sockets: test_sockets.py.)"""
+form, set_password + save anywhere, `manage.py changepassword`, POST /api/auth/password. (The sockets:
+test_sockets.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import User
 
-from .conftest import assert_contract_error, bearer, login
+from .conftest import PASSWORD, assert_contract_error, bearer, login
 
 NEW_PASSWORD = "Brand-New-Battery-77"
 
@@ -78,3 +80,85 @@ def test_manage_py_changepassword_revokes_too(make_user, monkeypatch):
     call_command("changepassword", user.username, stdout=open("/dev/null", "w"))  # noqa: SIM115
     assert_everything_before_is_refused(tokens, device)
     assert_the_new_password_works_at_once(user)
+
+
+# --- POST /api/auth/password --------------------------------------------------------------------------
+def test_the_rest_password_change_revokes_everything_else_and_answers_a_fresh_pair(make_user):
+    user = make_user()
+    device = APIClient()
+    tokens = login(device, user)
+    caller = APIClient()
+    mine = login(caller, user)
+
+    response = caller.post(
+        "/api/auth/password",
+        {"old_password": PASSWORD, "new_password": NEW_PASSWORD},
+        format="json",
+        **bearer(mine["access"]),
+    )
+
+    assert response.status_code == 200, response.content
+    fresh = response.json()
+    assert set(fresh) == {"access", "refresh"}
+    assert_everything_before_is_refused(tokens, device)
+    assert_contract_error(APIClient().get("/api/auth/me", **bearer(mine["access"])), 401, "token_revoked")
+    assert APIClient().get("/api/auth/me", **bearer(fresh["access"])).status_code == 200
+    assert APIClient().post("/api/auth/refresh", {"refresh": fresh["refresh"]}, format="json").status_code == 200
+    assert_the_new_password_works_at_once(user)
+
+
+def test_the_rest_password_change_from_a_session_keeps_that_session(make_user):
+    user = make_user()
+    browser = APIClient(enforce_csrf_checks=True)
+    login(browser, user)
+    csrf = browser.cookies["csrftoken"].value
+    response = browser.post(
+        "/api/auth/password",
+        {"old_password": PASSWORD, "new_password": NEW_PASSWORD},
+        format="json",
+        HTTP_X_CSRFTOKEN=csrf,
+    )
+    assert response.status_code == 200, response.content
+    assert browser.get("/api/auth/me").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"old_password": "Wrong-Password-1", "new_password": NEW_PASSWORD}, "old_password"),
+        ({"old_password": PASSWORD, "new_password": "123"}, "new_password"),
+        ({"old_password": PASSWORD}, "new_password"),
+        ({"old_password": 7, "new_password": NEW_PASSWORD}, "old_password"),
+    ],
+)
+def test_the_rest_password_change_refuses_a_wrong_current_or_weak_new_password_and_changes_nothing(
+    make_user, body, field
+):
+    user = make_user()
+    tokens = login(APIClient(), user)
+    response = APIClient().post("/api/auth/password", body, format="json", **bearer(tokens["access"]))
+    assert field in assert_contract_error(response, 400, "validation_error")["fields"]
+    assert APIClient().get("/api/auth/me", **bearer(tokens["access"])).status_code == 200
+    login(APIClient(), user)  # the old password still works
+
+
+def test_the_rest_password_change_needs_authentication_and_is_throttled_per_user(make_user, settings):
+    assert_contract_error(
+        APIClient().post("/api/auth/password", {"old_password": PASSWORD, "new_password": NEW_PASSWORD}, format="json"),
+        401,
+    )
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "password_change_user": "3/hour",
+        },
+    }
+    tokens = login(APIClient(), make_user())
+    wrong = {"old_password": "Wrong-Password-1", "new_password": NEW_PASSWORD}
+    for _ in range(3):
+        assert (
+            APIClient().post("/api/auth/password", wrong, format="json", **bearer(tokens["access"])).status_code == 400
+        )
+    throttled = APIClient().post("/api/auth/password", wrong, format="json", **bearer(tokens["access"]))
+    assert_contract_error(throttled, 429, "rate_limited")
