@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from django.contrib import auth
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
@@ -24,10 +26,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from chattalk_project.domain import DomainError, InvalidInput
 
@@ -172,10 +176,24 @@ def signup(*, username: Any, password: Any, email: Any = None, nickname: Any = N
         raise UsernameTaken(fields={"username": ["A user with that username already exists."]}) from None
 
 
-def issue_tokens(user: User) -> TokenPair:
-    refresh = RefreshToken.for_user(user)  # recorded as outstanding, so that it can be blacklisted
-    # Copied into the access token: a password change (which moves the generation) refuses both.
+def issue_tokens(user: User, family: str | None = None) -> TokenPair:
+    """A new pair. The refresh token starts a family (a login) or continues one (a rotation); both tokens
+    carry the family and the user's credential generation, so that either can be revoked by them.
+
+    simplejwt's RefreshToken.for_user records the token as outstanding before any claim of ours could be
+    added; this records it with them, so that a family's outstanding tokens can be found from the table.
+    """
+    refresh = RefreshToken()
+    refresh[jwt_settings.USER_ID_CLAIM] = str(user.pk)
     refresh[tokens.GENERATION_CLAIM] = user.credential_generation
+    refresh[tokens.FAMILY_CLAIM] = family or uuid.uuid4().hex
+    OutstandingToken.objects.create(
+        user=user,
+        jti=refresh[jwt_settings.JTI_CLAIM],
+        token=str(refresh),
+        created_at=refresh.current_time,
+        expires_at=datetime_from_epoch(refresh["exp"]),
+    )
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
 
@@ -221,9 +239,11 @@ def _decode_refresh(raw: Any) -> _RefreshTokenUnderLock:
 
 
 def refresh(raw: Any) -> TokenPair:
-    """Rotate: the presented refresh token is blacklisted and a new pair issued. A second use is refused.
+    """Rotate: the presented refresh token is blacklisted and a new pair of the same family issued.
 
-    The outstanding row is locked first, so two concurrent uses of one token cannot both succeed.
+    The outstanding row is locked first, so two concurrent uses of one token cannot both succeed. A second
+    use means the token was copied: one of its two holders is an attacker, and nobody can tell which, so
+    the whole family is revoked (revoke_token_family) and the caller told `token_reused`.
     """
     if raw is None or raw == "":
         raise InvalidInput(fields={"refresh": ["This field is required."]})
@@ -235,20 +255,57 @@ def refresh(raw: Any) -> TokenPair:
         if outstanding is None or outstanding.user_id is None:
             raise TokenInvalid()  # every refresh token we issue is recorded
         _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
-        if not created:
-            raise TokenReused()
-        user = User.objects.filter(pk=outstanding.user_id, is_active=True).first()
-        if user is None or not tokens.generation_is_current(
-            old.get(tokens.GENERATION_CLAIM), user.credential_generation
-        ):
-            raise TokenRevoked()
-        return issue_tokens(user)
+        if created:
+            user = User.objects.filter(pk=outstanding.user_id, is_active=True).first()
+            if user is None or not tokens.generation_is_current(
+                old.get(tokens.GENERATION_CLAIM), user.credential_generation
+            ):
+                raise TokenRevoked()
+            return issue_tokens(user, family=old.get(tokens.FAMILY_CLAIM))
+    # Outside the transaction above, which a refusal raised inside would roll back.
+    revoke_token_family(user_id=outstanding.user_id, family=old.get(tokens.FAMILY_CLAIM))
+    raise TokenReused()
+
+
+def revoke_token_family(*, user_id: int, family: str | None) -> None:
+    """Blacklist every outstanding refresh token of the family and refuse its access tokens; close the
+    family's sockets (the periodic re-check of each process sees the family's denylist entry).
+
+    A refresh token from before families existed names none: then every token of the user is revoked, as
+    deactivation does (the safe choice when the family cannot be told apart).
+    """
+    if not family:
+        with transaction.atomic():
+            tokens.blacklist_outstanding_refresh_tokens(user_id)
+            tokens.revoke_all_tokens_issued_before(user_id, time.time())
+            transaction.on_commit(lambda: publish_user_revoked(user_id, None))
+        logger.warning("reused refresh token without a family: every token of user %s revoked", user_id)
+        return
+    # Set first: from this instant no access token of the family passes, even while the blacklist is written.
+    tokens.revoke_family_access_tokens(family)
+    with transaction.atomic():
+        live = OutstandingToken.objects.filter(
+            user_id=user_id, blacklistedtoken__isnull=True, expires_at__gt=timezone.now()
+        )
+        members = [row for row in live if _family_of(row.token) == family]
+        BlacklistedToken.objects.bulk_create([BlacklistedToken(token=row) for row in members], ignore_conflicts=True)
+    logger.warning("reused refresh token: family of user %s revoked (%d outstanding)", user_id, len(members))
+
+
+def _family_of(stored_token: str) -> str | None:
+    """The family claim of a refresh token as recorded at issue (our own table: no signature check needed)."""
+    try:
+        payload = jwt.decode(stored_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    family = payload.get(tokens.FAMILY_CLAIM)
+    return family if isinstance(family, str) else None
 
 
 def authenticate_access_token(raw: Any) -> tuple[User, AccessToken]:
     """The one check of an access token, for REST, GraphQL and WebSocket: signature, expiry, type, the
-    user being active, and none of logout (jti denylist), deactivation (user cutoff) or a password change
-    (credential generation) having revoked it."""
+    user being active, and none of logout (jti denylist), deactivation (user cutoff), a password change
+    (credential generation) or a reused refresh token (family denylist) having revoked it."""
     try:
         token = AccessToken(_raw_token(raw))
     except ExpiredTokenError:
@@ -264,7 +321,7 @@ def authenticate_access_token(raw: Any) -> tuple[User, AccessToken]:
     if (
         not user.is_active
         or not tokens.generation_is_current(token.get(tokens.GENERATION_CLAIM), user.credential_generation)
-        or tokens.access_token_is_revoked(user.pk, token.get("jti"), token.get("iat"))
+        or tokens.access_token_is_revoked(user.pk, token.get("jti"), token.get("iat"), token.get(tokens.FAMILY_CLAIM))
     ):
         raise TokenRevoked()
     return user, token

@@ -2,9 +2,11 @@
 are stateless JWTs.
 
 - Refresh tokens: simplejwt's blacklist (database). Rotation blacklists the old one; logout blacklists the
-  one presented; deactivation and a password change blacklist every outstanding one of the user.
-- Access tokens: a denylist by jti in the shared cache, kept until the token would expire anyway (logout),
-  and a per-user cutoff time: every access token issued at or before it is refused (deactivation).
+  one presented; deactivation and a password change blacklist every outstanding one of the user; reusing a
+  rotated one blacklists every outstanding one of its family.
+- Access tokens: a denylist by jti in the shared cache, kept until the token would expire anyway (logout);
+  a per-user cutoff time: every access token issued at or before it is refused (deactivation); a per-family
+  entry: every access token of a family whose refresh token was reused is refused.
 - Both carry the user's credential generation (User.credential_generation, moved by a password change):
   a token of an older generation is refused. That check needs no cache: it reads the user row.
 With REDIS_URL set the cache is Redis, so every process sees a revocation at once.
@@ -30,8 +32,10 @@ from chattalk_project.domain import ServiceUnavailable
 
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"
-# A claim of our refresh tokens, copied into the access tokens made from them.
+FAMILY_DENY_PREFIX = "jwt-family-deny:"
+# Claims of our refresh tokens, copied into the access tokens made from them.
 GENERATION_CLAIM = "gen"  # User.credential_generation at issue; absent (tokens from before it) counts as 0
+FAMILY_CLAIM = "fam"  # one id per login, carried through every rotation of its refresh token
 # Sockets opened with a session cookie carry this id instead of a jti, so a logout can close them too.
 SESSION_SOCKET_PREFIX = "session:"
 
@@ -80,35 +84,46 @@ def revoke_all_tokens_issued_before(user_id: int, cutoff: float, ttl_seconds: in
     denylist_cache().set(USER_CUTOFF_PREFIX + str(user_id), cutoff, timeout=ttl_seconds)
 
 
+def revoke_family_access_tokens(family: str) -> None:
+    """Every access token made from a refresh token of this family is refused until it would expire."""
+    denylist_cache().set(FAMILY_DENY_PREFIX + family, 1, timeout=int(access_lifetime().total_seconds()) + 60)
+
+
 def generation_is_current(token_generation: object, user_generation: int) -> bool:
     return (token_generation if token_generation is not None else 0) == user_generation
 
 
-def _is_denied(cached: dict[str, object], user_id: int, jti: str | None, issued_at: float | None) -> bool:
+def _is_denied(
+    cached: dict[str, object], user_id: int, jti: str | None, issued_at: float | None, family: str | None
+) -> bool:
     """The cache's verdict on one token, from one `get_many` of the keys that `_denylist_keys` names."""
     cutoff = cached.get(USER_CUTOFF_PREFIX + str(user_id))
     return bool(
         (jti and DENYLIST_PREFIX + jti in cached)
+        or (family and FAMILY_DENY_PREFIX + family in cached)
         or (cutoff is not None and (issued_at is None or float(issued_at) <= float(cutoff)))  # type: ignore[arg-type]
     )
 
 
-def _denylist_keys(user_id: int, jti: str | None) -> list[str]:
+def _denylist_keys(user_id: int, jti: str | None, family: str | None) -> list[str]:
     keys = [USER_CUTOFF_PREFIX + str(user_id)]
     if jti:
         keys.append(DENYLIST_PREFIX + jti)
+    if family:
+        keys.append(FAMILY_DENY_PREFIX + family)
     return keys
 
 
-def access_token_is_revoked(user_id: int, jti: str | None, issued_at: float | None) -> bool:
+def access_token_is_revoked(user_id: int, jti: str | None, issued_at: float | None, family: str | None = None) -> bool:
     """One cache round trip. Fails closed: when the denylist cannot be read, nobody is let in on a token
     (503 / close 1013), since a logged-out token must never work just because Redis blinked."""
     jti = str(jti) if jti else None
+    family = str(family) if family else None
     try:
-        cached = denylist_cache().get_many(_denylist_keys(user_id, jti))
+        cached = denylist_cache().get_many(_denylist_keys(user_id, jti, family))
     except Exception as exc:  # noqa: BLE001 - any cache failure: redis-py's errors are not one class
         raise ServiceUnavailable("The token denylist cannot be read; retry shortly.") from exc
-    return _is_denied(cached, user_id, jti, issued_at)
+    return _is_denied(cached, user_id, jti, issued_at, family)
 
 
 def blacklist_outstanding_refresh_tokens(user_id: int) -> int:
@@ -138,6 +153,7 @@ class SocketCredential:
     issued_at: float | None
     session_key: str | None
     generation: int | None = None  # token sockets: the token's credential generation
+    family: str | None = None  # token sockets: the token's family
 
 
 def _session_data(session_keys: set[str]) -> dict[str, dict[str, Any]]:
@@ -176,7 +192,7 @@ def session_belongs_to(data: dict[str, Any] | None, user: Any) -> bool:
 
 def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
     """Indexes of the credentials that no longer hold: an inactive user; for a token socket a denylisted
-    jti, a token from before the user's cutoff or from an older credential generation; for a
+    jti or family, a token from before the user's cutoff or from an older credential generation; for a
     session socket a session that ended or no longer carries the user's current auth hash (the password
     changed). Batched (one cache read, two queries) so a process can re-check all of its sockets every few
     seconds; this is what closes a socket whose revocation event was lost in transit."""
@@ -185,7 +201,7 @@ def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
     if not credentials:
         return set()
     user_ids = {c.user_id for c in credentials}
-    keys = {key for c in credentials for key in _denylist_keys(c.user_id, c.jti)}
+    keys = {key for c in credentials for key in _denylist_keys(c.user_id, c.jti, c.family)}
     cached = denylist_cache().get_many(list(keys))
     users = User.objects.only("pk", "is_active", "password", "credential_generation").in_bulk(list(user_ids))
     session_keys = {c.session_key for c in credentials if c.session_key}
@@ -198,7 +214,7 @@ def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
         elif credential.session_key:
             if not session_belongs_to(sessions.get(credential.session_key), user):
                 revoked.add(index)
-        elif _is_denied(cached, credential.user_id, credential.jti, credential.issued_at) or (
+        elif _is_denied(cached, credential.user_id, credential.jti, credential.issued_at, credential.family) or (
             credential.generation is not None
             and not generation_is_current(credential.generation, user.credential_generation)
         ):

@@ -39,6 +39,7 @@ class SocketAuth:
     issued_at: float | None = None  # the access token's iat, for the per-user cutoff of deactivation
     session_key: str | None = None  # session sockets: re-checked periodically in case a close event was lost
     generation: int | None = None  # token sockets: the token's credential generation (a password change moves it)
+    family: str | None = None  # token sockets: the token's family (a reused refresh token revokes it)
 
 
 def _token_from_scope(scope: dict[str, Any]) -> tuple[str | None, bool]:
@@ -60,7 +61,7 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
     from chattalk_project.domain import ServiceUnavailable
 
     from .services import NotAuthenticated, authenticate_access_token
-    from .tokens import GENERATION_CLAIM
+    from .tokens import FAMILY_CLAIM, GENERATION_CLAIM
 
     try:
         user, token = authenticate_access_token(raw)
@@ -74,6 +75,7 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
         expires_at=float(token["exp"]),
         issued_at=token.get("iat"),
         generation=int(token.get(GENERATION_CLAIM) or 0),
+        family=token.get(FAMILY_CLAIM),
     )
 
 

@@ -96,6 +96,7 @@ class SocketBase(AsyncWebsocketConsumer):
         self.auth_issued_at = getattr(auth, "issued_at", None)
         self.auth_session_key = getattr(auth, "session_key", None)
         self.auth_generation = getattr(auth, "generation", None)
+        self.auth_family = getattr(auth, "family", None)
         self.last_activity = time.monotonic()
         self.hub = get_hub()
         current_request_id.set(self.connection_id[:12])

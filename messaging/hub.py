@@ -308,6 +308,7 @@ class Hub:
                     issued_at=getattr(listener, "auth_issued_at", None),
                     session_key=getattr(listener, "auth_session_key", None),
                     generation=getattr(listener, "auth_generation", None),
+                    family=getattr(listener, "auth_family", None),
                 )
                 for listener in sockets
             ]

@@ -256,7 +256,7 @@ def test_deactivation_in_the_admin_of_one_process_closes_every_socket_on_another
     assert refresh.status_code == 401
 
 
-# --- password change ------------------------------------------------------------------------------------
+# --- password change and token families -----------------------------------------------------------------
 NEW_PASSWORD = "Brand-New-Battery-77"
 
 
@@ -330,5 +330,30 @@ def test_a_password_change_whose_close_event_was_lost_is_caught_by_the_periodic_
         codes = await asyncio.gather(close_code(by_token, 8.0), close_code(by_session, 8.0))
         assert codes == [4401, 4401]
         assert await refused_with(f"{url}?access_token={other['access']}") == 4401
+
+    asyncio.run(scenario())
+
+
+@socket_test
+def test_a_socket_of_a_token_family_whose_refresh_token_was_reused_is_closed_by_the_recheck(server_factory):
+    server = server_factory()
+    _user, room_id = make_member("wsfamily")
+    _client, a = http_login(server, "wsfamily")
+    _other_client, other = http_login(server, "wsfamily")  # another login: another family
+    url = f"{server.ws_url}/ws/rooms/{room_id}/"
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+            b = (await http.post("/api/auth/refresh", json={"refresh": a["refresh"]})).json()
+            from_b = await open_socket(f"{url}?access_token={b['access']}")
+            other_family = await open_socket(f"{url}?access_token={other['access']}")
+            for ws in (from_b, other_family):
+                await ping(ws)
+            reuse = await http.post("/api/auth/refresh", json={"refresh": a["refresh"]})
+            assert reuse.status_code == 401 and reuse.json()["code"] == "token_reused"
+            assert await close_code(from_b, 8.0) == 4401
+            await ping(other_family)
+            await other_family.close()
+            assert await refused_with(f"{url}?access_token={b['access']}") == 4401
 
     asyncio.run(scenario())
