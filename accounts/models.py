@@ -8,6 +8,8 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models, router, transaction
 from django.utils.crypto import salted_hmac
 
+from .names import SKELETON_MAX_LENGTH, name_skeleton
+
 SESSION_AUTH_HASH_SALT = "accounts.User.get_session_auth_hash"
 
 
@@ -19,6 +21,10 @@ class User(AbstractUser):
     # they were issued under (accounts.tokens.GENERATION_CLAIM); one from an older generation is refused.
     # Kept in the user row, which every token check reads anyway: exact, and no cache entry to lose.
     credential_generation = models.PositiveIntegerField(default=0, editable=False)
+    # The names' skeletons (accounts/names.py), kept by `save`: a name is refused when its skeleton equals
+    # one of another user's (accounts.services.look_alike_name_errors). "" for an empty nickname.
+    username_skeleton = models.CharField(max_length=SKELETON_MAX_LENGTH, blank=True, editable=False, db_index=True)
+    nickname_skeleton = models.CharField(max_length=SKELETON_MAX_LENGTH, blank=True, editable=False, db_index=True)
 
     # True while check_password runs: a save then is Django's rehash of the same password with the
     # preferred hasher (login after a hasher or parameter change), not a password change.
@@ -73,6 +79,7 @@ class User(AbstractUser):
         change): the stored hash is compared with the new one under a row lock, and a change moves the
         credential generation in the same UPDATE and revokes what the user holds
         (accounts.services.revoke_after_password_change), all in one transaction."""
+        self._keep_name_skeletons(kwargs)
         update_fields = kwargs.get("update_fields")
         if (
             self._state.adding
@@ -101,3 +108,10 @@ class User(AbstractUser):
                 from .services import revoke_after_password_change  # services imports this module
 
                 revoke_after_password_change(self)
+
+    def _keep_name_skeletons(self, save_kwargs: dict[str, Any]) -> None:
+        self.username_skeleton = name_skeleton(self.username or "")
+        self.nickname_skeleton = name_skeleton(self.nickname or "")
+        update_fields = save_kwargs.get("update_fields")
+        if update_fields is not None and {"username", "nickname"} & set(update_fields):
+            save_kwargs["update_fields"] = {*update_fields, "username_skeleton", "nickname_skeleton"}

@@ -25,6 +25,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
@@ -37,6 +38,7 @@ from chattalk_project.domain import DomainError, InvalidInput
 
 from . import tokens
 from .models import User
+from .names import name_skeleton
 from .realtime import publish_user_revoked
 
 logger = logging.getLogger(__name__)
@@ -133,6 +135,26 @@ def _string(value: Any, *, required: bool, max_length: int, errors: dict[str, li
     return value
 
 
+def look_alike_name_errors(*, username: str | None, nickname: str | None, user_id: int | None) -> dict[str, list[str]]:
+    """Field errors for a username or nickname that looks like another user's username or nickname (equal
+    skeletons, accounts/names.py), or that shows nothing at all. A user's own names may look alike.
+    Every path that sets a name asks this: signup (REST and pages) and the admin's user forms."""
+    errors: dict[str, list[str]] = {}
+    for field, name in (("username", username), ("nickname", nickname)):
+        if not name:
+            continue
+        skeleton = name_skeleton(name)
+        if not skeleton:
+            errors[field] = ["Must contain a visible character."]
+            continue
+        others = User.objects.filter(Q(username_skeleton=skeleton) | Q(nickname_skeleton=skeleton))
+        if user_id is not None:
+            others = others.exclude(pk=user_id)
+        if others.exists():
+            errors[field] = ["Too much like the name of another user."]
+    return errors
+
+
 def refuse_privileged_fields(body: Mapping[str, Any]) -> None:
     asked = sorted(PRIVILEGED_SIGNUP_FIELDS.intersection(body))
     if asked:
@@ -167,6 +189,9 @@ def signup(*, username: Any, password: Any, email: Any = None, nickname: Any = N
     # Case-insensitive, so that "Alice" cannot pass for "alice".
     if User.objects.filter(username__iexact=username).exists():
         raise UsernameTaken(fields={"username": ["A user with that username already exists."]})
+    errors = look_alike_name_errors(username=username, nickname=nickname, user_id=None)
+    if errors:
+        raise InvalidInput(fields=errors)
     try:
         with transaction.atomic():
             return User.objects.create_user(
