@@ -279,15 +279,15 @@ def refresh(raw: Any) -> TokenPair:
         outstanding = OutstandingToken.objects.select_for_update().filter(jti=old.get(jwt_settings.JTI_CLAIM)).first()
         if outstanding is None or outstanding.user_id is None:
             raise TokenInvalid()  # every refresh token we issue is recorded
+        user = User.objects.filter(pk=outstanding.user_id, is_active=True).first()
+        if user is None or not tokens.generation_is_current(
+            old.get(tokens.GENERATION_CLAIM), user.credential_generation
+        ):
+            raise TokenRevoked()  # deactivated, or the password changed: all of it was revoked already
         _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
         if created:
-            user = User.objects.filter(pk=outstanding.user_id, is_active=True).first()
-            if user is None or not tokens.generation_is_current(
-                old.get(tokens.GENERATION_CLAIM), user.credential_generation
-            ):
-                raise TokenRevoked()
             return issue_tokens(user, family=old.get(tokens.FAMILY_CLAIM))
-    # Outside the transaction above, which a refusal raised inside would roll back.
+    # A reuse. Outside the transaction above, which a refusal raised inside would roll back.
     revoke_token_family(user_id=outstanding.user_id, family=old.get(tokens.FAMILY_CLAIM))
     raise TokenReused()
 
