@@ -1,24 +1,54 @@
 """Operators manage users here: search, the staff flag, and deactivation that really locks a user out.
 
 Deactivating (the action, or unticking "active" in the form) goes through accounts.services.deactivate_user,
-so it also revokes the user's tokens and closes their live sockets on every process.
+so it also revokes the user's tokens and closes their live sockets on every process. Names typed in the
+forms obey signup's rule (accounts.services.look_alike_name_errors); the password form is Django's, and a
+new password ends what the user held (accounts.models.User.save).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .models import User
-from .services import deactivate_user
+from .services import deactivate_user, look_alike_name_errors
+
+
+class _RefusesLookAlikeNames(forms.ModelForm):
+    """A username or nickname typed here obeys the rule of signup: it must not look like another user's."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        changed = set(self.changed_data)  # an old clash stays editable: only new names are judged
+        errors = look_alike_name_errors(
+            username=data.get("username") if "username" in changed else None,
+            nickname=data.get("nickname") if "nickname" in changed else None,
+            user_id=self.instance.pk,
+        )
+        for field, messages_ in errors.items():
+            self.add_error(field, messages_)
+        return data
+
+
+class ChatTalkUserChangeForm(_RefusesLookAlikeNames, UserChangeForm):
+    pass
+
+
+class ChatTalkUserCreationForm(_RefusesLookAlikeNames, AdminUserCreationForm):
+    pass
 
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    form = ChatTalkUserChangeForm
+    add_form = ChatTalkUserCreationForm
     list_display = ("username", "nickname", "email", "is_staff", "is_active", "date_joined", "last_login")
     list_filter = ("is_staff", "is_superuser", "is_active")
     search_fields = ("username", "nickname", "email")

@@ -1,6 +1,7 @@
 """REST views of /api/auth/: parse the body, call accounts.services, shape the answer, set cookies.
 
-Login and signup hash passwords, so accounts/urls.py runs them on the password pool (password_pool.py).
+Login, signup and the password change hash passwords, so accounts/urls.py runs them on the password pool
+(password_pool.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,19 @@ from .serializers import (
     LoginRequestSerializer,
     LoginResponseSerializer,
     MeSerializer,
+    PasswordChangeRequestSerializer,
     RefreshRequestSerializer,
     SignupRequestSerializer,
     TokenPairSerializer,
     UserSerializer,
 )
-from .throttling import LoginIPThrottle, LoginUsernameThrottle, SignupIPThrottle, SignupUsernameThrottle
+from .throttling import (
+    LoginIPThrottle,
+    LoginUsernameThrottle,
+    PasswordChangeUserThrottle,
+    SignupIPThrottle,
+    SignupUsernameThrottle,
+)
 
 REFRESH_COOKIE_PATH = "/api/auth/"
 
@@ -123,6 +131,27 @@ class LogoutView(APIView):
         services.logout(request=request._request, user=request.user, access=access, refresh_token=refresh)
         response = Response(status=204)
         response.delete_cookie(settings.AUTH_REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, samesite="Strict")
+        return response
+
+
+class PasswordChangeView(APIView):
+    """The caller's own password. Runs on the password pool (two hashes); throttled per user, since a
+    stolen access token must not buy unlimited guesses of the current password."""
+
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [PasswordChangeUserThrottle]
+
+    @extend_schema(request=PasswordChangeRequestSerializer, responses={200: TokenPairSerializer})
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        pair = services.change_password(
+            request=request._request,
+            user=request.user,
+            old_password=body.get("old_password"),
+            new_password=body.get("new_password"),
+        )
+        response = Response({"access": pair.access, "refresh": pair.refresh})
+        _set_refresh_cookie(response, pair.refresh)
         return response
 
 

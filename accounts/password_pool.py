@@ -1,9 +1,10 @@
 """A bounded pool of threads for the views that hash passwords (login, signup).
 
-Why: PBKDF2 costs about 0.2-0.4 s of CPU per hash here. Under ASGI, Django runs each sync view in a thread
-of its own, so a storm of 100 logins means 100 threads hashing at once: every login finishes only at the
-end of the storm, and the event loop (every WebSocket of the process) has to share two cores with 100
-CPU-bound threads. hashlib releases the GIL while it hashes, so a pool with one thread per core hashes on
+Why: a password hash costs CPU by design (Argon2id, and a stored PBKDF2 hash until its login upgrades it,
+about ten times more: docs/BENCHMARKS.md, "Password hashing"). Under ASGI, Django runs each sync view in a thread of its own, so a
+storm of 100 logins means 100 threads hashing at once: every login finishes only at the end of the storm,
+and the event loop (every WebSocket of the process) has to share two cores with 100 CPU-bound threads.
+argon2-cffi and hashlib release the GIL while they hash, so a pool with one thread per core hashes on
 every core, makes the storm queue (first come, first served, each login done in its turn), and leaves the
 event loop and the other views' threads their share of the CPU. The pool is used by nothing else, so chat
 sends (which run on the loop's default executor) never wait behind a password hash.

@@ -44,6 +44,11 @@ class LoginRequestSerializer(serializers.Serializer):
     password = serializers.CharField(max_length=256, write_only=True)
 
 
+class PasswordChangeRequestSerializer(serializers.Serializer):
+    old_password = serializers.CharField(max_length=256, write_only=True)
+    new_password = serializers.CharField(max_length=256, write_only=True)
+
+
 class RefreshRequestSerializer(serializers.Serializer):
     refresh = serializers.CharField(required=False, help_text="Optional when the chattalk_refresh cookie is sent.")
 

@@ -1,4 +1,5 @@
-"""The accounts domain: sign up, log in, refresh, log out, deactivate, and check an access token.
+"""The accounts domain: sign up, log in, refresh, log out, deactivate, change a password (and end what a
+password change ends), and check an access token.
 
 Every edge calls these: the REST views (accounts/api.py), the Bearer authentication of REST and GraphQL
 (accounts/authentication.py), the WebSocket middleware (accounts/ws_auth.py) and the admin. So a token is
@@ -12,27 +13,33 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 from django.contrib import auth
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import HttpRequest
+from django.utils import timezone
 from rest_framework_simplejwt.exceptions import ExpiredTokenError, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from core.domain import DomainError, InvalidInput
 from realtime.publish import publish_user_revoked
 
 from . import tokens
 from .models import User
+from .names import name_skeleton
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +135,26 @@ def _string(value: Any, *, required: bool, max_length: int, errors: dict[str, li
     return value
 
 
+def look_alike_name_errors(*, username: str | None, nickname: str | None, user_id: int | None) -> dict[str, list[str]]:
+    """Field errors for a username or nickname that looks like another user's username or nickname (equal
+    skeletons, accounts/names.py), or that shows nothing at all. A user's own names may look alike.
+    Every path that sets a name asks this: signup (REST and pages) and the admin's user forms."""
+    errors: dict[str, list[str]] = {}
+    for field, name in (("username", username), ("nickname", nickname)):
+        if not name:
+            continue
+        skeleton = name_skeleton(name)
+        if not skeleton:
+            errors[field] = ["Must contain a visible character."]
+            continue
+        others = User.objects.filter(Q(username_skeleton=skeleton) | Q(nickname_skeleton=skeleton))
+        if user_id is not None:
+            others = others.exclude(pk=user_id)
+        if others.exists():
+            errors[field] = ["Too much like the name of another user."]
+    return errors
+
+
 def refuse_privileged_fields(body: Mapping[str, Any]) -> None:
     asked = sorted(PRIVILEGED_SIGNUP_FIELDS.intersection(body))
     if asked:
@@ -162,6 +189,9 @@ def signup(*, username: Any, password: Any, email: Any = None, nickname: Any = N
     # Case-insensitive, so that "Alice" cannot pass for "alice".
     if User.objects.filter(username__iexact=username).exists():
         raise UsernameTaken(fields={"username": ["A user with that username already exists."]})
+    errors = look_alike_name_errors(username=username, nickname=nickname, user_id=None)
+    if errors:
+        raise InvalidInput(fields=errors)
     try:
         with transaction.atomic():
             return User.objects.create_user(
@@ -171,8 +201,24 @@ def signup(*, username: Any, password: Any, email: Any = None, nickname: Any = N
         raise UsernameTaken(fields={"username": ["A user with that username already exists."]}) from None
 
 
-def issue_tokens(user: User) -> TokenPair:
-    refresh = RefreshToken.for_user(user)  # recorded as outstanding, so that it can be blacklisted
+def issue_tokens(user: User, family: str | None = None) -> TokenPair:
+    """A new pair. The refresh token starts a family (a login) or continues one (a rotation); both tokens
+    carry the family and the user's credential generation, so that either can be revoked by them.
+
+    simplejwt's RefreshToken.for_user records the token as outstanding before any claim of ours could be
+    added; this records it with them, so that a family's outstanding tokens can be found from the table.
+    """
+    refresh = RefreshToken()
+    refresh[jwt_settings.USER_ID_CLAIM] = str(user.pk)
+    refresh[tokens.GENERATION_CLAIM] = user.credential_generation
+    refresh[tokens.FAMILY_CLAIM] = family or uuid.uuid4().hex
+    OutstandingToken.objects.create(
+        user=user,
+        jti=refresh[jwt_settings.JTI_CLAIM],
+        token=str(refresh),
+        created_at=refresh.current_time,
+        expires_at=datetime_from_epoch(refresh["exp"]),
+    )
     return TokenPair(access=str(refresh.access_token), refresh=str(refresh))
 
 
@@ -218,9 +264,11 @@ def _decode_refresh(raw: Any) -> _RefreshTokenUnderLock:
 
 
 def refresh(raw: Any) -> TokenPair:
-    """Rotate: the presented refresh token is blacklisted and a new pair issued. A second use is refused.
+    """Rotate: the presented refresh token is blacklisted and a new pair of the same family issued.
 
-    The outstanding row is locked first, so two concurrent uses of one token cannot both succeed.
+    The outstanding row is locked first, so two concurrent uses of one token cannot both succeed. A second
+    use means the token was copied: one of its two holders is an attacker, and nobody can tell which, so
+    the whole family is revoked (revoke_token_family) and the caller told `token_reused`.
     """
     if raw is None or raw == "":
         raise InvalidInput(fields={"refresh": ["This field is required."]})
@@ -231,18 +279,58 @@ def refresh(raw: Any) -> TokenPair:
         outstanding = OutstandingToken.objects.select_for_update().filter(jti=old.get(jwt_settings.JTI_CLAIM)).first()
         if outstanding is None or outstanding.user_id is None:
             raise TokenInvalid()  # every refresh token we issue is recorded
-        _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
-        if not created:
-            raise TokenReused()
         user = User.objects.filter(pk=outstanding.user_id, is_active=True).first()
-        if user is None:
-            raise TokenRevoked()
-        return issue_tokens(user)
+        if user is None or not tokens.generation_is_current(
+            old.get(tokens.GENERATION_CLAIM), user.credential_generation
+        ):
+            raise TokenRevoked()  # deactivated, or the password changed: all of it was revoked already
+        _, created = BlacklistedToken.objects.get_or_create(token=outstanding)
+        if created:
+            return issue_tokens(user, family=old.get(tokens.FAMILY_CLAIM))
+    # A reuse. Outside the transaction above, which a refusal raised inside would roll back.
+    revoke_token_family(user_id=outstanding.user_id, family=old.get(tokens.FAMILY_CLAIM))
+    raise TokenReused()
+
+
+def revoke_token_family(*, user_id: int, family: str | None) -> None:
+    """Blacklist every outstanding refresh token of the family and refuse its access tokens; close the
+    family's sockets (the periodic re-check of each process sees the family's denylist entry).
+
+    A refresh token from before families existed names none: then every token of the user is revoked, as
+    deactivation does (the safe choice when the family cannot be told apart).
+    """
+    if not family:
+        with transaction.atomic():
+            tokens.blacklist_outstanding_refresh_tokens(user_id)
+            tokens.revoke_all_tokens_issued_before(user_id, time.time())
+            publish_user_revoked(user_id, None)  # after commit: every socket of the user closes (4401)
+        logger.warning("reused refresh token without a family: every token of user %s revoked", user_id)
+        return
+    # Set first: from this instant no access token of the family passes, even while the blacklist is written.
+    tokens.revoke_family_access_tokens(family)
+    with transaction.atomic():
+        live = OutstandingToken.objects.filter(
+            user_id=user_id, blacklistedtoken__isnull=True, expires_at__gt=timezone.now()
+        )
+        members = [row for row in live if _family_of(row.token) == family]
+        BlacklistedToken.objects.bulk_create([BlacklistedToken(token=row) for row in members], ignore_conflicts=True)
+    logger.warning("reused refresh token: family of user %s revoked (%d outstanding)", user_id, len(members))
+
+
+def _family_of(stored_token: str) -> str | None:
+    """The family claim of a refresh token as recorded at issue (our own table: no signature check needed)."""
+    try:
+        payload = jwt.decode(stored_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    family = payload.get(tokens.FAMILY_CLAIM)
+    return family if isinstance(family, str) else None
 
 
 def authenticate_access_token(raw: Any) -> tuple[User, AccessToken]:
     """The one check of an access token, for REST, GraphQL and WebSocket: signature, expiry, type, the
-    user being active, and neither logout (jti denylist) nor deactivation (user cutoff) having revoked it."""
+    user being active, and none of logout (jti denylist), deactivation (user cutoff), a password change
+    (credential generation) or a reused refresh token (family denylist) having revoked it."""
     try:
         token = AccessToken(_raw_token(raw))
     except ExpiredTokenError:
@@ -255,7 +343,11 @@ def authenticate_access_token(raw: Any) -> tuple[User, AccessToken]:
         raise TokenInvalid() from None
     if user is None:
         raise TokenInvalid()
-    if not user.is_active or tokens.access_token_is_revoked(user.pk, token.get("jti"), token.get("iat")):
+    if (
+        not user.is_active
+        or not tokens.generation_is_current(token.get(tokens.GENERATION_CLAIM), user.credential_generation)
+        or tokens.access_token_is_revoked(user.pk, token.get("jti"), token.get("iat"), token.get(tokens.FAMILY_CLAIM))
+    ):
         raise TokenRevoked()
     return user, token
 
@@ -308,3 +400,40 @@ def deactivate_user(*, user: User | int, actor: User | None = None) -> None:
     logger.info("user %s deactivated by %s", user_id, getattr(actor, "pk", None) or "system")
     if not isinstance(user, int):
         user.is_active = False
+
+
+# --- password change ------------------------------------------------------------------------------------
+def revoke_after_password_change(user: User) -> None:
+    """What a new password ends, whoever set it. Called by User.save inside the transaction that stored the
+    new hash and moved the credential generation (which alone refuses every token issued before: REST,
+    GraphQL, refresh, new sockets). Here: every refresh token is blacklisted too, and after commit every
+    socket of the user is closed on every process. Other browser sessions fail Django's session hash check
+    from now on; the periodic socket re-check catches both kinds of socket if the close event is lost."""
+    user_id = int(user.pk)
+    tokens.blacklist_outstanding_refresh_tokens(user_id)
+    publish_user_revoked(user_id, None)  # after commit: every socket of the user closes (4401)
+    logger.info("password of user %s changed: tokens, sessions and sockets revoked", user_id)
+
+
+def change_password(*, request: HttpRequest, user: User, old_password: Any, new_password: Any) -> TokenPair:
+    """The caller changes their own password: everything they held ends (revoke_after_password_change),
+    and they get a fresh token pair; the browser session making the call, if any, stays logged in."""
+    errors: dict[str, list[str]] = {}
+    old = _string(old_password, required=True, max_length=PASSWORD_MAX_LENGTH, errors=errors, name="old_password")
+    new = _string(new_password, required=True, max_length=PASSWORD_MAX_LENGTH, errors=errors, name="new_password")
+    if errors:
+        raise InvalidInput(fields=errors)
+    if not user.check_password(old):
+        raise InvalidInput(fields={"old_password": ["The current password is not correct."]})
+    try:
+        validate_password(new, user=user)
+    except ValidationError as exc:
+        raise InvalidInput(fields={"new_password": list(exc.messages)}) from None
+    with transaction.atomic():
+        user.set_password(new)
+        user.save(update_fields=["password"])
+        pair = issue_tokens(user)
+    session = getattr(request, "session", None)
+    if session is not None and session.get(auth.SESSION_KEY) == str(user.pk):
+        auth.update_session_auth_hash(request, user)  # the browser making the call stays logged in
+    return pair

@@ -1,4 +1,5 @@
-"""Throttles of login and signup, per client IP and per username, counted in the shared cache.
+"""Throttles of login and signup, per client IP and per username, and of password changes per user,
+counted in the shared cache.
 
 With REDIS_URL the counters live in Redis, so a guesser spreading attempts over processes is still counted
 once. Rates are REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]; RATE_LIMITS=off (load tests) turns them all off.
@@ -83,6 +84,16 @@ class SignupIPThrottle(_PerIPThrottle):
 
 class SignupUsernameThrottle(_PerUsernameThrottle):
     scope = "signup_username"
+
+
+class PasswordChangeUserThrottle(_AuthThrottle):
+    """Password changes per authenticated user: each one checks a guess of the current password."""
+
+    scope = "password_change_user"
+
+    def get_cache_key(self, request: Request, view: Any) -> str | None:
+        user_id = getattr(request.user, "pk", None)
+        return self.cache_format % {"scope": self.scope, "ident": user_id} if user_id else None
 
 
 LOGIN_THROTTLES = (LoginIPThrottle, LoginUsernameThrottle)

@@ -1,9 +1,14 @@
-"""Token revocation: what makes logout and deactivation real although access tokens are stateless JWTs.
+"""Token revocation: what makes logout, deactivation and a password change real although access tokens
+are stateless JWTs.
 
 - Refresh tokens: simplejwt's blacklist (database). Rotation blacklists the old one; logout blacklists the
-  one presented; deactivation blacklists every outstanding one of the user.
-- Access tokens: a denylist by jti in the shared cache, kept until the token would expire anyway (logout),
-  and a per-user cutoff time: every access token issued at or before it is refused (deactivation).
+  one presented; deactivation and a password change blacklist every outstanding one of the user; reusing a
+  rotated one blacklists every outstanding one of its family.
+- Access tokens: a denylist by jti in the shared cache, kept until the token would expire anyway (logout);
+  a per-user cutoff time: every access token issued at or before it is refused (deactivation); a per-family
+  entry: every access token of a family whose refresh token was reused is refused.
+- Both carry the user's credential generation (User.credential_generation, moved by a password change):
+  a token of an older generation is refused. That check needs no cache: it reads the user row.
 With REDIS_URL set the cache is Redis, so every process sees a revocation at once.
 """
 
@@ -14,11 +19,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from importlib import import_module
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.core.cache import BaseCache, caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.crypto import constant_time_compare
 
 from core.domain import ServiceUnavailable
 from realtime.frames import CLOSE_NOT_AUTHENTICATED
@@ -26,6 +35,10 @@ from realtime.watch import SocketSnapshot
 
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"
+FAMILY_DENY_PREFIX = "jwt-family-deny:"
+# Claims of our refresh tokens, copied into the access tokens made from them.
+GENERATION_CLAIM = "gen"  # User.credential_generation at issue; absent (tokens from before it) counts as 0
+FAMILY_CLAIM = "fam"  # one id per login, carried through every rotation of its refresh token
 # Sockets opened with a session cookie carry this id instead of a jti, so a logout can close them too.
 SESSION_SOCKET_PREFIX = "session:"
 
@@ -63,10 +76,6 @@ def revoke_access_jti(jti: str, expires_at: float) -> None:
     denylist_cache().set(DENYLIST_PREFIX + jti, 1, timeout=ttl)
 
 
-def is_access_jti_revoked(jti: str | None) -> bool:
-    return bool(jti) and denylist_cache().get(DENYLIST_PREFIX + str(jti)) is not None
-
-
 def revoke_all_tokens_issued_before(user_id: int, cutoff: float, ttl_seconds: int | None = None) -> None:
     """Every access token of the user issued at or before `cutoff` is refused (deactivation).
 
@@ -77,18 +86,46 @@ def revoke_all_tokens_issued_before(user_id: int, cutoff: float, ttl_seconds: in
     denylist_cache().set(USER_CUTOFF_PREFIX + str(user_id), cutoff, timeout=ttl_seconds)
 
 
-def is_token_before_user_cutoff(user_id: int, issued_at: float | None) -> bool:
-    cutoff = denylist_cache().get(USER_CUTOFF_PREFIX + str(user_id))
-    return cutoff is not None and (issued_at is None or float(issued_at) <= float(cutoff))
+def revoke_family_access_tokens(family: str) -> None:
+    """Every access token made from a refresh token of this family is refused until it would expire."""
+    denylist_cache().set(FAMILY_DENY_PREFIX + family, 1, timeout=int(access_lifetime().total_seconds()) + 60)
 
 
-def access_token_is_revoked(user_id: int, jti: str | None, issued_at: float | None) -> bool:
-    """Fails closed: when the denylist cannot be read, nobody is let in on a token (503 / close 1013),
-    since a logged-out token must never work just because Redis blinked."""
+def generation_is_current(token_generation: object, user_generation: int) -> bool:
+    return (token_generation if token_generation is not None else 0) == user_generation
+
+
+def _is_denied(
+    cached: dict[str, object], user_id: int, jti: str | None, issued_at: float | None, family: str | None
+) -> bool:
+    """The cache's verdict on one token, from one `get_many` of the keys that `_denylist_keys` names."""
+    cutoff = cached.get(USER_CUTOFF_PREFIX + str(user_id))
+    return bool(
+        (jti and DENYLIST_PREFIX + jti in cached)
+        or (family and FAMILY_DENY_PREFIX + family in cached)
+        or (cutoff is not None and (issued_at is None or float(issued_at) <= float(cutoff)))  # type: ignore[arg-type]
+    )
+
+
+def _denylist_keys(user_id: int, jti: str | None, family: str | None) -> list[str]:
+    keys = [USER_CUTOFF_PREFIX + str(user_id)]
+    if jti:
+        keys.append(DENYLIST_PREFIX + jti)
+    if family:
+        keys.append(FAMILY_DENY_PREFIX + family)
+    return keys
+
+
+def access_token_is_revoked(user_id: int, jti: str | None, issued_at: float | None, family: str | None = None) -> bool:
+    """One cache round trip. Fails closed: when the denylist cannot be read, nobody is let in on a token
+    (503 / close 1013), since a logged-out token must never work just because Redis blinked."""
+    jti = str(jti) if jti else None
+    family = str(family) if family else None
     try:
-        return is_access_jti_revoked(jti) or is_token_before_user_cutoff(user_id, issued_at)
+        cached = denylist_cache().get_many(_denylist_keys(user_id, jti, family))
     except Exception as exc:  # noqa: BLE001 - any cache failure: redis-py's errors are not one class
         raise ServiceUnavailable("The token denylist cannot be read; retry shortly.") from exc
+    return _is_denied(cached, user_id, jti, issued_at, family)
 
 
 def blacklist_outstanding_refresh_tokens(user_id: int) -> int:
@@ -117,45 +154,71 @@ class SocketCredential:
     jti: str | None
     issued_at: float | None
     session_key: str | None
+    generation: int | None = None  # token sockets: the token's credential generation
+    family: str | None = None  # token sockets: the token's family
+
+
+def _session_data(session_keys: set[str]) -> dict[str, dict[str, Any]]:
+    """The decoded data of each session that still exists and has not expired."""
+    engine = import_module(settings.SESSION_ENGINE)
+    if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
+        from django.contrib.sessions.models import Session
+        from django.utils import timezone
+
+        store = engine.SessionStore()
+        rows = Session.objects.filter(session_key__in=session_keys, expire_date__gt=timezone.now()).values_list(
+            "session_key", "session_data"
+        )
+        return {key: store.decode(data) for key, data in rows}
+    found = {}
+    for key in session_keys:  # other engines: one load each (a cache read, or the cookie itself)
+        data = engine.SessionStore(session_key=key).load()
+        if data:
+            found[key] = data
+    return found
+
+
+def session_belongs_to(data: dict[str, Any] | None, user: Any) -> bool:
+    """Django's own test of a session (django.contrib.auth.get_user): it names this user and carries the
+    user's current session auth hash (or one of its accepted fallbacks). A password change makes every
+    other session fail it (accounts.models.User.get_session_auth_hash)."""
+    if not data or str(data.get(SESSION_KEY)) != str(user.pk):
+        return False
+    session_hash = data.get(HASH_SESSION_KEY)
+    if not isinstance(session_hash, str) or not session_hash:
+        return False
+    return constant_time_compare(session_hash, user.get_session_auth_hash()) or any(
+        constant_time_compare(session_hash, fallback) for fallback in user.get_session_auth_fallback_hash()
+    )
 
 
 def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
-    """Indexes of the credentials that no longer hold: denylisted jti, before the user's cutoff, inactive
-    user, or an ended session. Batched (one cache read, two queries) so a process can re-check all of its
-    sockets every few seconds; this is what closes a socket whose revocation event was lost in transit."""
-    from django.contrib.sessions.models import Session
-
+    """Indexes of the credentials that no longer hold: an inactive user; for a token socket a denylisted
+    jti or family, a token from before the user's cutoff or from an older credential generation; for a
+    session socket a session that ended or no longer carries the user's current auth hash (the password
+    changed). Batched (one cache read, two queries) so a process can re-check all of its sockets every few
+    seconds; this is what closes a socket whose revocation event was lost in transit."""
     from .models import User
 
     if not credentials:
         return set()
     user_ids = {c.user_id for c in credentials}
-    keys = [DENYLIST_PREFIX + c.jti for c in credentials if c.jti] + [USER_CUTOFF_PREFIX + str(u) for u in user_ids]
-    cached = denylist_cache().get_many(keys)
-    inactive = set(User.objects.filter(pk__in=user_ids, is_active=False).values_list("pk", flat=True))
-    inactive |= user_ids - set(User.objects.filter(pk__in=user_ids).values_list("pk", flat=True))
+    keys = {key for c in credentials for key in _denylist_keys(c.user_id, c.jti, c.family)}
+    cached = denylist_cache().get_many(list(keys))
+    users = User.objects.only("pk", "is_active", "password", "credential_generation").in_bulk(list(user_ids))
     session_keys = {c.session_key for c in credentials if c.session_key}
-    live_sessions: set[str] = set()
-    if session_keys and settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
-        from django.utils import timezone
-
-        live_sessions = set(
-            Session.objects.filter(session_key__in=session_keys, expire_date__gt=timezone.now()).values_list(
-                "session_key", flat=True
-            )
-        )
-    else:
-        live_sessions = session_keys
+    sessions = _session_data(session_keys) if session_keys else {}
     revoked: set[int] = set()
     for index, credential in enumerate(credentials):
-        cutoff = cached.get(USER_CUTOFF_PREFIX + str(credential.user_id))
-        if (
-            credential.user_id in inactive
-            or (credential.jti and DENYLIST_PREFIX + credential.jti in cached)
-            or (
-                cutoff is not None and credential.issued_at is not None and float(credential.issued_at) <= float(cutoff)
-            )
-            or (credential.session_key and credential.session_key not in live_sessions)
+        user = users.get(credential.user_id)
+        if user is None or not user.is_active:
+            revoked.add(index)
+        elif credential.session_key:
+            if not session_belongs_to(sessions.get(credential.session_key), user):
+                revoked.add(index)
+        elif _is_denied(cached, credential.user_id, credential.jti, credential.issued_at, credential.family) or (
+            credential.generation is not None
+            and not generation_is_current(credential.generation, user.credential_generation)
         ):
             revoked.add(index)
     return revoked
@@ -169,6 +232,8 @@ def revoked_sockets(snapshots: Sequence[SocketSnapshot]) -> dict[int, tuple[int,
             jti=s.auth.jti if s.auth is not None else None,
             issued_at=s.auth.issued_at if s.auth is not None else None,
             session_key=s.auth.session_key if s.auth is not None else None,
+            generation=s.auth.generation if s.auth is not None else None,
+            family=s.auth.family if s.auth is not None else None,
         )
         for s in snapshots
     ]

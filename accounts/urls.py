@@ -12,5 +12,6 @@ urlpatterns = [
     path("login", on_password_pool(api.LoginView.as_view()), name="login"),
     path("refresh", api.RefreshView.as_view(), name="refresh"),
     path("logout", api.LogoutView.as_view(), name="logout"),
+    path("password", on_password_pool(api.PasswordChangeView.as_view()), name="password"),
     path("me", api.MeView.as_view(), name="me"),
 ]

@@ -48,6 +48,7 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
     from core.domain import ServiceUnavailable
 
     from .services import NotAuthenticated, authenticate_access_token
+    from .tokens import FAMILY_CLAIM, GENERATION_CLAIM
 
     try:
         user, token = authenticate_access_token(raw)
@@ -56,7 +57,12 @@ def _user_for_token_sync(raw: str) -> tuple[Any, SocketAuth]:
     except ServiceUnavailable:
         return AnonymousUser(), SocketAuth("none", error=UNAVAILABLE)
     return user, SocketAuth(
-        "token", jti=str(token.get("jti")), expires_at=float(token["exp"]), issued_at=token.get("iat")
+        "token",
+        jti=str(token.get("jti")),
+        expires_at=float(token["exp"]),
+        issued_at=token.get("iat"),
+        generation=int(token.get(GENERATION_CLAIM) or 0),
+        family=token.get(FAMILY_CLAIM),
     )
 
 

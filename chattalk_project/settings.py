@@ -254,9 +254,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Argon2id with OWASP's parameters (accounts/hashers.py). The others only verify hashes stored before
+# (Django's default was PBKDF2); each is replaced by an Argon2id hash at that user's next login.
+PASSWORD_HASHERS = [
+    "accounts.hashers.Argon2idPasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
 TESTING = "pytest" in sys.modules or env_bool("TESTING", False)
 if TESTING and not env_bool("REAL_PASSWORD_HASHER", False):
-    # Tests only: PBKDF2 costs ~0.4 s of CPU per hash here, which would dominate the suite.
+    # Tests only: a real hash costs CPU by design (docs/BENCHMARKS.md), which would dominate the suite. The
+    # real hashers are tested on a server with REAL_PASSWORD_HASHER=1 (accounts/tests/test_password_hashing.py).
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 SIMPLE_JWT = {
@@ -311,6 +321,7 @@ REST_FRAMEWORK = {
         "login_username": env_str("THROTTLE_LOGIN_USERNAME", "10/min"),
         "signup_ip": env_str("THROTTLE_SIGNUP_IP", "20/hour"),
         "signup_username": env_str("THROTTLE_SIGNUP_USERNAME", "10/hour"),
+        "password_change_user": env_str("THROTTLE_PASSWORD_CHANGE", "10/hour"),
     },
     # The client address for throttles is always REMOTE_ADDR: the server (scripts/serve) has already put there
     # the address X-Forwarded-For names when, and only when, the request came from one of TRUSTED_PROXIES.

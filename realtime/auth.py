@@ -20,6 +20,8 @@ class SocketAuth:
     error: str | None = None
     issued_at: float | None = None  # the access token's iat, for per-user cutoffs
     session_key: str | None = None  # session sockets: re-checked periodically
+    generation: int | None = None  # token sockets: the token's credential generation (a password change moves it)
+    family: str | None = None  # token sockets: the token's family (a reused refresh token revokes it)
 
 
 ANONYMOUS = SocketAuth("none", error="not_authenticated")

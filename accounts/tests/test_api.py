@@ -206,17 +206,37 @@ def test_a_malformed_authorization_header_is_401(make_user):
 
 
 # --- refresh --------------------------------------------------------------------------------------------
-def test_refresh_rotates_and_a_refresh_token_used_twice_is_refused(api, make_user):
+def test_refresh_rotates_and_the_rotated_token_refreshes_in_turn(api, make_user):
     tokens = login(api, make_user())
     first = APIClient().post("/api/auth/refresh", {"refresh": tokens["refresh"]}, format="json")
     assert first.status_code == 200, first.content
     rotated = first.json()
     assert set(rotated) == {"access", "refresh"} and rotated["refresh"] != tokens["refresh"]
-    again = APIClient().post("/api/auth/refresh", {"refresh": tokens["refresh"]}, format="json")
-    assert_contract_error(again, 401, "token_reused")
-    # The rotated one works once, and the new access token authenticates.
-    assert APIClient().post("/api/auth/refresh", {"refresh": rotated["refresh"]}, format="json").status_code == 200
     assert APIClient().get("/api/auth/me", **bearer(rotated["access"])).status_code == 200
+    second = APIClient().post("/api/auth/refresh", {"refresh": rotated["refresh"]}, format="json")
+    assert second.status_code == 200, second.content
+    assert APIClient().get("/api/auth/me", **bearer(second.json()["access"])).status_code == 200
+
+
+def test_reusing_a_rotated_refresh_token_revokes_its_whole_family_and_no_other(api, make_user):
+    user = make_user()
+    a = login(api, user)
+    other_device = login(APIClient(), user)
+    b = APIClient().post("/api/auth/refresh", {"refresh": a["refresh"]}, format="json").json()  # A -> B
+    assert APIClient().get("/api/auth/me", **bearer(b["access"])).status_code == 200
+
+    reuse = APIClient().post("/api/auth/refresh", {"refresh": a["refresh"]}, format="json")
+    assert_contract_error(reuse, 401, "token_reused")
+
+    # B, the newer token of the same family, is refused too, and so are the family's access tokens.
+    again = APIClient().post("/api/auth/refresh", {"refresh": b["refresh"]}, format="json")
+    assert again.status_code == 401 and again.json()["code"] in {"token_reused", "token_revoked"}, again.content
+    assert_contract_error(APIClient().get("/api/auth/me", **bearer(b["access"])), 401, "token_revoked")
+    assert_contract_error(APIClient().get("/api/auth/me", **bearer(a["access"])), 401, "token_revoked")
+    # Another login of the same user is another family: untouched.
+    assert APIClient().get("/api/auth/me", **bearer(other_device["access"])).status_code == 200
+    rotated = APIClient().post("/api/auth/refresh", {"refresh": other_device["refresh"]}, format="json")
+    assert rotated.status_code == 200, rotated.content
 
 
 def test_refresh_reads_the_httponly_cookie_when_the_body_has_none(api, make_user):

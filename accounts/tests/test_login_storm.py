@@ -33,7 +33,8 @@ def test_a_login_storm_with_real_hashing_all_succeeds_in_turn_while_chat_and_oth
     server_factory,
 ):
     server = server_factory(env={"REAL_PASSWORD_HASHER": "1", "RATE_LIMITS": "off"})
-    hasher = PBKDF2PasswordHasher()  # what the server checks with (this process hashes fast under pytest)
+    # Hashes stored before Argon2id, the worst case: each login checks PBKDF2, then stores an Argon2id hash.
+    hasher = PBKDF2PasswordHasher()
     encoded = hasher.encode(PASSWORD, hasher.salt())
     User.objects.bulk_create([User(username=f"storm{i}", password=encoded) for i in range(STORM_USERS)])
     chatter = User.objects.create_user(username="chatter", password=PASSWORD)

@@ -263,3 +263,106 @@ def test_deactivation_in_the_admin_of_one_process_closes_every_socket_on_another
     assert not victim.is_active
     refresh = httpx.post(f"{web1.http_url}/api/auth/refresh", json={"refresh": tokens["refresh"]})
     assert refresh.status_code == 401
+
+
+# --- password change and token families -----------------------------------------------------------------
+NEW_PASSWORD = "Brand-New-Battery-77"
+
+
+@pytest.mark.redis
+@socket_test
+def test_a_password_set_in_the_admin_form_closes_the_users_token_and_session_sockets_on_every_process_within_5_s(
+    server_factory,
+):
+    from django.test import Client
+
+    web1, web2 = server_factory(name="web1"), server_factory(name="web2")
+    operator = User.objects.create_user(username="pwoperator", password=PASSWORD, is_staff=True, is_superuser=True)
+    victim, room_id = make_member("wspwvictim")
+    client, tokens = http_login(web1, "wspwvictim")
+    cookie = {"Cookie": f"sessionid={client.cookies['sessionid']}"}
+    admin = Client()
+    admin.force_login(operator)
+
+    async def scenario() -> None:
+        sockets = []
+        for server in (web1, web2):
+            url = f"{server.ws_url}/ws/rooms/{room_id}/"
+            sockets += [
+                await open_socket(f"{url}?access_token={tokens['access']}"),
+                await open_socket(url, additional_headers=cookie),
+            ]
+        for ws in sockets:
+            await ping(ws)
+        started = time.monotonic()
+        response = await asyncio.to_thread(
+            admin.post,
+            f"/admin/accounts/user/{victim.pk}/password/",
+            {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+        )
+        assert response.status_code == 302, response.content[:2000]
+        codes = await asyncio.gather(*(close_code(ws, REVOCATION_DEADLINE) for ws in sockets))
+        assert codes == [4401] * 4
+        assert time.monotonic() - started < REVOCATION_DEADLINE
+        url = f"{web2.ws_url}/ws/rooms/{room_id}/"
+        assert await refused_with(f"{url}?access_token={tokens['access']}") == 4401
+        assert await refused_with(url, additional_headers=cookie) == 4401
+
+    asyncio.run(scenario())
+    refresh = httpx.post(f"{web2.http_url}/api/auth/refresh", json={"refresh": tokens["refresh"]})
+    assert refresh.status_code == 401
+    me = httpx.get(f"{web2.http_url}/api/auth/me", headers={"Authorization": f"Bearer {tokens['access']}"})
+    assert me.status_code == 401 and me.json()["code"] == "token_revoked"
+
+
+@socket_test
+def test_a_password_change_whose_close_event_was_lost_is_caught_by_the_periodic_recheck(server_factory, monkeypatch):
+    server = server_factory()
+    victim, room_id = make_member("wspwlost")
+    client, tokens = http_login(server, "wspwlost")
+    _other_client, other = http_login(server, "wspwlost")
+    url = f"{server.ws_url}/ws/rooms/{room_id}/"
+    monkeypatch.setattr("accounts.services.publish_user_revoked", lambda *args, **kwargs: None)
+
+    async def scenario() -> None:
+        by_token = await open_socket(f"{url}?access_token={tokens['access']}")
+        by_session = await open_socket(url, additional_headers={"Cookie": f"sessionid={client.cookies['sessionid']}"})
+        for ws in (by_token, by_session):
+            await ping(ws)
+
+        def change() -> None:
+            victim.set_password(NEW_PASSWORD)
+            victim.save()
+
+        await asyncio.to_thread(change)
+        # No event: the re-check (every REVOCATION_CHECK_SECONDS) must find the new generation and session hash.
+        codes = await asyncio.gather(close_code(by_token, 8.0), close_code(by_session, 8.0))
+        assert codes == [4401, 4401]
+        assert await refused_with(f"{url}?access_token={other['access']}") == 4401
+
+    asyncio.run(scenario())
+
+
+@socket_test
+def test_a_socket_of_a_token_family_whose_refresh_token_was_reused_is_closed_by_the_recheck(server_factory):
+    server = server_factory()
+    _user, room_id = make_member("wsfamily")
+    _client, a = http_login(server, "wsfamily")
+    _other_client, other = http_login(server, "wsfamily")  # another login: another family
+    url = f"{server.ws_url}/ws/rooms/{room_id}/"
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as http:
+            b = (await http.post("/api/auth/refresh", json={"refresh": a["refresh"]})).json()
+            from_b = await open_socket(f"{url}?access_token={b['access']}")
+            other_family = await open_socket(f"{url}?access_token={other['access']}")
+            for ws in (from_b, other_family):
+                await ping(ws)
+            reuse = await http.post("/api/auth/refresh", json={"refresh": a["refresh"]})
+            assert reuse.status_code == 401 and reuse.json()["code"] == "token_reused"
+            assert await close_code(from_b, 8.0) == 4401
+            await ping(other_family)
+            await other_family.close()
+            assert await refused_with(f"{url}?access_token={b['access']}") == 4401
+
+    asyncio.run(scenario())

@@ -172,6 +172,9 @@ def test_two_users_sign_up_create_join_and_chat_both_ways_live(browser: Browser,
     # Both see each other connected in the presence list.
     expect(alice.locator("[data-testid=participant].online", has_text="Bob")).to_have_count(1)
     expect(bob.locator("[data-testid=participant].online", has_text="Alice")).to_have_count(1)
+    # A nickname is free text: who someone really is, the username, rides along as the tooltip.
+    expect(alice.locator("[data-testid=participant] .name", has_text="Bob")).to_have_attribute("title", "@bob")
+    expect(alice.locator("#message-list .sender", has_text="Bob")).to_have_attribute("title", "@bob")
 
     if os.environ.get("CHATTALK_SCREENSHOT"):
         send(bob, "Shall we meet at 7 for dinner?")

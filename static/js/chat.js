@@ -48,6 +48,11 @@ function displayName(user) {
   return user ? user.nickname || user.username : "?";
 }
 
+// Who someone really is: a nickname is free text, so the username rides along as the tooltip.
+function usernameTitle(user) {
+  return user && user.username ? `@${user.username}` : "";
+}
+
 function timeElement(iso) {
   const element = document.createElement("time");
   const when = new Date(iso);
@@ -67,6 +72,7 @@ function messageElement(message) {
     const sender = document.createElement("span");
     sender.className = "sender";
     sender.textContent = displayName(message.sender);
+    sender.title = usernameTitle(message.sender);
     const body = document.createElement("div");
     body.className = "body";
     body.setAttribute("data-testid", "message-body");
@@ -76,6 +82,7 @@ function messageElement(message) {
     const note = document.createElement("span");
     note.className = "note";
     note.textContent = format(message.kind === "ENTER" ? t.entered : t.left, { name: displayName(message.sender) });
+    note.title = usernameTitle(message.sender);
     li.append(note, timeElement(message.created_at));
   }
   return li;

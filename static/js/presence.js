@@ -111,6 +111,7 @@ export class PresenceList {
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = displayName(participant.user);
+      name.title = participant.user && participant.user.username ? `@${participant.user.username}` : "";
       const status = document.createElement("span");
       status.className = "status";
       status.textContent = this.statusText(participant);
