@@ -26,8 +26,9 @@ from accounts.password_pool import on_password_pool
 from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from chattalk_project.domain import DomainError, InvalidInput
+from chattalk_project.query_params import page_param, text_param
 from messaging.services import history, my_rooms_queryset
-from rooms.models import Room
+from rooms.models import TITLE_MAX_LENGTH, Room
 from rooms.services import (
     NotRoomMember,
     RoomFull,
@@ -39,6 +40,7 @@ from rooms.services import (
 
 ROOMS_PER_PAGE = 20
 HISTORY_PAGE = 50
+NEXT_URL_MAX_LENGTH = 2000
 
 
 class SignupForm(forms.Form):
@@ -128,8 +130,14 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @on_password_pool
 def login_page(request: HttpRequest) -> HttpResponse:
-    next_url = request.POST.get("next") or request.GET.get("next") or ""
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+    try:
+        next_url = text_param(request.POST, "next", max_length=NEXT_URL_MAX_LENGTH) or text_param(
+            request.GET, "next", max_length=NEXT_URL_MAX_LENGTH
+        )
+    except InvalidInput:
+        next_url = ""  # a malformed `next` only loses the redirect, as an unsafe one does
+    # A local path only: anything else would be read by redirect() as a view name (a 500 on `?next=foo`).
+    if not next_url.startswith("/") or not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
         next_url = ""
     if request.user.is_authenticated:
         return redirect(next_url or "room-list")
@@ -159,15 +167,22 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     return redirect("login")
 
 
-def room_list_context(request: HttpRequest, create_form: CreateRoomForm | None = None) -> dict[str, Any]:
+def room_list_query(request: HttpRequest) -> tuple[str, int]:
+    """The list's `search` and `page`; a malformed one is InvalidInput, as in the REST API."""
+    search = text_param(request.GET, "search", max_length=TITLE_MAX_LENGTH).strip()
+    return search, page_param(request.GET)
+
+
+def room_list_context(
+    request: HttpRequest, create_form: CreateRoomForm | None = None, *, search: str = "", page: int = 1
+) -> dict[str, Any]:
     """All rooms (search + pages) and the viewer's own rooms with their unread badges."""
-    search = request.GET.get("search", "").strip()[:100]
     rooms = Room.objects.select_related("owner").order_by("-created_at", "-id")
     if search:
         rooms = rooms.filter(title__icontains=search)
     mine = list(my_rooms_queryset(request.user))
     return {
-        "page": Paginator(rooms, ROOMS_PER_PAGE).get_page(request.GET.get("page")),
+        "page": Paginator(rooms, ROOMS_PER_PAGE).get_page(page),
         "search": search,
         "my_memberships": mine,
         "member_of": {m.room_id for m in mine},
@@ -178,7 +193,15 @@ def room_list_context(request: HttpRequest, create_form: CreateRoomForm | None =
 
 @login_required
 def room_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "pages/room_list.html", room_list_context(request))
+    try:
+        search, page = room_list_query(request)
+    except InvalidInput as exc:
+        # The first page instead, with what was wrong: a hand-edited URL gets an answer, not a 500.
+        for field, errors in (exc.fields or {}).items():
+            for error in errors:
+                messages.error(request, f"{field}: {error}")
+        return render(request, "pages/room_list.html", room_list_context(request), status=400)
+    return render(request, "pages/room_list.html", room_list_context(request, search=search, page=page))
 
 
 @login_required

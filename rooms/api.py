@@ -18,9 +18,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chattalk_project.domain import InvalidInput
+from chattalk_project.query_params import text_param
 
 from . import services
-from .models import Room
+from .models import TITLE_MAX_LENGTH, Room
 from .serializers import MembershipResultSerializer, RoomCreateSerializer, RoomSerializer, RoomUpdateSerializer
 
 
@@ -42,11 +43,15 @@ class RoomListView(ListAPIView):
     serializer_class = RoomSerializer
 
     def get_queryset(self) -> QuerySet[Room]:
-        return services.search_rooms(self.request.query_params.get("search", ""))
+        return services.search_rooms(text_param(self.request.query_params, "search", max_length=TITLE_MAX_LENGTH))
 
     @extend_schema(
         operation_id="rooms_list",
-        parameters=[OpenApiParameter("search", str, description="Part of the title, any case.")],
+        parameters=[
+            OpenApiParameter(
+                "search", {"type": "string", "maxLength": TITLE_MAX_LENGTH}, description="Part of the title, any case."
+            )
+        ],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)

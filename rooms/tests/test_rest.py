@@ -93,11 +93,17 @@ def test_list_is_paginated_newest_first_and_searchable(make_user: Any, client_fo
     assert client.get("/api/rooms", {"search": "nothing-like-this"}).json()["count"] == 0
 
 
-@pytest.mark.parametrize("page", ["9", "abc", "0"])
-def test_a_page_out_of_range_is_a_404_in_the_contract_body(make_user: Any, client_for: Any, page: str) -> None:
-    response = client_for(make_user()).get("/api/rooms", {"page": page})
+def test_a_page_out_of_range_is_a_404_in_the_contract_body(make_user: Any, client_for: Any) -> None:
+    response = client_for(make_user()).get("/api/rooms", {"page": "9"})
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("page", ["abc", "0"])
+def test_a_page_that_is_not_a_page_number_is_a_400_validation_error(make_user: Any, client_for: Any, page: str) -> None:
+    response = client_for(make_user()).get("/api/rooms", {"page": page})
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error" and list(response.json()["fields"]) == ["page"]
 
 
 def test_detail_shows_the_room(make_user: Any, client_for: Any) -> None:
