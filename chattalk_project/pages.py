@@ -27,7 +27,9 @@ from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from chattalk_project.domain import DomainError, InvalidInput
 from chattalk_project.query_params import page_param, text_param
+from chattalk_project.rate_limits import RateLimited
 from messaging.services import history, my_rooms_queryset
+from rooms.limits import ROOM_CREATIONS, ROOM_WRITES
 from rooms.models import TITLE_MAX_LENGTH, Room
 from rooms.services import (
     NotRoomMember,
@@ -77,6 +79,8 @@ def domain_error_text(exc: DomainError) -> str:
         "not_found": _("No such room."),
         "not_member": _("You are not a member of this room."),
         "validation_error": _("Please correct the errors below."),
+        "rate_limited": _("Too many attempts. Try again in %(seconds)d s.")
+        % {"seconds": getattr(exc, "retry_after", 1)},
     }
     return known.get(exc.code, exc.detail)
 
@@ -204,9 +208,23 @@ def room_list(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/room_list.html", room_list_context(request, search=search, page=page))
 
 
+def rate_limited_page(
+    request: HttpRequest, exc: RateLimited, create_form: CreateRoomForm | None = None
+) -> HttpResponse:
+    """The room list again with the refusal shown: a 429 with Retry-After, as the API answers."""
+    messages.error(request, domain_error_text(exc))
+    response = render(request, "pages/room_list.html", room_list_context(request, create_form), status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @login_required
 @require_POST
 def room_create(request: HttpRequest) -> HttpResponse:
+    try:
+        ROOM_CREATIONS.hit(request.user.pk)
+    except RateLimited as exc:
+        return rate_limited_page(request, exc, CreateRoomForm(data=request.POST))
     try:
         room = create_room(
             owner=request.user, title=request.POST.get("title", ""), max_personnel=request.POST.get("max_personnel")
@@ -228,6 +246,10 @@ def room_create(request: HttpRequest) -> HttpResponse:
 def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
     """The form fallback of the list's join button (the script calls POST /api/rooms/{id}/join)."""
     try:
+        ROOM_WRITES.hit(request.user.pk)
+    except RateLimited as exc:
+        return rate_limited_page(request, exc)
+    try:
         join_room(room_id=room_id, user=request.user)
     except (RoomFull, RoomNotFound) as exc:
         messages.error(request, domain_error_text(exc))
@@ -238,6 +260,10 @@ def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def room_leave(request: HttpRequest, room_id: int) -> HttpResponse:
+    try:
+        ROOM_WRITES.hit(request.user.pk)
+    except RateLimited as exc:
+        return rate_limited_page(request, exc)
     try:
         change = leave_room(room_id=room_id, user=request.user)
     except RoomNotFound as exc:

@@ -263,6 +263,13 @@ PASSWORD_HASH_WORKERS = env_int(
 
 # --- Rate limits --------------------------------------------------------------------------------------
 RATE_LIMITS_ENABLED = env_str("RATE_LIMITS", "on").lower() not in {"off", "0", "false", "no"}
+# Per user, on every path that writes (REST, GraphQL, the pages), counted in the shared cache: message
+# sends (a burst, then a rate, as the socket's own per-socket limit), rooms created, and the other room
+# writes (join, leave, read position, room update and delete).
+SEND_MESSAGES_PER_SECOND = env_int("SEND_MESSAGES_PER_SECOND", 20)
+SEND_MESSAGES_BURST = env_int("SEND_MESSAGES_BURST", 40)
+ROOMS_CREATED_PER_HOUR = env_int("ROOMS_CREATED_PER_HOUR", 20)
+ROOM_WRITES_PER_MINUTE = env_int("ROOM_WRITES_PER_MINUTE", 120)
 
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -16,9 +16,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chattalk_project.query_params import PageNumberPagination, integer_param, time_param
+from rooms.limits import ROOM_WRITES
 from rooms.serializers import RoomSerializer
 
 from . import services
+from .limits import MESSAGE_SENDS
 from .serializers import ReadSerializer, SendMessageSerializer
 
 HISTORY_DEFAULT_LIMIT = 50
@@ -52,6 +54,7 @@ class RoomMessagesView(APIView):
 
     @extend_schema(request=SendMessageSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT})
     def post(self, request: Request, room_id: int) -> Response:
+        MESSAGE_SENDS.hit(request.user.pk)
         payload = SendMessageSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         result = services.send_message(room_id=room_id, sender=request.user, **payload.validated_data)
@@ -61,6 +64,7 @@ class RoomMessagesView(APIView):
 class RoomReadView(APIView):
     @extend_schema(request=ReadSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         payload = ReadSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         last_read, unread = services.mark_read(room_id=room_id, user=request.user, seq=payload.validated_data["seq"])

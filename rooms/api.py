@@ -1,6 +1,7 @@
 """REST edge of rooms: list/search, create, detail, update, delete, join, leave.
 
-Thin: read the body, call rooms.services, shape the answer with RoomSerializer. Every refusal is a
+Thin: count the caller's write against its rate limit (rooms.limits), read the body, call rooms.services,
+shape the answer with RoomSerializer. Every refusal is a
 DomainError raised by the service (room_full, forbidden, not_found, validation_error, ...), turned into the
 contract's body by chattalk_project.errors; no view has its own error handling.
 """
@@ -21,6 +22,7 @@ from chattalk_project.domain import InvalidInput
 from chattalk_project.query_params import text_param
 
 from . import services
+from .limits import ROOM_CREATIONS, ROOM_WRITES
 from .models import TITLE_MAX_LENGTH, Room
 from .serializers import MembershipResultSerializer, RoomCreateSerializer, RoomSerializer, RoomUpdateSerializer
 
@@ -58,6 +60,7 @@ class RoomListView(ListAPIView):
 
     @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer})
     def post(self, request: Request) -> Response:
+        ROOM_CREATIONS.hit(request.user.pk)
         data = _body(request)
         room = services.create_room(
             owner=request.user, title=data.get("title"), max_personnel=data.get("max_personnel")
@@ -72,6 +75,7 @@ class RoomDetailView(APIView):
 
     @extend_schema(request=RoomUpdateSerializer, responses=RoomSerializer)
     def patch(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         data = _body(request)
         room = services.update_room(
             room_id=room_id, actor=request.user, title=data.get("title"), max_personnel=data.get("max_personnel")
@@ -80,6 +84,7 @@ class RoomDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         services.delete_room(room_id=room_id, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -87,6 +92,7 @@ class RoomDetailView(APIView):
 class RoomJoinView(APIView):
     @extend_schema(request=None, responses=MembershipResultSerializer)
     def post(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         change = services.join_room(room_id=room_id, user=request.user)
         return Response({"room": _room(change.room), "member": True})
 
@@ -94,5 +100,6 @@ class RoomJoinView(APIView):
 class RoomLeaveView(APIView):
     @extend_schema(request=None, responses=MembershipResultSerializer)
     def post(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         change = services.leave_room(room_id=room_id, user=request.user)
         return Response({"room": _room(change.room), "member": False})

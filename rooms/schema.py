@@ -22,6 +22,7 @@ from chattalk_project.domain import DomainError
 from chattalk_project.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
 
 from . import services
+from .limits import ROOM_WRITES
 from .models import Room as RoomModel
 
 ROOM_TYPE = "chattalk_project.schema.Room"
@@ -209,7 +210,7 @@ class MembershipPayload(graphene.ObjectType):
 
     ok = graphene.Boolean(required=True)
     room = graphene.Field(ROOM_TYPE)
-    error = graphene.String(description="room_full, not_found, not_authenticated, ... or null.")
+    error = graphene.String(description="room_full, not_found, not_authenticated, rate_limited, ... or null.")
 
 
 def _membership_mutation(info: graphene.ResolveInfo, room_id: int, change: Callable[..., Any]) -> MembershipPayload:
@@ -217,6 +218,7 @@ def _membership_mutation(info: graphene.ResolveInfo, room_id: int, change: Calla
     if user is None:
         return MembershipPayload(ok=False, room=None, error="not_authenticated")
     try:
+        ROOM_WRITES.hit(user.pk)
         result = change(room_id=room_id, user=user)
     except services.RoomFull as exc:
         room = RoomModel.objects.select_related("owner").filter(pk=room_id).first()
