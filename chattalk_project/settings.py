@@ -310,7 +310,13 @@ GRAPHENE = {
 }
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10)
 GRAPHQL_MAX_QUERY_BYTES = env_int("GRAPHQL_MAX_QUERY_BYTES", 20 * 1024)
-GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 20_000)
+# Cost: every field 1, times the items of the lists above it, each list charged at its real bound. The
+# contract's `room(id) { participants { all six fields } }` on a full room (10,000 members) costs 60,007.
+GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 100_000)
+GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 30)
+GRAPHQL_MAX_ROOT_FIELDS = env_int("GRAPHQL_MAX_ROOT_FIELDS", 10)
+# Requests to /graphql per user (per client address when anonymous); RATE_LIMITS=off turns it off.
+GRAPHQL_REQUESTS_PER_MINUTE = env_int("GRAPHQL_REQUESTS_PER_MINUTE", 60)
 
 # --- WebSocket limits ---------------------------------------------------------------------------------
 WS_MAX_FRAME_BYTES = 64 * 1024

@@ -20,6 +20,7 @@ import graphene
 
 from chattalk_project.domain import DomainError
 from chattalk_project.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
+from chattalk_project.graphql_limits import ListBound
 
 from . import services
 from .limits import ROOM_WRITES
@@ -28,6 +29,11 @@ from .models import Room as RoomModel
 ROOM_TYPE = "chattalk_project.schema.Room"
 ROOMS_PAGE_DEFAULT = 20
 ROOMS_PAGE_MAX = 100
+# For the cost limit: a page of `rooms` is charged at `first` (its edges are that page, not a further list).
+LIST_BOUNDS = {
+    "Query.rooms": ListBound("first", ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX),
+    "RoomConnection.edges": ListBound(None, 1, 1),
+}
 
 
 # --- per-request batching -------------------------------------------------------------------------------------
