@@ -22,6 +22,7 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.authentication import RevocableJWTAuthentication
 
+from .csp import apply_tools_policy
 from .errors import error_body
 from .graphql_limits import limit_rules, query_too_large, refused_by_limits
 from .rate_limits import Rate, RateLimit, RateLimited
@@ -99,6 +100,10 @@ class ChatTalkGraphQLView(GraphQLView):
             if refusals:
                 return ExecutionResult(data=None, errors=refusals)
         return super().execute_graphql_request(request, data, query, *args, **kwargs)
+
+    def render_graphiql(self, request: HttpRequest, **data: Any) -> HttpResponse:
+        """GraphiQL (DEBUG only) loads its code from a CDN with inline setup: the tools' policy."""
+        return apply_tools_policy(request, super().render_graphiql(request, **data))
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
         try:

@@ -100,6 +100,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "chattalk_project.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "chattalk_project.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -353,6 +354,13 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy (chattalk_project/csp.py): `on`, `report-only` (reported, not enforced) or `off`.
+CONTENT_SECURITY_POLICY = env_str("CONTENT_SECURITY_POLICY", "on").lower()
+if CONTENT_SECURITY_POLICY not in {"on", "report-only", "off"}:
+    raise ImproperlyConfigured(
+        f"CONTENT_SECURITY_POLICY must be on, report-only or off, got {CONTENT_SECURITY_POLICY!r}"
+    )
 
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 
