@@ -22,11 +22,14 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import RedisError
 
 from .domain import DomainError
 
 logger = logging.getLogger(__name__)
 KEY_PREFIX = "ratelimit"
+CACHE_AWAY = (OSError, RedisError, ConnectionInterrupted)  # what the cache raises when Redis is away
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,8 @@ class RateLimit:
         rate = self.rate()
         try:
             wait = count_in_window(f"{KEY_PREFIX}:{self.scope}:{ident}", rate)
-        except Exception:  # the cache is away: let the action through (see the module docstring)
-            logger.warning("rate limit %s not counted: the cache is unavailable", self.scope, exc_info=True)
+        except CACHE_AWAY as exc:  # let the action through (see the module docstring)
+            logger.warning("rate limit %s not counted: the cache is unavailable (%s)", self.scope, exc)
             return
         if wait is not None:
             raise RateLimited(math.ceil(wait))

@@ -166,3 +166,16 @@ def test_read_positions_are_limited_per_user(room_with_members, settings):
     assert statuses.count(200) <= 6 and 429 in statuses
     refused = answers[statuses.index(429)]
     assert refused.json()["code"] == "rate_limited" and int(refused["Retry-After"]) >= 1
+
+
+def test_a_send_goes_through_when_the_rate_limit_cannot_be_counted(room_with_members, settings, monkeypatch):
+    """A Redis blip must not stop chat: the limit lets the send through (and says so in the log)."""
+
+    def cache_away(key: str, rate: Any) -> None:
+        raise ConnectionError("the cache is away")
+
+    settings.SEND_MESSAGES_BURST, settings.SEND_MESSAGES_PER_SECOND = 1, 1
+    monkeypatch.setattr("chattalk_project.rate_limits.count_in_window", cache_away)
+    room, (alice, _) = room_with_members(2)
+    client = api(alice)
+    assert [_send(client, room.pk, f"blip-{n}").status_code for n in range(3)] == [201, 201, 201]
