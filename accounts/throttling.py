@@ -20,12 +20,14 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from core.rate_limits import Rate, count_in_window
+
 
 class _AuthThrottle(SimpleRateThrottle):
-    """DRF's rate throttle with an atomic counter per fixed window (cache.incr) instead of DRF's
-    read-modify-write history, so that a burst of concurrent attempts cannot slip past the limit."""
+    """DRF's rate throttle counted by core.rate_limits (an atomic counter per fixed window)
+    instead of DRF's read-modify-write history, so that a burst of concurrent attempts cannot slip past."""
 
-    window_ends: float = 0.0
+    seconds_to_wait: float = 0.0
 
     def get_rate(self) -> str | None:
         # Read at call time (not at import, as DRF does), so that settings overrides apply.
@@ -37,20 +39,12 @@ class _AuthThrottle(SimpleRateThrottle):
         key = self.get_cache_key(request, view)
         if key is None:
             return True
-        now = self.timer()
-        window = int(now // self.duration)
-        self.window_ends = (window + 1) * self.duration
-        window_key = f"{key}:{window}"
-        self.cache.add(window_key, 0, self.duration + 1)
-        try:
-            count = self.cache.incr(window_key)
-        except ValueError:  # the window's key expired between add and incr
-            self.cache.set(window_key, 1, self.duration + 1)
-            count = 1
-        return count <= self.num_requests
+        wait = count_in_window(key, Rate(self.num_requests, self.duration))
+        self.seconds_to_wait = wait or 0.0
+        return wait is None
 
     def wait(self) -> float:
-        return max(1.0, self.window_ends - self.timer())
+        return max(1.0, self.seconds_to_wait)
 
 
 class _PerIPThrottle(_AuthThrottle):

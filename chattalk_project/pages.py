@@ -26,7 +26,10 @@ from accounts.password_pool import on_password_pool
 from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from core.domain import DomainError, InvalidInput
+from core.query_params import page_param, text_param
+from core.rate_limits import RateLimited
 from messaging.services import history, my_rooms_queryset
+from rooms.limits import ROOM_CREATIONS, ROOM_WRITES
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room
 from rooms.services import (
     NotRoomMember,
@@ -40,6 +43,7 @@ from rooms.services import (
 
 ROOMS_PER_PAGE = 20
 HISTORY_PAGE = 50
+NEXT_URL_MAX_LENGTH = 2000
 
 
 class SignupForm(forms.Form):
@@ -78,6 +82,8 @@ def domain_error_text(exc: DomainError) -> str:
         "not_found": _("No such room."),
         "not_member": _("You are not a member of this room."),
         "validation_error": _("Please correct the errors below."),
+        "rate_limited": _("Too many attempts. Try again in %(seconds)d s.")
+        % {"seconds": getattr(exc, "retry_after", 1)},
     }
     return known.get(exc.code, exc.detail)
 
@@ -131,8 +137,14 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @on_password_pool
 def login_page(request: HttpRequest) -> HttpResponse:
-    next_url = request.POST.get("next") or request.GET.get("next") or ""
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
+    try:
+        next_url = text_param(request.POST, "next", max_length=NEXT_URL_MAX_LENGTH) or text_param(
+            request.GET, "next", max_length=NEXT_URL_MAX_LENGTH
+        )
+    except InvalidInput:
+        next_url = ""  # a malformed `next` only loses the redirect, as an unsafe one does
+    # A local path only: anything else would be read by redirect() as a view name (a 500 on `?next=foo`).
+    if not next_url.startswith("/") or not url_has_allowed_host_and_scheme(next_url, {request.get_host()}):
         next_url = ""
     if request.user.is_authenticated:
         return redirect(next_url or "room-list")
@@ -162,13 +174,20 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     return redirect("login")
 
 
-def room_list_context(request: HttpRequest, create_form: CreateRoomForm | None = None) -> dict[str, Any]:
+def room_list_query(request: HttpRequest) -> tuple[str, int]:
+    """The list's `search` and `page`; a malformed one is InvalidInput, as in the REST API."""
+    search = text_param(request.GET, "search", max_length=TITLE_MAX_LENGTH).strip()
+    return search, page_param(request.GET)
+
+
+def room_list_context(
+    request: HttpRequest, create_form: CreateRoomForm | None = None, *, search: str = "", page: int = 1
+) -> dict[str, Any]:
     """All rooms (search + pages) and the viewer's own rooms with their unread badges."""
-    search = request.GET.get("search", "").strip()
     rooms = search_rooms(search)
     mine = list(my_rooms_queryset(request.user))
     return {
-        "page": Paginator(rooms, ROOMS_PER_PAGE).get_page(request.GET.get("page")),
+        "page": Paginator(rooms, ROOMS_PER_PAGE).get_page(page),
         "search": search,
         "my_memberships": mine,
         "member_of": {m.room_id for m in mine},
@@ -179,12 +198,34 @@ def room_list_context(request: HttpRequest, create_form: CreateRoomForm | None =
 
 @login_required
 def room_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "pages/room_list.html", room_list_context(request))
+    try:
+        search, page = room_list_query(request)
+    except InvalidInput as exc:
+        # The first page instead, with what was wrong: a hand-edited URL gets an answer, not a 500.
+        for field, errors in (exc.fields or {}).items():
+            for error in errors:
+                messages.error(request, f"{field}: {error}")
+        return render(request, "pages/room_list.html", room_list_context(request), status=400)
+    return render(request, "pages/room_list.html", room_list_context(request, search=search, page=page))
+
+
+def rate_limited_page(
+    request: HttpRequest, exc: RateLimited, create_form: CreateRoomForm | None = None
+) -> HttpResponse:
+    """The room list again with the refusal shown: a 429 with Retry-After, as the API answers."""
+    messages.error(request, domain_error_text(exc))
+    response = render(request, "pages/room_list.html", room_list_context(request, create_form), status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 @login_required
 @require_POST
 def room_create(request: HttpRequest) -> HttpResponse:
+    try:
+        ROOM_CREATIONS.hit(request.user.pk)
+    except RateLimited as exc:
+        return rate_limited_page(request, exc, CreateRoomForm(data=request.POST))
     try:
         room = create_room(
             owner=request.user, title=request.POST.get("title", ""), max_personnel=request.POST.get("max_personnel")
@@ -206,6 +247,10 @@ def room_create(request: HttpRequest) -> HttpResponse:
 def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
     """The form fallback of the list's join button (the script calls POST /api/rooms/{id}/join)."""
     try:
+        ROOM_WRITES.hit(request.user.pk)
+    except RateLimited as exc:
+        return rate_limited_page(request, exc)
+    try:
         join_room(room_id=room_id, user=request.user)
     except (RoomFull, RoomNotFound) as exc:
         messages.error(request, domain_error_text(exc))
@@ -216,6 +261,10 @@ def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def room_leave(request: HttpRequest, room_id: int) -> HttpResponse:
+    try:
+        ROOM_WRITES.hit(request.user.pk)
+    except RateLimited as exc:
+        return rate_limited_page(request, exc)
     try:
         change = leave_room(room_id=room_id, user=request.user)
     except RoomNotFound as exc:

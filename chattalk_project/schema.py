@@ -1,7 +1,8 @@
 """The GraphQL schema, assembled from each app's contributions (graphene types stay in the apps).
 
-Each app's `<app>.schema` may define `Query` and `Mutation` (field mixins) and `RoomFields` (fields of the
-Room type: rooms its own columns, messaging `unread`, presence `participants`). Assembling the Room type
+Each app's `<app>.schema` may define `Query` and `Mutation` (field mixins), `RoomFields` (fields of the
+Room type: rooms its own columns, messaging `unread`, presence `participants`) and `LIST_BOUNDS` (how many
+items its list fields can answer, for the cost limit). Assembling the Room type
 here lets every field live with the app that owns its data while the import direction stays one-way;
 apps refer to the assembled type by its path, `chattalk_project.schema.Room`.
 """
@@ -51,3 +52,7 @@ _mutations = _collect("Mutation")
 Mutation = type("Mutation", (*_mutations, graphene.ObjectType), {}) if _mutations else None
 
 schema = graphene.Schema(query=Query, mutation=Mutation, auto_camelcase=True)
+
+# How many items each list field can answer ("Type.field" -> graphql_limits.ListBound), declared by the app
+# that owns the field: the cost limit charges a list at its bound.
+LIST_BOUNDS = {field: bound for bounds in _collect("LIST_BOUNDS") for field, bound in bounds.items()}

@@ -117,6 +117,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "core.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "chattalk_project.csp.ContentSecurityPolicyMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -302,6 +303,13 @@ if env_str("TRUSTED_PROXY_COUNT"):
 
 # --- Rate limits --------------------------------------------------------------------------------------
 RATE_LIMITS_ENABLED = env_str("RATE_LIMITS", "on").lower() not in {"off", "0", "false", "no"}
+# Per user, on every path that writes (REST, GraphQL, the pages), counted in the shared cache: message
+# sends (a burst, then a rate, as the socket's own per-socket limit), rooms created, and the other room
+# writes (join, leave, read position, room update and delete).
+SEND_MESSAGES_PER_SECOND = env_int("SEND_MESSAGES_PER_SECOND", 20)
+SEND_MESSAGES_BURST = env_int("SEND_MESSAGES_BURST", 40)
+ROOMS_CREATED_PER_HOUR = env_int("ROOMS_CREATED_PER_HOUR", 20)
+ROOM_WRITES_PER_MINUTE = env_int("ROOM_WRITES_PER_MINUTE", 120)
 
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -313,7 +321,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["core.parsers.JSONParserRefusingDeepNesting"],
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.query_params.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 20),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {
@@ -343,7 +351,13 @@ GRAPHENE = {
 }
 GRAPHQL_MAX_DEPTH = env_int("GRAPHQL_MAX_DEPTH", 10)
 GRAPHQL_MAX_QUERY_BYTES = env_int("GRAPHQL_MAX_QUERY_BYTES", 20 * 1024)
-GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 20_000)
+# Cost: every field 1, times the items of the lists above it, each list charged at its real bound. The
+# contract's `room(id) { participants { all six fields } }` on a full room (10,000 members) costs 60,007.
+GRAPHQL_MAX_COST = env_int("GRAPHQL_MAX_COST", 100_000)
+GRAPHQL_MAX_ALIASES = env_int("GRAPHQL_MAX_ALIASES", 30)
+GRAPHQL_MAX_ROOT_FIELDS = env_int("GRAPHQL_MAX_ROOT_FIELDS", 10)
+# Requests to /graphql per user (per client address when anonymous); RATE_LIMITS=off turns it off.
+GRAPHQL_REQUESTS_PER_MINUTE = env_int("GRAPHQL_REQUESTS_PER_MINUTE", 60)
 
 # --- WebSocket limits ---------------------------------------------------------------------------------
 WS_MAX_FRAME_BYTES = 64 * 1024
@@ -380,6 +394,13 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Content-Security-Policy (chattalk_project/csp.py): `on`, `report-only` (reported, not enforced) or `off`.
+CONTENT_SECURITY_POLICY = env_str("CONTENT_SECURITY_POLICY", "on").lower()
+if CONTENT_SECURITY_POLICY not in {"on", "report-only", "off"}:
+    raise ImproperlyConfigured(
+        f"CONTENT_SECURITY_POLICY must be on, report-only or off, got {CONTENT_SECURITY_POLICY!r}"
+    )
 
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 

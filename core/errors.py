@@ -16,8 +16,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from core.domain import DomainError
-from core.request_id import current_request_id
+from .domain import DomainError
+from .rate_limits import RateLimited
+from .request_id import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,10 @@ _DEFAULT_CODES = {
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         # A domain refusal raised by a service: its code and status are the contract's, as they are.
-        return Response(error_body(exc.code, exc.detail, exc.fields), status=exc.http_status)
+        refusal = Response(error_body(exc.code, exc.detail, exc.fields), status=exc.http_status)
+        if isinstance(exc, RateLimited):
+            refusal["Retry-After"] = str(exc.retry_after)
+        return refusal
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
@@ -47,6 +48,8 @@ class OutboxEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return obj.last_error[:80]
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        if not self.has_view_permission(request):  # before the backlog query, not only before the list
+            raise PermissionDenied
         backlog = outbox_backlog()
         extra_context = {
             **(extra_context or {}),

@@ -9,29 +9,52 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.query_params import PageNumberPagination, integer_param, time_param
+from rooms.limits import ROOM_WRITES
 from rooms.serializers import RoomSerializer
 
 from . import services
-from .serializers import HistoryQuerySerializer, ReadSerializer, SendMessageSerializer
+from .limits import MESSAGE_SENDS
+from .serializers import ReadSerializer, SendMessageSerializer
+
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_PARAMETERS = [
+    OpenApiParameter("after_seq", {"type": "integer", "minimum": 0}, description="Messages after this seq."),
+    OpenApiParameter("before_seq", {"type": "integer", "minimum": 1}, description="Messages before this seq."),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="Messages created at or after this time."),
+    OpenApiParameter(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": services.HISTORY_MAX_LIMIT},
+        description=f"{HISTORY_DEFAULT_LIMIT} by default.",
+    ),
+]
 
 
 class RoomMessagesView(APIView):
-    @extend_schema(parameters=[HistoryQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=HISTORY_PARAMETERS, responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, room_id: int) -> Response:
-        query = HistoryQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        results, has_more = services.history(room_id=room_id, user=request.user, **query.validated_data)
+        params = request.query_params
+        results, has_more = services.history(
+            room_id=room_id,
+            user=request.user,
+            after_seq=integer_param(params, "after_seq", minimum=0),
+            before_seq=integer_param(params, "before_seq", minimum=1),
+            since=time_param(params, "since"),
+            limit=integer_param(
+                params, "limit", minimum=1, maximum=services.HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT
+            ),
+        )
         return Response({"results": results, "has_more": has_more})
 
     @extend_schema(request=SendMessageSerializer, responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT})
     def post(self, request: Request, room_id: int) -> Response:
+        MESSAGE_SENDS.hit(request.user.pk)
         payload = SendMessageSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         result = services.send_message(room_id=room_id, sender=request.user, **payload.validated_data)
@@ -41,6 +64,7 @@ class RoomMessagesView(APIView):
 class RoomReadView(APIView):
     @extend_schema(request=ReadSerializer, responses=OpenApiTypes.OBJECT)
     def post(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         payload = ReadSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         last_read, unread = services.mark_read(room_id=room_id, user=request.user, seq=payload.validated_data["seq"])

@@ -9,6 +9,7 @@ import graphene
 
 from accounts.schema import PublicUser
 from core.graphql_errors import domain_errors_as_graphql, graphql_error, require_user
+from core.graphql_limits import ListBound
 from rooms.models import Room
 from rooms.schema import ROOM_TYPE, RoomBatch, show_rooms
 from rooms.services import require_member
@@ -16,6 +17,11 @@ from rooms.services import require_member
 from . import services
 
 MISSED_DEFAULT_LIMIT = 50
+MY_ROOMS_MAX = 200
+LIST_BOUNDS = {
+    "Query.myRooms": ListBound("first", MY_ROOMS_MAX, MY_ROOMS_MAX),
+    "Query.missedMessages": ListBound("limit", MISSED_DEFAULT_LIMIT, services.HISTORY_MAX_LIMIT),
+}
 
 
 class Message(graphene.ObjectType):
@@ -55,7 +61,11 @@ class RoomFields:
 
 
 class Query:
-    my_rooms = graphene.List(graphene.NonNull(ROOM_TYPE), required=True)
+    my_rooms = graphene.List(
+        graphene.NonNull(ROOM_TYPE),
+        required=True,
+        first=graphene.Int(description=f"1 to {MY_ROOMS_MAX}; {MY_ROOMS_MAX} by default."),
+    )
     missed_messages = graphene.List(
         graphene.NonNull(Message),
         room_id=graphene.Int(required=True),
@@ -63,12 +73,23 @@ class Query:
     )
 
     @staticmethod
-    def resolve_my_rooms(root: Any, info: graphene.ResolveInfo) -> list[Room]:
-        memberships = list(services.my_rooms_queryset(require_user(info)))
-        batch = RoomBatch.of(info)
-        batch.prime("unread", {m.room_id: m.unread for m in memberships})
-        batch.prime("is_member", {m.room_id: True for m in memberships})
-        return show_rooms(info, [m.room for m in memberships])
+    def resolve_my_rooms(root: Any, info: graphene.ResolveInfo, first: int | None = None) -> list[Room]:
+        """The caller's rooms, newest activity first, at most `first`. Read once per request and page size:
+        aliases of `myRooms` share one query (and the participants, unread counts they load)."""
+        user = require_user(info)
+        first = MY_ROOMS_MAX if first is None else first
+        if not 1 <= first <= MY_ROOMS_MAX:
+            raise graphql_error("validation_error", f"`first` must be 1 to {MY_ROOMS_MAX}.")
+        loaded: dict[int, list[Room]] | None = getattr(info.context, "_chattalk_my_rooms", None)
+        if loaded is None:
+            loaded = info.context._chattalk_my_rooms = {}
+        if first not in loaded:
+            memberships = list(services.my_rooms_queryset(user)[:first])
+            batch = RoomBatch.of(info)
+            batch.prime("unread", {m.room_id: m.unread for m in memberships})
+            batch.prime("is_member", {m.room_id: True for m in memberships})
+            loaded[first] = show_rooms(info, [m.room for m in memberships])
+        return loaded[first]
 
     @staticmethod
     @domain_errors_as_graphql

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
@@ -24,6 +25,8 @@ ADMIN_LIMIT = 1000
 @admin.register(PresenceConnection)
 class PresenceConnectionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if not self.has_view_permission(request):  # this page replaces Django's, which would have asked
+            raise PermissionDenied
         backend = get_presence_backend()
         error = None
         try:

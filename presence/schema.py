@@ -8,11 +8,15 @@ from typing import Any
 import graphene
 
 from core.graphql_errors import domain_errors_as_graphql, require_user
-from rooms.models import Room
+from core.graphql_limits import ListBound
+from rooms.models import MAX_MAX_PERSONNEL, Room
 from rooms.schema import RoomBatch, caller_is_member, require_room_member
 from rooms.services import get_room
 
 from . import services
+
+# Every member of the room, unpaged: charged at the most members a room can have.
+LIST_BOUNDS = {"Room.participants": ListBound(None, MAX_MAX_PERSONNEL, MAX_MAX_PERSONNEL)}
 
 
 class Participant(graphene.ObjectType):

@@ -1,6 +1,7 @@
 """REST edge of rooms: list/search, create, detail, update, delete, join, leave.
 
-Thin: read the body, call rooms.services, shape the answer with RoomSerializer. Every refusal is a
+Thin: count the caller's write against its rate limit (rooms.limits), read the body, call rooms.services,
+shape the answer with RoomSerializer. Every refusal is a
 DomainError raised by the service (room_full, forbidden, not_found, validation_error, ...), turned into the
 contract's body by core.errors; no view has its own error handling.
 """
@@ -18,9 +19,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.domain import InvalidInput
+from core.query_params import text_param
 
 from . import services
-from .models import Room
+from .limits import ROOM_CREATIONS, ROOM_WRITES
+from .models import TITLE_MAX_LENGTH, Room
 from .serializers import MembershipResultSerializer, RoomCreateSerializer, RoomSerializer, RoomUpdateSerializer
 
 
@@ -42,17 +45,22 @@ class RoomListView(ListAPIView):
     serializer_class = RoomSerializer
 
     def get_queryset(self) -> QuerySet[Room]:
-        return services.search_rooms(self.request.query_params.get("search", ""))
+        return services.search_rooms(text_param(self.request.query_params, "search", max_length=TITLE_MAX_LENGTH))
 
     @extend_schema(
         operation_id="rooms_list",
-        parameters=[OpenApiParameter("search", str, description="Part of the title, any case.")],
+        parameters=[
+            OpenApiParameter(
+                "search", {"type": "string", "maxLength": TITLE_MAX_LENGTH}, description="Part of the title, any case."
+            )
+        ],
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(request=RoomCreateSerializer, responses={201: RoomSerializer})
     def post(self, request: Request) -> Response:
+        ROOM_CREATIONS.hit(request.user.pk)
         data = _body(request)
         room = services.create_room(
             owner=request.user, title=data.get("title"), max_personnel=data.get("max_personnel")
@@ -67,6 +75,7 @@ class RoomDetailView(APIView):
 
     @extend_schema(request=RoomUpdateSerializer, responses=RoomSerializer)
     def patch(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         data = _body(request)
         room = services.update_room(
             room_id=room_id, actor=request.user, title=data.get("title"), max_personnel=data.get("max_personnel")
@@ -75,6 +84,7 @@ class RoomDetailView(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         services.delete_room(room_id=room_id, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -82,6 +92,7 @@ class RoomDetailView(APIView):
 class RoomJoinView(APIView):
     @extend_schema(request=None, responses=MembershipResultSerializer)
     def post(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         change = services.join_room(room_id=room_id, user=request.user)
         return Response({"room": _room(change.room), "member": True})
 
@@ -89,5 +100,6 @@ class RoomJoinView(APIView):
 class RoomLeaveView(APIView):
     @extend_schema(request=None, responses=MembershipResultSerializer)
     def post(self, request: Request, room_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
         change = services.leave_room(room_id=room_id, user=request.user)
         return Response({"room": _room(change.room), "member": False})

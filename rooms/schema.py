@@ -21,13 +21,20 @@ import graphene
 from accounts.schema import PublicUser
 from core.domain import DomainError
 from core.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
+from core.graphql_limits import ListBound
 
 from . import services
+from .limits import ROOM_WRITES
 from .models import Room as RoomModel
 
 ROOM_TYPE = "chattalk_project.schema.Room"
 ROOMS_PAGE_DEFAULT = 20
 ROOMS_PAGE_MAX = 100
+# For the cost limit: a page of `rooms` is charged at `first` (its edges are that page, not a further list).
+LIST_BOUNDS = {
+    "Query.rooms": ListBound("first", ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX),
+    "RoomConnection.edges": ListBound(None, 1, 1),
+}
 
 
 # --- per-request batching -------------------------------------------------------------------------------------
@@ -202,7 +209,7 @@ class MembershipPayload(graphene.ObjectType):
 
     ok = graphene.Boolean(required=True)
     room = graphene.Field(ROOM_TYPE)
-    error = graphene.String(description="room_full, not_found, not_authenticated, ... or null.")
+    error = graphene.String(description="room_full, not_found, not_authenticated, rate_limited, ... or null.")
 
 
 def _membership_mutation(info: graphene.ResolveInfo, room_id: int, change: Callable[..., Any]) -> MembershipPayload:
@@ -210,6 +217,7 @@ def _membership_mutation(info: graphene.ResolveInfo, room_id: int, change: Calla
     if user is None:
         return MembershipPayload(ok=False, room=None, error="not_authenticated")
     try:
+        ROOM_WRITES.hit(user.pk)
         result = change(room_id=room_id, user=user)
     except services.RoomFull as exc:
         room = RoomModel.objects.select_related("owner").filter(pk=room_id).first()

@@ -189,3 +189,31 @@ def test_the_signup_page_is_throttled_per_ip(settings) -> None:
     ]
     assert statuses == [302, 302, 429]
     assert not User.objects.filter(username="newbie2").exists()
+
+
+def test_the_room_creation_form_shares_the_per_user_room_creation_limit_with_the_api(settings) -> None:
+    settings.ROOMS_CREATED_PER_HOUR = 2
+    user("alice")
+    client = logged_in("alice")
+    api = client.post("/api/rooms", {"title": "by api", "max_personnel": 5}, content_type="application/json")
+    assert api.status_code == 201
+    assert client.post("/rooms/new/", {"title": "by form", "max_personnel": "5"}).status_code == 302
+    refused = client.post("/rooms/new/", {"title": "one too many", "max_personnel": "5"})
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert "Too many attempts" in refused.content.decode()
+    assert refused.context["create_form"]["title"].value() == "one too many"  # the form keeps what was typed
+    assert not Room.objects.filter(title="one too many").exists()
+
+
+def test_the_join_and_leave_forms_are_limited_per_user(settings) -> None:
+    settings.ROOM_WRITES_PER_MINUTE = 2
+    owner = user("owner")
+    user("bob")
+    room = create_room(owner=owner, title="Door", max_personnel=5)
+    client = logged_in("bob")
+    answers = [client.post(f"/rooms/{room.pk}/{action}/") for action in ("join", "leave") * 3]
+    statuses = [answer.status_code for answer in answers]
+    # Fixed windows: a burst that straddles a window's end gets at most two windows' worth.
+    assert statuses.count(302) <= 4 and 429 in statuses
+    refused = answers[statuses.index(429)]
+    assert int(refused["Retry-After"]) >= 1 and "Too many attempts" in refused.content.decode()

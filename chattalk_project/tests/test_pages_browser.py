@@ -483,7 +483,8 @@ def test_a_message_whose_ack_was_lost_shows_once_after_the_reconnect(browser: Br
 
     page.evaluate("window.__loseNextAck = true")
     send(page, "stored, but the ack never came")
-    page.wait_for_function("window.__socketsOpened === 2")
+    # A function, not a bare expression: Playwright evaluates an expression with eval, which the CSP forbids.
+    page.wait_for_function("() => window.__socketsOpened === 2")
     expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "connected")
     expect(page.get_by_test_id("message-body")).to_have_text(["stored, but the ack never came"])
     expect(page.get_by_test_id("pending-message")).to_have_count(0)
@@ -508,3 +509,98 @@ def test_logging_out_in_another_tab_ends_the_open_chat_page(browser: Browser, se
     expect(chat_tab.get_by_test_id("chat-error")).to_have_text("Your session has ended. Please log in again.")
     expect(chat_tab.locator("#send-form button[type=submit]")).to_be_disabled()
     context.close()
+
+
+CSP_LISTENER = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__csp.push(
+  `${e.violatedDirective} blocked ${e.blockedURI || "inline"} in ${e.sourceFile}:${e.lineNumber} ${e.sample}`));
+"""
+
+
+def test_every_page_runs_under_the_strict_content_security_policy_without_a_violation(
+    browser: Browser, server: ServerProcess
+) -> None:
+    def world() -> Room:
+        User.objects.create_superuser(username="root", password=PASSWORD, email="root@example.com")
+        room = room_with_members("Strict", 5, "alice", "bob")
+        send_message(room_id=room.pk, sender=User.objects.get(username="bob"), client_id="csp-1", body="hello")
+        return room
+
+    room = off_loop(world)
+    context, page = new_page(browser, server)
+    context.add_init_script(CSP_LISTENER)
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    violations: dict[str, list[str]] = {}
+    policies: dict[str, str] = {}
+
+    def visit(path: str, then: Callable[[], None] | None = None) -> None:
+        response = page.goto(path)
+        assert response is not None and response.status < 500, path
+        policies[path] = response.headers.get("content-security-policy", "")
+        if then is not None:
+            then()
+        page.wait_for_load_state("networkidle")
+        violations[path] = page.evaluate("window.__csp")
+
+    def chat() -> None:
+        expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "connected")
+        send(page, "under a strict policy")
+        expect(
+            page.locator("#message-list [data-testid=message-body]", has_text="under a strict policy")
+        ).to_have_count(1)
+        expect(page.locator("[data-testid=participant].online", has_text="Alice")).to_have_count(1)
+
+    for path in ("/", "/signup/", "/login/?next=/rooms/"):
+        visit(path)
+    log_in(page, "alice")
+    visit("/rooms/")
+    visit("/rooms/?search=Str&page=abc")
+    visit(f"/rooms/{room.pk}/", chat)
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login/$"))
+
+    visit("/admin/login/")
+    page.fill("#id_username", "root")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    admin_pages = [
+        "/admin/",
+        "/admin/rooms/room/",
+        "/admin/rooms/room/add/",
+        f"/admin/rooms/room/{room.pk}/change/",
+        "/admin/rooms/membership/",
+        "/admin/accounts/user/",
+        "/admin/messaging/message/",
+        "/admin/presence/presenceconnection/",
+        "/admin/events/outboxevent/",
+        "/api/rooms",  # DRF's browsable API, served when DEBUG is on (as in this test server)
+    ]
+    for path in admin_pages:
+        visit(path)
+
+    reported = [line for line in console if "Content Security Policy" in line]
+    # The policy is enforced: a script injected inline does not run, and the browser reports it.
+    page.goto("/rooms/")
+    page.evaluate("""() => { const s = document.createElement("script"); s.textContent = "window.__ran = 1";
+        document.body.appendChild(s); }""")
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__ran") is None
+    assert any("script-src" in v for v in page.evaluate("window.__csp"))
+    context.close()
+
+    assert {path: found for path, found in violations.items() if found} == {}
+    assert reported == []
+    chat_policy = policies[f"/rooms/{room.pk}/"]
+    for directive in (
+        "script-src 'self';",
+        "style-src 'self';",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        f"connect-src 'self' ws://{server.http_url.split('://')[1]} wss://",
+    ):
+        assert directive in chat_policy, (directive, chat_policy)
+    assert all(policies.values()), [path for path, policy in policies.items() if not policy]

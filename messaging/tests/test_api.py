@@ -10,6 +10,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from messaging.models import Message
 from messaging.services import send_message
+from rooms.services import create_room
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +115,67 @@ def test_my_rooms_costs_a_constant_number_of_queries(room_with_members, make_use
     with django_assert_max_num_queries(4):
         response = client.get("/api/me/rooms")
     assert len(response.json()["results"]) == 6
+
+
+# --- rate limits ----------------------------------------------------------------------------------------------
+def _send(client: Client, room_id: int, client_id: str) -> Any:
+    return client.post(
+        f"/api/rooms/{room_id}/messages", {"client_id": client_id, "body": "flood"}, content_type="application/json"
+    )
+
+
+def test_rest_sends_are_limited_per_user_with_429_rate_limited_and_retry_after(room_with_members, settings):
+    settings.SEND_MESSAGES_BURST, settings.SEND_MESSAGES_PER_SECOND = 5, 1  # 5 sends per 5 s window
+    room, (alice, bob) = room_with_members(2)
+    client = api(alice)
+    answers = [_send(client, room.pk, f"flood-{n}") for n in range(12)]
+    accepted = [a for a in answers if a.status_code == 201]
+    refused = [a for a in answers if a.status_code == 429]
+    # Fixed windows: a flood that straddles a window's end gets at most two windows' worth.
+    assert len(accepted) + len(refused) == 12 and 5 <= len(accepted) <= 10
+    assert refused[0].json()["code"] == "rate_limited"
+    assert 1 <= int(refused[0]["Retry-After"]) <= 5
+    assert Message.objects.filter(room=room, kind="TALK").count() == len(accepted)
+    # Per user: another member still sends.
+    assert _send(api(bob), room.pk, "bob-1").status_code == 201
+
+
+def test_the_send_limit_counts_every_room_of_the_user_together(room_with_members, settings):
+    settings.SEND_MESSAGES_BURST, settings.SEND_MESSAGES_PER_SECOND = 3, 1
+    first, (alice, _) = room_with_members(2)
+    second = create_room(owner=alice, title="second", max_personnel=5)
+    client = api(alice)
+    answers = [_send(client, room.pk, f"m-{room.pk}-{n}").status_code for n in range(4) for room in (first, second)]
+    assert answers.count(201) <= 6 and 429 in answers
+
+
+def test_rest_sends_are_not_limited_when_rate_limits_are_off(room_with_members, settings):
+    settings.SEND_MESSAGES_BURST, settings.SEND_MESSAGES_PER_SECOND = 2, 1
+    settings.RATE_LIMITS_ENABLED = False
+    room, (alice, _) = room_with_members(2)
+    client = api(alice)
+    assert {_send(client, room.pk, f"free-{n}").status_code for n in range(10)} == {201}
+
+
+def test_read_positions_are_limited_per_user(room_with_members, settings):
+    settings.ROOM_WRITES_PER_MINUTE = 3
+    room, (alice, _) = room_with_members(2)
+    client = api(alice)
+    answers = [client.post(f"/api/rooms/{room.pk}/read", {"seq": 1}, content_type="application/json") for _ in range(7)]
+    statuses = [a.status_code for a in answers]
+    assert statuses.count(200) <= 6 and 429 in statuses
+    refused = answers[statuses.index(429)]
+    assert refused.json()["code"] == "rate_limited" and int(refused["Retry-After"]) >= 1
+
+
+def test_a_send_goes_through_when_the_rate_limit_cannot_be_counted(room_with_members, settings, monkeypatch):
+    """A Redis blip must not stop chat: the limit lets the send through (and says so in the log)."""
+
+    def cache_away(key: str, rate: Any) -> None:
+        raise ConnectionError("the cache is away")
+
+    settings.SEND_MESSAGES_BURST, settings.SEND_MESSAGES_PER_SECOND = 1, 1
+    monkeypatch.setattr("core.rate_limits.count_in_window", cache_away)
+    room, (alice, _) = room_with_members(2)
+    client = api(alice)
+    assert [_send(client, room.pk, f"blip-{n}").status_code for n in range(3)] == [201, 201, 201]

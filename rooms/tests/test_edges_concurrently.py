@@ -59,3 +59,26 @@ def test_rest_and_graphql_joins_racing_on_two_processes_admit_exactly_the_free_s
     assert room.personnel == 15
     assert Membership.objects.filter(room=room, is_active=True).count() == 15
     assert Room.objects.get(pk=room.pk).personnel == 15
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_room_creations_racing_on_two_processes_count_against_one_per_user_limit(server_factory: Any) -> None:
+    env = {"ROOMS_CREATED_PER_HOUR": "4"}
+    servers = [server_factory(env=env, name="limit-a"), server_factory(env=env, name="limit-b")]
+    user = User.objects.create_user(username="flooder", password="pw-Secret-123")
+    headers = {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
+
+    def create(index: int) -> tuple[int, Any]:
+        with httpx.Client(base_url=servers[index % 2].http_url, headers=headers, timeout=60) as client:
+            response = client.post("/api/rooms", json={"title": f"flood {index}", "max_personnel": 5})
+            return response.status_code, response
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(create, range(12)))
+
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201] * 4 + [429] * 8, statuses
+    refused = next(response for status, response in results if status == 429)
+    assert refused.json()["code"] == "rate_limited" and int(refused.headers["Retry-After"]) >= 1
+    assert Room.objects.filter(owner=user).count() == 4

@@ -93,11 +93,17 @@ def test_list_is_paginated_newest_first_and_searchable(make_user: Any, client_fo
     assert client.get("/api/rooms", {"search": "nothing-like-this"}).json()["count"] == 0
 
 
-@pytest.mark.parametrize("page", ["9", "abc", "0"])
-def test_a_page_out_of_range_is_a_404_in_the_contract_body(make_user: Any, client_for: Any, page: str) -> None:
-    response = client_for(make_user()).get("/api/rooms", {"page": page})
+def test_a_page_out_of_range_is_a_404_in_the_contract_body(make_user: Any, client_for: Any) -> None:
+    response = client_for(make_user()).get("/api/rooms", {"page": "9"})
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("page", ["abc", "0"])
+def test_a_page_that_is_not_a_page_number_is_a_400_validation_error(make_user: Any, client_for: Any, page: str) -> None:
+    response = client_for(make_user()).get("/api/rooms", {"page": page})
+    assert response.status_code == 400
+    assert response.json()["code"] == "validation_error" and list(response.json()["fields"]) == ["page"]
 
 
 def test_detail_shows_the_room(make_user: Any, client_for: Any) -> None:
@@ -227,3 +233,39 @@ def test_a_non_member_reading_members_or_history_gets_403_and_an_unknown_room_40
     assert client_for(owner).get(f"/api/rooms/{room.pk}/{path}").status_code == 200
     response = client_for(owner).get(f"/api/rooms/424242/{path}")
     assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+# --- rate limits ----------------------------------------------------------------------------------------------
+def test_room_creation_is_limited_per_user_with_429_rate_limited_and_retry_after(
+    make_user: Any, client_for: Any, settings: Any
+) -> None:
+    settings.ROOMS_CREATED_PER_HOUR = 3
+    alice, bob = make_user(), make_user()
+    client = client_for(alice)
+    answers = [client.post("/api/rooms", {"title": f"flood {n}", "max_personnel": 5}, format="json") for n in range(5)]
+    assert [a.status_code for a in answers] == [201, 201, 201, 429, 429]
+    assert answers[3].json()["code"] == "rate_limited"
+    assert 1 <= int(answers[3]["Retry-After"]) <= 3600
+    assert Room.objects.filter(owner=alice).count() == 3
+    assert client_for(bob).post("/api/rooms", {"title": "bob's", "max_personnel": 5}, format="json").status_code == 201
+
+
+@pytest.mark.parametrize("path", ["join", "leave"])
+def test_joins_and_leaves_are_limited_per_user(make_user: Any, client_for: Any, settings: Any, path: str) -> None:
+    settings.ROOM_WRITES_PER_MINUTE = 3
+    room = create_room(owner=make_user(), title="busy door", max_personnel=5)
+    client = client_for(make_user())
+    statuses = [client.post(f"/api/rooms/{room.pk}/{path}").status_code for _ in range(7)]
+    # Fixed windows: a burst that straddles a window's end gets at most two windows' worth.
+    assert statuses.count(200) <= 6 and statuses.count(429) >= 1 and set(statuses) == {200, 429}
+
+
+def test_updates_of_rooms_are_limited_per_user(make_user: Any, client_for: Any, settings: Any) -> None:
+    settings.ROOM_WRITES_PER_MINUTE = 2
+    owner = make_user()
+    room = create_room(owner=owner, title="renamed often", max_personnel=5)
+    client = client_for(owner)
+    statuses = [
+        client.patch(f"/api/rooms/{room.pk}", {"title": f"name {n}"}, format="json").status_code for n in range(5)
+    ]
+    assert statuses.count(200) <= 4 and 429 in statuses
