@@ -26,6 +26,7 @@ from rooms.services import NotRoomMember, RoomNotFound
 from rooms.sockets import RoomMemberSocket
 
 from . import frames
+from .limits import MESSAGE_SENDS
 from .services import mark_read, replay_page, send_message
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,14 @@ RESUME_MIN_INTERVAL = 1.0
 ACK_PACING_TIMEOUT = 1.0  # the longest an ack waits for this process's fan-out of its message
 FLOOD_CLOSE_AFTER = 10  # refused frames in a row before the socket is closed with 4429
 
-send_message_async = in_worker_thread(send_message)
+def _send_within_limits(**kwargs: Any) -> Any:
+    """The per-user send limit that REST applies too (messaging.limits), counted across all of the user's
+    sockets and processes, then the send: one worker-thread call."""
+    MESSAGE_SENDS.hit(kwargs["sender"].pk)
+    return send_message(**kwargs)
+
+
+send_message_async = in_worker_thread(_send_within_limits)
 replay_page_async = in_worker_thread(replay_page)
 mark_read_async = in_worker_thread(mark_read)
 

@@ -236,3 +236,27 @@ def test_a_member_removed_while_the_close_event_is_lost_cannot_resume_and_is_clo
         assert await idle.wait_closed(timeout=5) == 4403
 
     asyncio.run(scenario())
+
+
+def test_socket_sends_count_against_the_users_send_limit_across_all_their_sockets(
+    ws_connect, room_with_members, settings
+):
+    settings.SEND_MESSAGES_BURST = 3
+    settings.SEND_MESSAGES_PER_SECOND = 1  # 3 sends per 3 s window, per user, whichever socket or edge
+    room, (alice, _bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        tabs = [
+            InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(alice))) for _ in range(2)
+        ]
+        # Seven sends within one or two fixed windows of three: at most six pass, whatever the window edges.
+        for i in range(7):
+            await tabs[i % 2].send_message(f"from tab {i % 2}", client_id=f"tab-{i}")
+            await tabs[i % 2].wait_until(lambda c, i=i: any(f.get("client_id") == f"tab-{i}" for f in c.frames))
+        answers = [f for tab in tabs for f in tab.frames if f.get("client_id", "").startswith("tab-")]
+        refused = [f for f in answers if f["type"] == "error"]
+        assert len(answers) == 7 and 1 <= len(refused) <= 4
+        assert {f["code"] for f in refused} == {"rate_limited"}
+        assert all(tab.close_code is None for tab in tabs), "a refused send keeps the socket"
+
+    asyncio.run(scenario())
