@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
