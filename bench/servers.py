@@ -10,6 +10,7 @@ server command does by default (scripts/serve, WS_COMPRESSION off: declined).
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -78,7 +79,9 @@ class ServedApp:
         if app not in APPS:
             raise ValueError(f"unknown app {app!r}; one of {sorted(APPS)}")
         self.app, self.port, self.deflate = app, port, deflate
-        self.env = {**os.environ, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
+        # Production settings (DEBUG off: no per-query debug bookkeeping), with a throwaway key unless given.
+        production = {"DEBUG": "0", "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50)}
+        self.env = {**os.environ, **production, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log_path = Path("var") / f"bench-{app}-{port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
