@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
@@ -66,6 +67,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if isinstance(exc, RateLimited):
             refusal["Retry-After"] = str(exc.retry_after)
         return refusal
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is away or every pooled connection is busy past DATABASE_POOL_TIMEOUT (a storm): the
+        # client retries shortly. Nothing was changed (the request's transaction, if any, rolled back).
+        logger.warning("database unavailable in API view: %s", str(exc).strip()[:200])
+        unavailable = Response(
+            error_body("unavailable", "The database is busy or unavailable; retry shortly."), status=503
+        )
+        unavailable["Retry-After"] = "1"
+        return unavailable
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

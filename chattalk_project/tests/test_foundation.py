@@ -257,3 +257,23 @@ def test_a_nul_character_anywhere_in_a_json_body_is_a_400_not_a_database_error(b
     response = Client().post("/api/auth/login", data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["code"] == "malformed_request"
+
+
+@pytest.mark.django_db
+def test_a_database_that_is_busy_or_away_answers_503_unavailable_not_500(monkeypatch):
+    """A login storm can hold every pooled connection past DATABASE_POOL_TIMEOUT; the client retries."""
+    from django.db import OperationalError
+    from rest_framework.test import APIClient
+
+    from accounts.models import User
+    from rooms import api as rooms_api
+
+    def pool_exhausted(*args, **kwargs):
+        raise OperationalError("couldn't get a connection after 5.00 sec")
+
+    monkeypatch.setattr(rooms_api.services, "search_rooms", pool_exhausted)
+    client = APIClient()
+    client.force_authenticate(User.objects.create_user(username="busy", password="pw-Secret-123"))
+    response = client.get("/api/rooms")
+    assert response.status_code == 503
+    assert response.json()["code"] == "unavailable" and response["Retry-After"] == "1"
