@@ -10,13 +10,14 @@ server command does by default (scripts/serve, WS_COMPRESSION off: declined).
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.conf import settings
 
 APPS = {
     "chattalk": "chattalk_project.asgi:application",
@@ -79,8 +80,9 @@ class ServedApp:
         if app not in APPS:
             raise ValueError(f"unknown app {app!r}; one of {sorted(APPS)}")
         self.app, self.port, self.deflate = app, port, deflate
-        # Production settings (DEBUG off: no per-query debug bookkeeping), with a throwaway key unless given.
-        production = {"DEBUG": "0", "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50)}
+        # Production settings (DEBUG off: no per-query debug bookkeeping), signing with this process's key: the
+        # scenarios mint their users' tokens here.
+        production = {"DEBUG": "0", "SECRET_KEY": settings.SECRET_KEY}
         self.env = {**os.environ, **production, "RATE_LIMITS": "off", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log_path = Path("var") / f"bench-{app}-{port}.log"
         self.process: subprocess.Popen[bytes] | None = None
