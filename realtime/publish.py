@@ -35,7 +35,7 @@ async def apublish(group: str, event: dict[str, Any]) -> None:
     try:
         await layer.group_send(group, event)
     except Exception:  # noqa: BLE001 - the database holds the truth; hubs recover from it
-        logger.exception("publish to %s failed; hubs recover from the database", group)
+        logger.exception("publish to %s failed; hubs will fill the gap from the database", group)
 
 
 def _serving_loop() -> Any:
