@@ -8,11 +8,12 @@ simply stay here (the embedded default), visible in the admin.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Min
+from django.db.models import Min, Q
 from django.utils import timezone
 
 from .models import OutboxEvent
@@ -57,6 +58,28 @@ def record_event(
         ),
         occurred_at=occurred_at,
     )
+
+
+def rewrite_event_data(
+    room_id: int, condition: Q, rewrite: Callable[[dict[str, Any]], dict[str, Any]]
+) -> int:
+    """Rewrite the `data` of a room's stored events (pending or already relayed) that match `condition`.
+
+    For content that must not outlive its deletion: an outbox row still waiting for Kafka must not carry a
+    deleted body there, and a relayed row kept for the admin must not show it. Must run inside the
+    transaction of the change. What Kafka already holds is the consumers' to redact on the deletion event
+    (docs/API.md). Returns how many rows changed.
+    """
+    changed = 0
+    for row in OutboxEvent.objects.select_for_update().filter(room_id=room_id).filter(condition).order_by("id"):
+        payload = dict(row.payload)
+        data = rewrite(payload.get("data") or {})
+        if data != payload.get("data"):
+            payload["data"] = data
+            row.payload = payload
+            row.save(update_fields=["payload"])
+            changed += 1
+    return changed
 
 
 def outbox_backlog() -> dict[str, Any]:

@@ -12,8 +12,10 @@ ALL_TOPICS = (MESSAGES, ROOMS, MEMBERSHIPS, PRESENCE)
 
 TOPIC_BY_EVENT_PREFIX = {
     "message.": MESSAGES,
+    "reaction.": MESSAGES,  # a reaction is a change of its message: same topic, same key, same order
     "room.": ROOMS,
     "member.": MEMBERSHIPS,
+    "role.": MEMBERSHIPS,
     "presence.": PRESENCE,
 }
 

@@ -21,7 +21,7 @@ from rooms.serializers import RoomSerializer
 
 from . import services
 from .limits import MESSAGE_SENDS
-from .serializers import ReadSerializer, SendMessageSerializer
+from .serializers import EditMessageSerializer, ReadSerializer, SendMessageSerializer
 
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_PARAMETERS = [
@@ -58,7 +58,43 @@ class RoomMessagesView(APIView):
         payload = SendMessageSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         result = services.send_message(room_id=room_id, sender=request.user, **payload.validated_data)
-        return Response(result.message, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        return Response(services.with_my_reactions([result.message], request.user)[0], status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class MessageView(APIView):
+    """PATCH edits (its sender), DELETE turns it into a tombstone (sender, room owner, staff): 200 Message."""
+
+    @extend_schema(request=EditMessageSerializer, responses=OpenApiTypes.OBJECT)
+    def patch(self, request: Request, room_id: int, message_id: int) -> Response:
+        MESSAGE_SENDS.hit(request.user.pk)
+        payload = EditMessageSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        message = services.edit_message(
+            room_id=room_id, message_id=message_id, actor=request.user, body=payload.validated_data["body"]
+        )
+        return Response(services.with_my_reactions([message], request.user)[0])
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def delete(self, request: Request, room_id: int, message_id: int) -> Response:
+        MESSAGE_SENDS.hit(request.user.pk)
+        return Response(services.delete_message(room_id=room_id, message_id=message_id, actor=request.user))
+
+
+class ReactionView(APIView):
+    """PUT adds the caller's reaction, DELETE removes it; both idempotent, both 200 Message."""
+
+    def _set(self, request: Request, room_id: int, message_id: int, emoji: str, on: bool) -> Response:
+        MESSAGE_SENDS.hit(request.user.pk)
+        message = services.set_reaction(room_id=room_id, message_id=message_id, actor=request.user, emoji=emoji, on=on)
+        return Response(services.with_my_reactions([message], request.user)[0])
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def put(self, request: Request, room_id: int, message_id: int, emoji: str) -> Response:
+        return self._set(request, room_id, message_id, emoji, True)
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    def delete(self, request: Request, room_id: int, message_id: int, emoji: str) -> Response:
+        return self._set(request, room_id, message_id, emoji, False)
 
 
 class RoomReadView(APIView):
@@ -67,8 +103,10 @@ class RoomReadView(APIView):
         ROOM_WRITES.hit(request.user.pk)
         payload = ReadSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        last_read, unread = services.mark_read(room_id=room_id, user=request.user, seq=payload.validated_data["seq"])
-        return Response({"last_read_seq": last_read, "unread": unread})
+        position = services.mark_read(room_id=room_id, user=request.user, seq=payload.validated_data["seq"])
+        return Response(
+            {"last_read_seq": position.last_read_seq, "unread": position.unread, "mentions": position.mentions}
+        )
 
 
 class MyRoomsView(APIView):
@@ -86,6 +124,7 @@ class MyRoomsView(APIView):
             room.update(
                 {
                     "unread": membership.unread,
+                    "mentions": membership.mentions,
                     "last_read_seq": membership.last_read_seq,
                     "last_message": last_messages.get(membership.last_message_id),
                 }

@@ -28,7 +28,7 @@ from rooms.sockets import RoomMemberSocket
 
 from . import frames
 from .limits import MESSAGE_SENDS
-from .services import mark_read, replay_page, send_message
+from .services import delete_message, edit_message, mark_read, replay_page, send_message, set_reaction
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,14 @@ def _send_within_limits(**kwargs: Any) -> Any:
     return send_message(**kwargs)
 
 
+def _change_within_limits(change: Any, **kwargs: Any) -> Any:
+    """Edits, deletions and reactions count against the same per-user write limit as sends."""
+    MESSAGE_SENDS.hit(kwargs["actor"].pk)
+    return change(**kwargs)
+
+
 send_message_async = in_worker_thread(_send_within_limits)
+change_message_async = in_worker_thread(_change_within_limits)
 replay_page_async = in_worker_thread(replay_page)
 mark_read_async = in_worker_thread(mark_read)
 
@@ -232,6 +239,12 @@ class ChatConsumer(RoomMemberSocket):
             await self.on_read(frame)  # type: ignore[arg-type]
         elif kind == "typing":
             await self.on_typing()
+        elif kind == "edit":
+            await self.on_change(edit_message, frame, body=frame.get("body"))
+        elif kind == "delete":
+            await self.on_change(delete_message, frame)
+        elif kind == "react":
+            await self.on_change(set_reaction, frame, emoji=frame.get("emoji"), on=frame.get("on"))
         else:
             self.push_frame(socket_frames.error_frame("unknown_type", f"Unknown frame type {kind[:40]!r}."))
 
@@ -271,7 +284,12 @@ class ChatConsumer(RoomMemberSocket):
         self.acks_pending += 1  # our own message must not reach us before its ack
         try:
             result = await send_message_async(
-                room_id=self.room_id, sender=self.user, client_id=client_id, body=frame.get("body")
+                room_id=self.room_id,
+                sender=self.user,
+                client_id=client_id,
+                body=frame.get("body"),
+                reply_to=frame.get("reply_to"),
+                attachments=frame.get("attachments"),
             )
         except DomainError as exc:
             if not self._refuse_for_room(exc):
@@ -292,6 +310,20 @@ class ChatConsumer(RoomMemberSocket):
         finally:
             self.acks_pending -= 1
             self._release_held()
+
+    async def on_change(self, change: Any, frame: dict[str, Any], **fields: Any) -> None:
+        """edit, delete, react: the change reaches every socket of the room (this one included) as a
+        `message.updated` event in seq order; only a refusal is answered here, with the message's id."""
+        message_id = frame.get("message_id")
+        try:
+            await change_message_async(change, room_id=self.room_id, message_id=message_id, actor=self.user, **fields)
+        except DomainError as exc:
+            if not self._refuse_for_room(exc):
+                echo = message_id if isinstance(message_id, int) and not isinstance(message_id, bool) else None
+                self.push_frame(socket_frames.error_frame(exc.code, exc.detail, message_id=echo))
+        except DatabaseError:
+            logger.exception("change failed on the database")
+            self.push_frame(socket_frames.error_frame("unavailable", "Nothing was changed; try again."))
 
     async def on_resume(self, frame: frames.ResumeFrame) -> None:
         after_seq = frame.get("after_seq")

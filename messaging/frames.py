@@ -10,6 +10,20 @@ from typing import Any, Literal, TypedDict
 from accounts.models import PublicUser
 
 
+class ReplyData(TypedDict):
+    id: int
+    seq: int
+    sender: PublicUser | None
+    excerpt: str
+    deleted: bool
+
+
+class ReactionData(TypedDict):
+    emoji: str
+    count: int
+    users: list[int]
+
+
 class MessageData(TypedDict):
     id: int
     room: int
@@ -19,13 +33,39 @@ class MessageData(TypedDict):
     sender: PublicUser | None
     body: str
     created_at: str
+    edited_at: str | None
+    deleted_at: str | None
+    reply_to: ReplyData | None
+    reactions: list[ReactionData]
+    mentions: list[int]
+    attachments: list[dict[str, Any]]
 
 
 # Client -> server
-class SendFrame(TypedDict):
+class SendFrame(TypedDict, total=False):
     type: Literal["send"]
     client_id: str
     body: str
+    reply_to: int | None
+    attachments: list[int]
+
+
+class EditFrame(TypedDict):
+    type: Literal["edit"]
+    message_id: int
+    body: str
+
+
+class DeleteFrame(TypedDict):
+    type: Literal["delete"]
+    message_id: int
+
+
+class ReactFrame(TypedDict):
+    type: Literal["react"]
+    message_id: int
+    emoji: str
+    on: bool
 
 
 class ResumeFrame(TypedDict):
@@ -41,6 +81,15 @@ class ReadFrame(TypedDict):
 # Server -> client
 def message_frame(message: MessageData | dict[str, Any]) -> dict[str, Any]:
     return {"type": "message", "message": message}
+
+
+def message_updated_frame(seq: int, message: MessageData | dict[str, Any]) -> dict[str, Any]:
+    """A change (edit, delete, reaction) with the seq it took and the message after it."""
+    return {"type": "message.updated", "seq": seq, "message": message}
+
+
+def mention_frame(room_id: int, message: MessageData | dict[str, Any]) -> dict[str, Any]:
+    return {"type": "mention", "room_id": room_id, "message": message}
 
 
 def ack_frame(client_id: str, seq: int, message_id: int) -> dict[str, Any]:

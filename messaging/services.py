@@ -1,9 +1,15 @@
-"""The messaging domain: send, history, read positions. One path for REST, WebSocket and GraphQL.
+"""The messaging domain: send, change (edit, delete, react), history, resume, read positions. One path
+for REST, WebSocket and GraphQL.
 
 seq is taken from the room row (`UPDATE rooms_room SET last_seq = last_seq + 1 ... RETURNING last_seq`) in the
 transaction that inserts the message: a rolled-back send gives its seq back, so seq is gapless per room, and
 the row lock serialises writers of one room only. The same UPDATE checks membership, so a send costs one
 lookup (idempotency), one UPDATE, two INSERTs (message, outbox) and the commit.
+
+A change takes its seq the same way, first thing in its transaction: the room row's lock then serialises
+every change of the room's messages too (no message row lock is needed, on PostgreSQL or SQLite), and a
+change that turns out to change nothing rolls back and gives its seq back ("a retried change changes
+nothing and takes no seq").
 """
 
 from __future__ import annotations
@@ -16,22 +22,36 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
-from core.domain import DomainError, InvalidInput
-from events.services import record_event
-from realtime.publish import publish_room_event, publish_room_frame
+from core.domain import DomainError, Forbidden, InvalidInput, NotFound
+from events.services import record_event, rewrite_event_data
+from realtime.publish import publish_room_event, publish_room_frame, publish_user_frame
 from rooms.models import Membership, Room
-from rooms.services import NotRoomMember, RoomNotFound, require_member
+from rooms.services import NotRoomMember, RoomNotFound, may_moderate, require_member
 
-from .frames import message_frame, read_frame
-from .models import Message, MessageKind
+from .emoji import clean_emoji
+from .frames import mention_frame, message_frame, message_updated_frame, read_frame
+from .models import (
+    MAX_DISTINCT_REACTIONS,
+    MAX_REACTION_USERS_SHOWN,
+    Mention,
+    Message,
+    MessageEdit,
+    MessageKind,
+    Reaction,
+)
 
 HISTORY_MAX_LIMIT = 200
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+REPLY_EXCERPT_CHARS = 100
+# @name, not preceded by a word character or @ (so e-mail addresses are not mentions). Usernames may hold
+# letters, digits and . + - _ (and @, which a mention cannot: "@a@b" mentions "a").
+MENTION_RE = re.compile(r"(?<![\w@])@([\w.+\-]{1,150})")
+MAX_MENTIONS_PER_MESSAGE = 50
 
 
 class BodyEmpty(DomainError):
@@ -49,24 +69,90 @@ class InvalidClientId(DomainError):
     default_detail = "client_id must be 1-64 characters of letters, digits and - _ . :"
 
 
+class MessageNotFound(NotFound):
+    default_detail = "No such message in this room."
+
+
+class MessageDeleted(DomainError):
+    code = "message_deleted"
+    http_status = 409
+    default_detail = "The message was deleted."
+
+
+class TooManyReactions(DomainError):
+    code = "too_many_reactions"
+    http_status = 409
+    default_detail = f"A message keeps at most {MAX_DISTINCT_REACTIONS} different reactions."
+
+
+class InvalidReply(DomainError):
+    code = "invalid_reply"
+    default_detail = "reply_to must name a message of this room that is not deleted."
+
+
+class NotYourMessage(Forbidden):
+    default_detail = "Only its sender may edit a message."
+
+
+class MayNotDelete(Forbidden):
+    default_detail = "Only its sender, the room's owner or staff may delete a message."
+
+
+class NotAChatMessage(Forbidden):
+    default_detail = "Join and leave notices cannot be changed."
+
+
+class _NoChange(Exception):
+    """Raised inside a change's transaction when the change is already in effect: roll back, free the seq."""
+
+
 @dataclass(frozen=True)
 class SendResult:
     message: dict[str, Any]  # the contract's Message
     created: bool  # False: the client_id was seen before and nothing new was stored
 
 
-def message_to_dict(message: Message, sender: User | None) -> dict[str, Any]:
-    """The contract's Message shape; `sender` is passed in so that no query is made for it."""
+def reply_summary(original: Message) -> dict[str, Any]:
+    """The contract's reply_to: the original as it is when this is called (a frame: as it was then)."""
+    deleted = original.deleted_at is not None
+    return {
+        "id": original.pk,
+        "seq": original.seq,
+        "sender": original.sender.as_public_dict() if original.sender is not None else None,
+        "excerpt": "" if deleted else original.body[:REPLY_EXCERPT_CHARS],
+        "deleted": deleted,
+    }
+
+
+def message_to_dict(message: Message) -> dict[str, Any]:
+    """The contract's Message, the same for every reader. Load `sender`, `reply_to` and `reply_to__sender`
+    with the message (select_related, or assigned when it was made) so that this makes no query.
+
+    A deleted message is a tombstone here, whatever the row still holds."""
+    deleted = message.deleted_at is not None
     return {
         "id": message.pk,
         "room": message.room_id,
         "seq": message.seq,
         "client_id": message.client_id,
         "kind": message.kind,
-        "sender": sender.as_public_dict() if sender is not None else None,
-        "body": message.body,
+        "sender": message.sender.as_public_dict() if message.sender is not None else None,
+        "body": "" if deleted else message.body,
         "created_at": message.created_at.isoformat(),
+        "edited_at": message.edited_at.isoformat() if message.edited_at is not None else None,
+        "deleted_at": message.deleted_at.isoformat() if deleted else None,  # type: ignore[union-attr]
+        "reply_to": reply_summary(message.reply_to) if message.reply_to is not None else None,
+        "reactions": [] if deleted else message.reactions,
+        "mentions": [] if deleted else message.mentions,
+        "attachments": [],
     }
+
+
+MESSAGE_RELATIONS = ("sender", "reply_to", "reply_to__sender")
+
+
+def messages_with_relations():  # type: ignore[no-untyped-def]
+    return Message.objects.select_related(*MESSAGE_RELATIONS)
 
 
 def clean_body(body: Any) -> str:
@@ -88,15 +174,36 @@ def clean_client_id(client_id: Any) -> str:
     return client_id
 
 
-def _next_seq(room_id: int, sender_id: int | None) -> int | None:
-    """Take the room's next seq; with a sender, only if they are an active member. None: refused."""
+def clean_message_id(value: Any) -> int:
+    """A message id from a path or a frame; anything that cannot be one is simply not found."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise MessageNotFound()
+    return value
+
+
+def clean_reply_to(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**63:
+        raise InvalidReply()
+    return value
+
+
+def clean_attachments(value: Any) -> list[int]:
+    if value in (None, []):
+        return []
+    raise InvalidInput(fields={"attachments": ["No such attachment."]})
+
+
+def _next_seq(room_id: int, member_id: int | None) -> int | None:
+    """Take the room's next seq; with a member id, only if that user is an active member. None: refused."""
     table_room = Room._meta.db_table
     sql = f"UPDATE {table_room} SET last_seq = last_seq + 1 WHERE id = %s"  # noqa: S608
     params: list[Any] = [room_id]
-    if sender_id is not None:
+    if member_id is not None:
         # The membership rule is the queryset's (Membership.objects.active()), compiled into this UPDATE.
         member_sql, member_params = (
-            Membership.objects.active().filter(room_id=room_id, user_id=sender_id).values("pk").query.sql_with_params()
+            Membership.objects.active().filter(room_id=room_id, user_id=member_id).values("pk").query.sql_with_params()
         )
         sql += f" AND EXISTS ({member_sql})"
         params += list(member_params)
@@ -106,38 +213,292 @@ def _next_seq(room_id: int, sender_id: int | None) -> int | None:
     return int(row[0]) if row else None
 
 
-def _store(room_id: int, sender: User | None, kind: str, client_id: str, body: str, at: datetime) -> Message:
-    seq = _next_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
+def _take_seq(room_id: int, member_id: int | None) -> int:
+    seq = _next_seq(room_id, member_id)
     if seq is None:
         if not Room.objects.filter(pk=room_id).exists():
             raise RoomNotFound()
         raise NotRoomMember()
-    message = Message.objects.create(
-        room_id=room_id, seq=seq, client_id=client_id, kind=kind, sender=sender, body=body, created_at=at
+    return seq
+
+
+def mentioned_members(room_id: int, body: str, author_id: int | None) -> list[int]:
+    """Ids of the room's active members named as @username in `body`, in order of first mention."""
+    names: list[str] = []
+    for match in MENTION_RE.finditer(body):
+        name = match.group(1)
+        for candidate in (name, name.rstrip(".-+")):  # "@bob." at the end of a sentence mentions bob
+            if candidate and candidate not in names:
+                names.append(candidate)
+        if len(names) >= 2 * MAX_MENTIONS_PER_MESSAGE:
+            break
+    if not names:
+        return []
+    found = dict(
+        Membership.objects.active()
+        .filter(room_id=room_id, user__username__in=names)
+        .exclude(user_id=author_id)
+        .values_list("user__username", "user_id")
     )
-    payload = message_to_dict(message, sender)
+    ordered: list[int] = []
+    for name in names:
+        user_id = found.get(name)
+        if user_id is not None and user_id not in ordered:
+            ordered.append(user_id)
+    return ordered[:MAX_MENTIONS_PER_MESSAGE]
+
+
+def _notify_mentioned(room_id: int, user_ids: list[int], payload: dict[str, Any]) -> None:
+    """A `mention` frame on every socket of each newly mentioned user, after commit."""
+    frame = mention_frame(room_id, payload)
+    for user_id in user_ids:
+        publish_user_frame(user_id, frame)
+
+
+def _store(
+    room_id: int, sender: User | None, kind: str, client_id: str, body: str, at: datetime, reply_to_id: int | None = None
+) -> Message:
+    seq = _take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
+    original = None
+    if reply_to_id is not None:
+        # Read under the room row's lock, which a deletion of the original also takes: it cannot vanish now.
+        original = (
+            Message.objects.select_related("sender")
+            .filter(pk=reply_to_id, room_id=room_id, kind=MessageKind.TALK, deleted_at__isnull=True)
+            .first()
+        )
+        if original is None:
+            raise InvalidReply()
+    mentions = mentioned_members(room_id, body, sender.pk if sender else None) if kind == MessageKind.TALK else []
+    message = Message.objects.create(
+        room_id=room_id,
+        seq=seq,
+        client_id=client_id,
+        kind=kind,
+        sender=sender,
+        body=body,
+        created_at=at,
+        reply_to=original,
+        mentions=mentions,
+    )
+    if mentions:
+        Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=seq) for u in mentions])
+    payload = message_to_dict(message)
     record_event("message.created", room_id=room_id, data=payload, occurred_at=at)
     publish_room_event(room_id, seq, message_frame(payload), sent_at=at.timestamp())
+    if mentions:
+        _notify_mentioned(room_id, mentions, payload)
     return message
 
 
-def send_message(*, room_id: int, sender: User, client_id: Any, body: Any) -> SendResult:
+def _existing_send(room_id: int, sender: User, client_id: str) -> Message | None:
+    return messages_with_relations().filter(room_id=room_id, sender=sender, client_id=client_id).first()
+
+
+def send_message(
+    *, room_id: int, sender: User, client_id: Any, body: Any, reply_to: Any = None, attachments: Any = None
+) -> SendResult:
     """Store a TALK message once per (room, sender, client_id) and publish it after commit."""
     client_id = clean_client_id(client_id)
     body = clean_body(body)
-    existing = Message.objects.filter(room_id=room_id, sender=sender, client_id=client_id).first()
+    reply_to_id = clean_reply_to(reply_to)
+    clean_attachments(attachments)
+    existing = _existing_send(room_id, sender, client_id)
     if existing is not None:
-        return SendResult(message=message_to_dict(existing, sender), created=False)
+        return SendResult(message=message_to_dict(existing), created=False)
     try:
         with transaction.atomic():
-            message = _store(room_id, sender, MessageKind.TALK, client_id, body, timezone.now())
+            message = _store(room_id, sender, MessageKind.TALK, client_id, body, timezone.now(), reply_to_id)
     except IntegrityError:
         # A concurrent send of the same client_id won the race; ours rolled back (and gave its seq back).
-        existing = Message.objects.filter(room_id=room_id, sender=sender, client_id=client_id).first()
+        existing = _existing_send(room_id, sender, client_id)
         if existing is None:
             raise
-        return SendResult(message=message_to_dict(existing, sender), created=False)
-    return SendResult(message=message_to_dict(message, sender), created=True)
+        return SendResult(message=message_to_dict(existing), created=False)
+    return SendResult(message=message_to_dict(message), created=True)
+
+
+# --- changes -------------------------------------------------------------------------------------------
+def _message_in_room(room_id: int, message_id: int) -> Message:
+    message = messages_with_relations().filter(pk=message_id, room_id=room_id).first()
+    if message is None:
+        raise MessageNotFound()
+    return message
+
+
+def _record_change(event_type: str, message: Message, actor: User, at: datetime, **extra: Any) -> dict[str, Any]:
+    """Save nothing; emit the change that the caller saved: outbox row, then the frame after commit."""
+    assert message.last_change_seq is not None
+    payload = message_to_dict(message)
+    data = {"seq": message.last_change_seq, "message": payload, "by": actor.as_public_dict(), **extra}
+    record_event(event_type, room_id=message.room_id, data=data, occurred_at=at)
+    publish_room_event(
+        message.room_id, message.last_change_seq, message_updated_frame(message.last_change_seq, payload),
+        sent_at=at.timestamp(),
+    )
+    return payload
+
+
+def _change(room_id: int, message_id: Any, actor: User, apply: Any, *, member_only: bool = True) -> dict[str, Any]:
+    """The frame of every change: take the seq (room lock, membership), load the message, `apply` it.
+
+    `apply(message, seq, at)` saves and emits, returns the new Message, or raises _NoChange."""
+    message_id = clean_message_id(message_id)
+    if not member_only and actor.is_staff:
+        member_id = None  # staff moderate rooms they are not in
+    else:
+        require_member(room_id, actor)
+        member_id = actor.pk
+    try:
+        with transaction.atomic():
+            seq = _take_seq(room_id, member_id)
+            message = _message_in_room(room_id, message_id)
+            return apply(message, seq, timezone.now())
+    except _NoChange:
+        return message_to_dict(_message_in_room(room_id, message_id))
+
+
+def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> dict[str, Any]:
+    """Its sender replaces a TALK message's body; the old body goes to the edit history (staff, admin)."""
+    body = clean_body(body)
+
+    def apply(message: Message, seq: int, at: datetime) -> dict[str, Any]:
+        if message.kind != MessageKind.TALK:
+            raise NotAChatMessage()
+        if message.sender_id != actor.pk:
+            raise NotYourMessage()
+        if message.deleted_at is not None:
+            raise MessageDeleted()
+        if message.body == body:
+            raise _NoChange()
+        MessageEdit.objects.create(message=message, seq=seq, previous_body=message.body, edited_at=at)
+        before = set(message.mentions)
+        mentions = mentioned_members(room_id, body, actor.pk)
+        Mention.objects.filter(message=message).exclude(user_id__in=mentions).delete()
+        Mention.objects.bulk_create(
+            [Mention(message=message, room_id=room_id, user_id=u, seq=message.seq) for u in mentions if u not in before]
+        )
+        message.body, message.edited_at, message.mentions, message.last_change_seq = body, at, mentions, seq
+        message.save(update_fields=["body", "edited_at", "mentions", "last_change_seq"])
+        payload = _record_change("message.edited", message, actor, at)
+        _notify_mentioned(room_id, [u for u in mentions if u not in before], payload)
+        return payload
+
+    return _change(room_id, message_id, actor, apply)
+
+
+def _redact(message_id: int) -> Any:
+    """The rewrite of stored event data that removes a deleted message's content (events.rewrite_event_data)."""
+
+    def redact(node: Any) -> Any:
+        if isinstance(node, list):
+            return [redact(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: redact(value) for key, value in node.items()}
+        if node.get("id") == message_id and "body" in node:
+            node.update(body="", reactions=[], mentions=[], attachments=[])
+        if node.get("id") == message_id and "excerpt" in node:
+            node.update(excerpt="", deleted=True)
+        return node
+
+    return redact
+
+
+def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, Any]:
+    """Its sender, the room's owner or staff turn a TALK message into a tombstone: the body, its edit
+    history, reactions and mentions are removed, also from the stored events that carried them."""
+
+    def apply(message: Message, seq: int, at: datetime) -> dict[str, Any]:
+        if message.kind != MessageKind.TALK:
+            raise NotAChatMessage()
+        if message.sender_id != actor.pk and not may_moderate(Room.objects.get(pk=room_id), actor):
+            raise MayNotDelete()
+        if message.deleted_at is not None:
+            raise _NoChange()
+        MessageEdit.objects.filter(message=message).delete()
+        Reaction.objects.filter(message=message).delete()
+        Mention.objects.filter(message=message).delete()
+        message.body, message.deleted_at, message.last_change_seq = "", at, seq
+        message.reactions, message.mentions = [], []
+        message.save(update_fields=["body", "deleted_at", "reactions", "mentions", "last_change_seq"])
+        rewrite_event_data(
+            room_id,
+            Q(event_type__startswith="message.") | Q(event_type__startswith="reaction."),
+            _redact(message.pk),
+        )
+        return _record_change("message.deleted", message, actor, at)
+
+    return _change(room_id, message_id, actor, apply, member_only=False)
+
+
+def set_reaction(*, room_id: int, message_id: Any, actor: User, emoji: Any, on: Any) -> dict[str, Any]:
+    """Add (on=True) or remove the caller's reaction with `emoji`; the summary on the message follows."""
+    emoji = clean_emoji(emoji)
+    if not isinstance(on, bool):
+        raise InvalidInput(fields={"on": ["Must be true or false."]})
+
+    def apply(message: Message, seq: int, at: datetime) -> dict[str, Any]:
+        if message.kind != MessageKind.TALK:
+            raise NotAChatMessage()
+        if message.deleted_at is not None:
+            raise MessageDeleted()
+        mine = Reaction.objects.filter(message=message, user=actor, emoji=emoji)
+        if on == mine.exists():
+            raise _NoChange()
+        summary = [dict(entry) for entry in message.reactions]
+        entry = next((e for e in summary if e["emoji"] == emoji), None)
+        if on:
+            if entry is None:
+                if len(summary) >= MAX_DISTINCT_REACTIONS:
+                    raise TooManyReactions()
+                entry = {"emoji": emoji, "count": 0, "users": []}
+                summary.append(entry)
+            Reaction.objects.create(message=message, user=actor, emoji=emoji, created_at=at)
+            entry["count"] += 1
+            if len(entry["users"]) < MAX_REACTION_USERS_SHOWN:
+                entry["users"] = [*entry["users"], actor.pk]
+        else:
+            assert entry is not None  # the summary is kept with the rows, under the room's lock
+            mine.delete()
+            entry["count"] -= 1
+            entry["users"] = [u for u in entry["users"] if u != actor.pk]
+            if entry["count"] <= 0:
+                summary.remove(entry)
+            elif len(entry["users"]) < min(entry["count"], MAX_REACTION_USERS_SHOWN):
+                entry["users"] = list(
+                    Reaction.objects.filter(message=message, emoji=emoji)
+                    .order_by("id")
+                    .values_list("user_id", flat=True)[:MAX_REACTION_USERS_SHOWN]
+                )
+        message.reactions, message.last_change_seq = summary, seq
+        message.save(update_fields=["reactions", "last_change_seq"])
+        return _record_change(
+            "reaction.added" if on else "reaction.removed", message, actor, at, emoji=emoji, user=actor.as_public_dict()
+        )
+
+    return _change(room_id, message_id, actor, apply)
+
+
+def reactions_of(user: User, message_ids: list[int]) -> dict[int, set[str]]:
+    """The emoji `user` reacted with, per message: what a per-caller read adds as `me` to each reaction."""
+    mine: dict[int, set[str]] = {}
+    if message_ids:
+        for message_id, emoji in Reaction.objects.filter(user=user, message_id__in=message_ids).values_list(
+            "message_id", "emoji"
+        ):
+            mine.setdefault(message_id, set()).add(emoji)
+    return mine
+
+
+def with_my_reactions(messages: list[dict[str, Any]], user: User) -> list[dict[str, Any]]:
+    """Per-caller reads (REST, GraphQL) mark the caller's own reactions with `me` (frames never do)."""
+    mine = reactions_of(user, [m["id"] for m in messages if m["reactions"]])
+    for message in messages:
+        if message["reactions"]:
+            emojis = mine.get(message["id"], set())
+            message["reactions"] = [{**r, "me": r["emoji"] in emojis} for r in message["reactions"]]
+    return messages
 
 
 def post_membership_message(*, room_id: int, user: User, kind: str, at: datetime) -> Message:
@@ -154,10 +515,11 @@ def history(
     since: datetime | None = None,
     limit: int = 50,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """Members-only history, ascending by seq. With before_seq alone, the newest page below it."""
+    """Members-only history of messages in their current state, ascending by seq. With before_seq alone,
+    the newest page below it."""
     require_member(room_id, user)
     limit = max(1, min(int(limit), HISTORY_MAX_LIMIT))
-    query = Message.objects.filter(room_id=room_id).select_related("sender")
+    query = messages_with_relations().filter(room_id=room_id)
     if after_seq is not None:
         query = query.filter(seq__gt=after_seq)
     if before_seq is not None:
@@ -172,34 +534,78 @@ def history(
         page = list(query.order_by("seq")[: limit + 1])
         has_more = len(page) > limit
         page = page[:limit]
-    return [message_to_dict(m, m.sender) for m in page], has_more
+    return with_my_reactions([message_to_dict(m) for m in page], user), has_more
+
+
+def _room_events(
+    room_id: int, after_seq: int, up_to_seq: int | None = None, limit: int | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """The room's events after `after_seq` as (seq, frame), ascending: each message at its seq, and each
+    changed message once more at the seq of its latest change, both in the message's current state.
+
+    Two index range scans, (room, seq) and (room, last_change_seq), merged; with `limit`, each scan stops
+    at `limit` rows, which is enough for the merged first `limit` events.
+    """
+    created = messages_with_relations().filter(room_id=room_id, seq__gt=after_seq)
+    changed = messages_with_relations().filter(room_id=room_id, last_change_seq__gt=after_seq)
+    if up_to_seq is not None:
+        created = created.filter(seq__lte=up_to_seq)
+        changed = changed.filter(last_change_seq__lte=up_to_seq)
+    created = created.order_by("seq")
+    changed = changed.order_by("last_change_seq")
+    if limit is not None:
+        created, changed = created[:limit], changed[:limit]
+    payloads: dict[int, dict[str, Any]] = {}
+
+    def payload(message: Message) -> dict[str, Any]:
+        if message.pk not in payloads:
+            payloads[message.pk] = message_to_dict(message)
+        return payloads[message.pk]
+
+    events = [(m.seq, message_frame(payload(m))) for m in created]
+    events += [
+        (m.last_change_seq, message_updated_frame(m.last_change_seq, payload(m)))  # type: ignore[arg-type]
+        for m in changed
+    ]
+    events.sort(key=lambda event: event[0])
+    return events[:limit] if limit is not None else events
 
 
 def replay_page(*, room_id: int, after_seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
     """One page of a resume as (seq, frame), for a socket whose membership was checked."""
-    query = Message.objects.filter(room_id=room_id, seq__gt=after_seq).select_related("sender").order_by("seq")
-    return [(m.seq, message_frame(message_to_dict(m, m.sender))) for m in query[:limit]]
+    return _room_events(room_id, after_seq, limit=limit)
 
 
 def frames_between(*, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
-    """The room's events with after_seq < seq <= up_to_seq as (seq, frame): how a live stream fills a gap."""
-    query = (
-        Message.objects.filter(room_id=room_id, seq__gt=after_seq, seq__lte=up_to_seq)
-        .select_related("sender")
-        .order_by("seq")
+    """The room's events with after_seq < seq <= up_to_seq as (seq, frame): how a live stream fills a gap.
+    A seq in the range that is not returned was a change superseded by a later one (or went with its row)."""
+    return _room_events(room_id, after_seq, up_to_seq=up_to_seq)
+
+
+def _unread_messages(room_id: Any, user_id: int, last_read_seq: Any):  # type: ignore[no-untyped-def]
+    return (
+        Message.objects.filter(room_id=room_id, seq__gt=last_read_seq, kind=MessageKind.TALK, deleted_at__isnull=True)
+        .exclude(sender_id=user_id)
     )
-    return [(m.seq, message_frame(message_to_dict(m, m.sender))) for m in query]
 
 
 def unread_count(*, room_id: int, user_id: int, last_read_seq: int) -> int:
-    return (
-        Message.objects.filter(room_id=room_id, seq__gt=last_read_seq, kind=MessageKind.TALK)
-        .exclude(sender_id=user_id)
-        .count()
-    )
+    return _unread_messages(room_id, user_id, last_read_seq).count()
 
 
-def mark_read(*, room_id: int, user: User, seq: Any) -> tuple[int, int]:
+def mention_count(*, room_id: int, user_id: int, last_read_seq: int) -> int:
+    """Unread messages that mention the user (a deleted message's mentions are gone with it)."""
+    return Mention.objects.filter(room_id=room_id, user_id=user_id, seq__gt=last_read_seq).count()
+
+
+@dataclass(frozen=True)
+class ReadPosition:
+    last_read_seq: int
+    unread: int
+    mentions: int
+
+
+def mark_read(*, room_id: int, user: User, seq: Any) -> ReadPosition:
     """Move the read position forward (never back, never past the room's newest seq)."""
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise InvalidInput(fields={"seq": ["Must be a non-negative integer."]})
@@ -213,14 +619,25 @@ def mark_read(*, room_id: int, user: User, seq: Any) -> tuple[int, int]:
         # edge moved it. Read positions are not mirrored to Kafka: they are per-user view state, written
         # about once per message per reader.
         publish_room_frame(room_id, read_frame(user.as_public_dict(), last_read))
-    return last_read, unread_count(room_id=room_id, user_id=user.pk, last_read_seq=last_read)
+    return ReadPosition(
+        last_read_seq=last_read,
+        unread=unread_count(room_id=room_id, user_id=user.pk, last_read_seq=last_read),
+        mentions=mention_count(room_id=room_id, user_id=user.pk, last_read_seq=last_read),
+    )
 
 
 def my_rooms_queryset(user: User):  # type: ignore[no-untyped-def]
-    """The caller's active memberships with unread counts and the last message id, in constant queries."""
+    """The caller's active memberships with unread and mention counts and the last message id, in constant
+    queries."""
     unread = (
-        Message.objects.filter(room_id=OuterRef("room_id"), seq__gt=OuterRef("last_read_seq"), kind=MessageKind.TALK)
-        .exclude(sender_id=user.pk)
+        _unread_messages(OuterRef("room_id"), user.pk, OuterRef("last_read_seq"))
+        .order_by()
+        .values("room_id")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    mentions = (
+        Mention.objects.filter(room_id=OuterRef("room_id"), user_id=user.pk, seq__gt=OuterRef("last_read_seq"))
         .order_by()
         .values("room_id")
         .annotate(n=Count("id"))
@@ -230,12 +647,15 @@ def my_rooms_queryset(user: User):  # type: ignore[no-untyped-def]
     return (
         Membership.objects.active().filter(user=user)
         .select_related("room", "room__owner")
-        .annotate(unread=Coalesce(Subquery(unread), 0), last_message_id=Subquery(last_message))
+        .annotate(
+            unread=Coalesce(Subquery(unread), 0),
+            mentions=Coalesce(Subquery(mentions), 0),
+            last_message_id=Subquery(last_message),
+        )
         .order_by("-room__last_seq", "-room_id")
     )
 
 
 def last_messages_by_id(ids: list[int]) -> dict[int, dict[str, Any]]:
-    messages = Message.objects.filter(id__in=[i for i in ids if i]).select_related("sender")
-    return {m.pk: message_to_dict(m, m.sender) for m in messages}
-
+    messages = messages_with_relations().filter(id__in=[i for i in ids if i])
+    return {m.pk: message_to_dict(m) for m in messages}

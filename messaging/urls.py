@@ -4,6 +4,12 @@ from . import api
 
 urlpatterns = [
     path("rooms/<int:room_id>/messages", api.RoomMessagesView.as_view(), name="room-messages"),
+    path("rooms/<int:room_id>/messages/<int:message_id>", api.MessageView.as_view(), name="room-message"),
+    path(
+        "rooms/<int:room_id>/messages/<int:message_id>/reactions/<str:emoji>",
+        api.ReactionView.as_view(),
+        name="message-reaction",
+    ),
     path("rooms/<int:room_id>/read", api.RoomReadView.as_view(), name="room-read"),
     path("me/rooms", api.MyRoomsView.as_view(), name="my-rooms"),
 ]

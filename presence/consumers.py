@@ -80,6 +80,7 @@ _feeds: dict[int, RoomPresenceFeed] = {}
 
 class PresenceConsumer(RoomMemberSocket):
     kind = "presence"
+    receives_user_frames = False  # a presence feed carries presence only
 
     async def connect(self) -> None:
         self.init_socket()

@@ -47,6 +47,7 @@ class HubSocket(Protocol):
     room_id: int | None
     auth: SocketAuth | None
     last_activity: float  # time.monotonic() of the client's last frame
+    receives_user_frames: bool  # frames addressed to the user (mentions, room activity) reach this socket
 
     def deliver_event(self, seq: int, text: str) -> None: ...
     def deliver_frame(self, text: str) -> None: ...
@@ -287,6 +288,11 @@ class Hub:
             for socket in tuple(self.users.get(int(event["user_id"]), ())):
                 if jti is None or (socket.auth is not None and socket.auth.jti == jti):
                     socket.close_with(CLOSE_NOT_AUTHENTICATED, "token revoked")
+        elif kind == "user.frame":
+            text = encode(event["frame"])
+            for socket in tuple(self.users.get(int(event["user_id"]), ())):
+                if socket.receives_user_frames:
+                    socket.deliver_frame(text)
         elif "room_id" in event:
             stream = self.streams.get(int(event["room_id"]))
             if stream is not None:

@@ -95,6 +95,12 @@ def publish_room_deleted(room_id: int) -> None:
     publish(room_group(room_id), {"type": "room.deleted", "room_id": room_id})
 
 
+def publish_user_frame(user_id: int, frame: dict[str, Any]) -> None:
+    """A frame for every socket of one user on every process that receives user frames (chat sockets in
+    any room and the user socket), after commit: a mention, the user's room activity."""
+    publish(user_group(user_id), {"type": "user.frame", "user_id": user_id, "frame": frame})
+
+
 def publish_user_revoked(user_id: int, jti: str | None = None) -> None:
     """Close the user's sockets with 4401 on every process: all of them (jti None), or those authenticated
     with one access token's jti or one session's revocation id."""

@@ -80,6 +80,7 @@ class SocketBase(AsyncWebsocketConsumer):
     # The hub is the only channel-layer reader of the process; sockets have no channel of their own.
     channel_layer_alias = None
     kind = "socket"  # the label of this kind of socket in /metrics
+    receives_user_frames = True  # mentions and room activity of its user (realtime.publish.publish_user_frame)
 
     user_id: int = 0
     room_id: int | None = None

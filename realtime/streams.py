@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 GAP_WAIT_SECONDS = 0.25
 # A room seen behind the database at two sweeps in a row is caught up from it.
 CATCH_UP_SECONDS = 5.0
-GIVE_UP_AFTER_ATTEMPTS = 20
 FANOUT_SLICE = 256
 
 
@@ -39,7 +38,9 @@ class StreamSource(Protocol):
 
     async def last_seq(self, room_id: int) -> int | None: ...
     async def last_seqs(self, room_ids: list[int]) -> dict[int, int]: ...
-    async def frames_between(self, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]: ...
+    async def frames_between(self, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
+        """The events to show with after_seq < seq <= up_to_seq, ascending; a seq left out is skipped."""
+        ...
 
 
 class StreamListener(Protocol):
@@ -195,8 +196,9 @@ class RoomStream:
     # --- gaps -----------------------------------------------------------------------------------------
     async def _fill_gap(self) -> None:
         await asyncio.sleep(GAP_WAIT_SECONDS)
-        attempts = 0
         while self._behind() and self.last_seq is not None and (self.last_seq + 1) not in self.pending:
+            # Everything up to `up_to` is committed (seqs commit in order: each is taken under the room row's
+            # lock; a later one was published, or the database reported it), so one read settles the range.
             up_to = min(self.pending) - 1 if self.pending else self.known_last_seq
             try:
                 missing = await self.source.frames_between(self.room_id, self.last_seq, up_to)
@@ -205,19 +207,24 @@ class RoomStream:
                 await asyncio.sleep(1.0)
                 continue
             for seq, frame in missing:
-                self.pending.setdefault(seq, (frame, None))
-            self._drain_ready()
-            attempts += 1
-            if self.last_seq + 1 not in self.pending and self._behind():
-                if attempts >= GIVE_UP_AFTER_ATTEMPTS and self.pending:
-                    # seq is gapless by construction, so a seq that never appears was removed with its row
-                    # (a deleted room's cascade, a manual delete): skip it rather than stall the room.
-                    logger.error(
-                        "room %s: seqs %s..%s never appeared; skipping", self.room_id, self.last_seq + 1, up_to
-                    )
-                    self.last_seq = min(self.pending) - 1
-                else:
-                    await asyncio.sleep(GAP_WAIT_SECONDS)
+                if seq > self.last_seq:
+                    self.pending.setdefault(seq, (frame, None))
+            self._settle(up_to)
+        self._drain_ready()
+
+    def _settle(self, up_to: int) -> None:
+        """Deliver what is pending up to `up_to` in order and move past the rest of the range: a seq the
+        source did not return has nothing to show (a change superseded by a later change of the same
+        message, or a row gone with its room)."""
+        assert self.last_seq is not None
+        for seq in sorted(s for s in self.pending if s <= up_to):
+            frame, sent_at = self.pending.pop(seq)
+            self.last_seq = seq
+            self._deliver(seq, frame, sent_at)
+        if up_to > self.last_seq:
+            self.last_seq = up_to
+            if not self.outgoing and not self._fanning_out():
+                self._delivered(up_to)
         self._drain_ready()
 
     def catch_up_to(self, database_last_seq: int) -> None:

@@ -264,6 +264,11 @@ def _record_membership_event(kind: str, room: Room, user: User, at: datetime) ->
     record_event(kind, room_id=room.pk, data=data, occurred_at=at)
 
 
+def may_moderate(room: Room, actor: User) -> bool:
+    """Whether `actor` may act on other members' content in `room` (delete their messages): its owner or staff."""
+    return bool(actor.is_staff or (room.owner_id is not None and room.owner_id == actor.pk))
+
+
 def _require_owner_or_staff(room: Room, actor: User) -> None:
     if not (actor.is_staff or (room.owner_id is not None and room.owner_id == actor.pk)):
         raise NotRoomOwner()

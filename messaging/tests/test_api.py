@@ -28,7 +28,10 @@ def test_posting_a_message_stores_it_once_and_answers_201_then_200(room_with_mem
     assert first.status_code == 201 and again.status_code == 200
     assert first.json() == again.json()
     message = first.json()
-    assert set(message) == {"id", "room", "seq", "client_id", "kind", "sender", "body", "created_at"}
+    assert set(message) == {
+        "id", "room", "seq", "client_id", "kind", "sender", "body", "created_at",
+        "edited_at", "deleted_at", "reply_to", "reactions", "mentions", "attachments",
+    }
     assert (message["body"], message["kind"], message["room"]) == ("from rest", "TALK", room.pk)
     assert Message.objects.filter(client_id="rest-1").count() == 1
 
@@ -84,7 +87,7 @@ def test_reading_moves_the_position_and_reports_unread(room_with_members):
     sent = [send_message(room_id=room.pk, sender=alice, client_id=f"r{i}", body="x").message for i in range(3)]
     client = api(bob)
     answer = client.post(f"/api/rooms/{room.pk}/read", {"seq": sent[0]["seq"]}, content_type="application/json")
-    assert answer.json() == {"last_read_seq": sent[0]["seq"], "unread": 2}
+    assert answer.json() == {"last_read_seq": sent[0]["seq"], "unread": 2, "mentions": 0}
     bad = client.post(f"/api/rooms/{room.pk}/read", {"seq": -5}, content_type="application/json")
     assert bad.status_code == 400 and list(bad.json()["fields"]) == ["seq"]
 

@@ -16,6 +16,7 @@ from messaging.services import (
     BodyTooLong,
     InvalidClientId,
     history,
+    ReadPosition,
     mark_read,
     send_message,
 )
@@ -119,7 +120,7 @@ def test_a_new_member_has_nothing_unread(room_with_members, make_user):
     membership = Membership.objects.get(room=room, user=carol)
     room.refresh_from_db()
     assert membership.last_read_seq == room.last_seq
-    assert mark_read(room_id=room.pk, user=carol, seq=0) == (room.last_seq, 0)
+    assert mark_read(room_id=room.pk, user=carol, seq=0) == ReadPosition(room.last_seq, 0, 0)
 
 
 def test_unread_counts_talk_from_others_and_read_position_only_moves_forward(room_with_members):
@@ -128,10 +129,10 @@ def test_unread_counts_talk_from_others_and_read_position_only_moves_forward(roo
     send_message(room_id=room.pk, sender=bob, client_id="own", body="mine do not count")
     for i in range(4):
         last = send_message(room_id=room.pk, sender=alice, client_id=f"a{i}", body="for bob").message
-    assert mark_read(room_id=room.pk, user=bob, seq=start) == (start, 4)
-    assert mark_read(room_id=room.pk, user=bob, seq=last["seq"] - 1) == (last["seq"] - 1, 1)
-    assert mark_read(room_id=room.pk, user=bob, seq=1) == (last["seq"] - 1, 1)  # never back
-    assert mark_read(room_id=room.pk, user=bob, seq=10**9) == (last["seq"], 0)  # never past the end
+    assert mark_read(room_id=room.pk, user=bob, seq=start) == ReadPosition(start, 4, 0)
+    assert mark_read(room_id=room.pk, user=bob, seq=last["seq"] - 1) == ReadPosition(last["seq"] - 1, 1, 0)
+    assert mark_read(room_id=room.pk, user=bob, seq=1) == ReadPosition(last["seq"] - 1, 1, 0)  # never back
+    assert mark_read(room_id=room.pk, user=bob, seq=10**9) == ReadPosition(last["seq"], 0, 0)  # never past the end
     with pytest.raises(InvalidInput):
         mark_read(room_id=room.pk, user=bob, seq=-1)
 
