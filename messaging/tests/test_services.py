@@ -15,8 +15,8 @@ from messaging.services import (
     BodyEmpty,
     BodyTooLong,
     InvalidClientId,
-    history,
     ReadPosition,
+    history,
     mark_read,
     send_message,
 )
