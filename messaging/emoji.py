@@ -15,7 +15,7 @@ from typing import Any
 
 from core.domain import InvalidInput
 
-SHORT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_+\-]{0,31}$")
+SHORT_NAME_RE = re.compile(r"^(?=.*[a-z0-9])[a-z0-9_+\-]{1,32}$")
 MAX_EMOJI_CODE_POINTS = 16
 
 ZWJ = "\u200d"
@@ -61,7 +61,7 @@ def clean_emoji(value: Any) -> str:
     """The reaction key as stored and sent: NFC-normalised, so one emoji is one key however it was typed."""
     if not isinstance(value, str):
         raise InvalidInput(fields={"emoji": ["Must be a string."]})
-    emoji = unicodedata.normalize("NFC", value.strip())
-    if SHORT_NAME_RE.match(emoji) or is_one_emoji(emoji):
+    emoji = unicodedata.normalize("NFC", value)
+    if SHORT_NAME_RE.fullmatch(emoji) or is_one_emoji(emoji):
         return emoji
     raise InvalidInput(fields={"emoji": ["A reaction is one emoji or a short name (a-z, 0-9, _ + -, up to 32)."]})

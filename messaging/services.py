@@ -169,7 +169,7 @@ def clean_body(body: Any) -> str:
 
 
 def clean_client_id(client_id: Any) -> str:
-    if not isinstance(client_id, str) or not CLIENT_ID_RE.match(client_id):
+    if not isinstance(client_id, str) or not CLIENT_ID_RE.fullmatch(client_id):
         raise InvalidClientId()
     return client_id
 

@@ -22,6 +22,22 @@ class ChatFrames:
         found = [f["message"] for f in self.frames if f.get("type") == "message"]
         return [m for m in found if kind is None or m["kind"] == kind]
 
+    def event_seqs(self) -> list[int]:
+        """The seqs of the room events received (messages and changes), in arrival order."""
+        return [
+            f["message"]["seq"] if f["type"] == "message" else f["seq"]
+            for f in self.frames
+            if f.get("type") in ("message", "message.updated")
+        ]
+
+    def folded(self) -> dict[int, dict[str, Any]]:
+        """The room as this client sees it: every message by id, in the state its last frame gave it."""
+        state: dict[int, dict[str, Any]] = {}
+        for frame in self.frames:
+            if frame.get("type") in ("message", "message.updated"):
+                state[frame["message"]["id"]] = frame["message"]
+        return state
+
 
 class ChatClient(ChatFrames, SocketClient):
     """The chat socket of a real server."""

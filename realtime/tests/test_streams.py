@@ -74,3 +74,29 @@ def test_a_small_rooms_event_is_written_at_once_without_a_task():
         assert log == [("event", 1, 1)] and stream.delivered_seq == 1
 
     asyncio.run(scenario())
+
+
+class SupersededHistory(NoHistory):
+    """A database in which seqs 2 and 3 were changes that a later change (5) superseded: not returned."""
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[int, int]] = []
+
+    async def frames_between(self, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
+        self.reads.append((after_seq, up_to_seq))
+        return [(seq, {"n": seq}) for seq in (1, 4) if after_seq < seq <= up_to_seq]
+
+
+def test_a_gap_whose_seqs_the_database_no_longer_shows_is_settled_by_one_read_not_waited_for():
+    async def scenario() -> None:
+        log: list[tuple[str, int, int]] = []
+        source = SupersededHistory()
+        stream = RoomStream(source, 1)
+        stream.listeners.add(Recorder(1, log))
+        await stream.start()
+        stream.on_event(5, {"n": 5})  # 1..4 were never published here (lost, or superseded)
+        await stream.wait_delivered(5, timeout=3)
+        assert [seq for _kind, _user, seq in log] == [1, 4, 5]
+        assert stream.last_seq == 5 and source.reads == [(0, 4)]
+
+    asyncio.run(scenario())
