@@ -344,11 +344,8 @@ def _change(room_id: int, message_id: Any, actor: User, apply: Any, *, member_on
 
     `apply(message, seq, at)` saves and emits, returns the new Message, or raises _NoChange."""
     message_id = clean_message_id(message_id)
-    if not member_only and actor.is_staff:
-        member_id = None  # staff moderate rooms they are not in
-    else:
-        require_member(room_id, actor)
-        member_id = actor.pk
+    # The seq's UPDATE checks membership itself (as for a send); staff moderate rooms they are not in.
+    member_id = None if not member_only and actor.is_staff else actor.pk
     try:
         with transaction.atomic():
             seq = _take_seq(room_id, member_id)
@@ -374,14 +371,15 @@ def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> di
         MessageEdit.objects.create(message=message, seq=seq, previous_body=message.body, edited_at=at)
         before = set(message.mentions)
         mentions = mentioned_members(room_id, body, actor.pk)
-        Mention.objects.filter(message=message).exclude(user_id__in=mentions).delete()
-        Mention.objects.bulk_create(
-            [Mention(message=message, room_id=room_id, user_id=u, seq=message.seq) for u in mentions if u not in before]
-        )
+        if before - set(mentions):
+            Mention.objects.filter(message=message).exclude(user_id__in=mentions).delete()
+        added = [u for u in mentions if u not in before]
+        if added:
+            Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=message.seq) for u in added])
         message.body, message.edited_at, message.mentions, message.last_change_seq = body, at, mentions, seq
         message.save(update_fields=["body", "edited_at", "mentions", "last_change_seq"])
         payload = _record_change("message.edited", message, actor, at)
-        _notify_mentioned(room_id, [u for u in mentions if u not in before], payload)
+        _notify_mentioned(room_id, added, payload)
         return payload
 
     return _change(room_id, message_id, actor, apply)
@@ -422,11 +420,14 @@ def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, A
         message.body, message.deleted_at, message.last_change_seq = "", at, seq
         message.reactions, message.mentions = [], []
         message.save(update_fields=["body", "deleted_at", "reactions", "mentions", "last_change_seq"])
-        rewrite_event_data(
-            room_id,
-            Q(event_type__startswith="message.") | Q(event_type__startswith="reaction."),
-            _redact(message.pk),
+        # Only events about this message or quoting it, all of them written since it was created.
+        about = (
+            Q(payload__data__id=message.pk)
+            | Q(payload__data__message__id=message.pk)
+            | Q(payload__data__reply_to__id=message.pk)
+            | Q(payload__data__message__reply_to__id=message.pk)
         )
+        rewrite_event_data(room_id, Q(occurred_at__gte=message.created_at) & about, _redact(message.pk))
         return _record_change("message.deleted", message, actor, at)
 
     return _change(room_id, message_id, actor, apply, member_only=False)
