@@ -24,9 +24,11 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from accounts.models import User
 from messaging.models import Message, MessageKind
+from messaging.search import cjk_terms
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, Membership, Room
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -43,6 +45,10 @@ BODIES = (
     "Lunch at noon? The usual place.",
     "I pushed the fix, can someone review it?",
     "Thanks, that solved it.",
+    "회의 주소는 본관 3층 회의실입니다.",
+    "내일 점심은 같이 먹을까요?",
+    "방금 올린 수정 사항 확인 부탁드려요.",
+    "좋은 아침입니다, 모두들!",
 )
 
 
@@ -242,11 +248,14 @@ def _insert_messages(rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         return
     if connection.vendor == "postgresql":
+        # COPY bypasses the model's defaults: the columns without a database default are given here.
         table = Message._meta.db_table
-        sql = f"COPY {table} ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN"  # noqa: S608
+        columns = (*MESSAGE_COLUMNS, "reactions", "mentions", "search_terms")
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"  # noqa: S608
+        empty = Jsonb([])
         with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row((*row, empty, empty, cjk_terms(row[5])))
         return
     for start in range(0, len(rows), BATCH):
         Message.objects.bulk_create(

@@ -308,6 +308,8 @@ RATE_LIMITS_ENABLED = env_str("RATE_LIMITS", "on").lower() not in {"off", "0", "
 # writes (join, leave, read position, room update and delete).
 SEND_MESSAGES_PER_SECOND = env_int("SEND_MESSAGES_PER_SECOND", 20)
 SEND_MESSAGES_BURST = env_int("SEND_MESSAGES_BURST", 40)
+SEARCH_PER_SECOND = env_int("SEARCH_PER_SECOND", 1)
+SEARCH_BURST = env_int("SEARCH_BURST", 20)
 ROOMS_CREATED_PER_HOUR = env_int("ROOMS_CREATED_PER_HOUR", 20)
 ROOM_WRITES_PER_MINUTE = env_int("ROOM_WRITES_PER_MINUTE", 120)
 

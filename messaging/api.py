@@ -15,12 +15,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from core.query_params import PageNumberPagination, integer_param, time_param
+from core.domain import InvalidInput
+from core.query_params import PageNumberPagination, integer_param, text_param, time_param
 from rooms.limits import ROOM_WRITES
 from rooms.serializers import RoomSerializer
 
 from . import services
-from .limits import MESSAGE_SENDS
+from .limits import MESSAGE_SEARCHES, MESSAGE_SENDS
+from .search import SearchFilters, search_messages
 from .serializers import EditMessageSerializer, ReadSerializer, SendMessageSerializer
 
 HISTORY_DEFAULT_LIMIT = 50
@@ -131,3 +133,42 @@ class MyRoomsView(APIView):
             )
             rooms.append(room)
         return paginator.get_paginated_response(rooms)
+
+
+SEARCH_PARAMETERS = [
+    OpenApiParameter("q", str, required=True, description="1-200 characters: words (English is stemmed) or CJK text."),
+    OpenApiParameter("room", int, description="Only this room (an id)."),
+    OpenApiParameter("sender", int, description="Only messages of this user (an id)."),
+    OpenApiParameter("after", OpenApiTypes.DATETIME, description="Created at or after this time."),
+    OpenApiParameter("before", OpenApiTypes.DATETIME, description="Created before this time."),
+    OpenApiParameter("has", str, enum=["attachment"], description="Only messages that carry an attachment."),
+    OpenApiParameter("page", int),
+]
+
+
+class SearchPagination(PageNumberPagination):
+    page_size = 20
+
+
+class MessageSearchView(APIView):
+    """Full-text search over the messages the caller may read: ranked, paged, with escaped snippets."""
+
+    @extend_schema(parameters=SEARCH_PARAMETERS, responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        MESSAGE_SEARCHES.hit(request.user.pk)
+        params = request.query_params
+        has = text_param(params, "has", max_length=20)
+        if has not in ("", "attachment"):
+            raise InvalidInput(fields={"has": ['Only "attachment" is supported.']})
+        filters = SearchFilters(
+            room_id=integer_param(params, "room", minimum=1),
+            sender_id=integer_param(params, "sender", minimum=1),
+            after=time_param(params, "after"),
+            before=time_param(params, "before"),
+            has_attachment=has == "attachment",
+        )
+        results = search_messages(user=request.user, q=params.get("q"), filters=filters)
+        paginator = SearchPagination()
+        page = paginator.paginate_queryset(results, request, view=self)  # type: ignore[arg-type]
+        assert page is not None
+        return paginator.get_paginated_response(services.search_results(page, request.user))

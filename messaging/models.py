@@ -44,6 +44,8 @@ class Message(models.Model):
     # the order each emoji was first used; reads and frames never aggregate.
     reactions = models.JSONField(default=list, blank=True)
     mentions = models.JSONField(default=list, blank=True)  # user ids, in order of appearance
+    # The n-grams of the body's CJK text, which full-text search indexes beside the body (messaging.search).
+    search_terms = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["room_id", "seq"]

@@ -44,6 +44,7 @@ from .models import (
     MessageKind,
     Reaction,
 )
+from .search import cjk_terms
 
 HISTORY_MAX_LIMIT = 200
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -280,6 +281,7 @@ def _store(
         created_at=at,
         reply_to=original,
         mentions=mentions,
+        search_terms=cjk_terms(body),
     )
     if mentions:
         Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=seq) for u in mentions])
@@ -377,7 +379,8 @@ def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> di
         if added:
             Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=message.seq) for u in added])
         message.body, message.edited_at, message.mentions, message.last_change_seq = body, at, mentions, seq
-        message.save(update_fields=["body", "edited_at", "mentions", "last_change_seq"])
+        message.search_terms = cjk_terms(body)
+        message.save(update_fields=["body", "search_terms", "edited_at", "mentions", "last_change_seq"])
         payload = _record_change("message.edited", message, actor, at)
         _notify_mentioned(room_id, added, payload)
         return payload
@@ -417,9 +420,11 @@ def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, A
         MessageEdit.objects.filter(message=message).delete()
         Reaction.objects.filter(message=message).delete()
         Mention.objects.filter(message=message).delete()
-        message.body, message.deleted_at, message.last_change_seq = "", at, seq
+        message.body, message.search_terms, message.deleted_at, message.last_change_seq = "", "", at, seq
         message.reactions, message.mentions = [], []
-        message.save(update_fields=["body", "deleted_at", "reactions", "mentions", "last_change_seq"])
+        message.save(
+            update_fields=["body", "search_terms", "deleted_at", "reactions", "mentions", "last_change_seq"]
+        )
         # Only events about this message or quoting it, all of them written since it was created.
         about = (
             Q(payload__data__id=message.pk)
@@ -655,6 +660,26 @@ def my_rooms_queryset(user: User):  # type: ignore[no-untyped-def]
         )
         .order_by("-room__last_seq", "-room_id")
     )
+
+
+def search_results(hits: list[tuple[int, str]], user: User) -> list[dict[str, Any]]:
+    """A page of search hits (message id, snippet) as the contract's results, in the hits' order."""
+    messages = messages_with_relations().select_related("room").in_bulk([message_id for message_id, _ in hits])
+    results = []
+    for message_id, snippet in hits:
+        message = messages.get(message_id)
+        if message is None:
+            continue  # deleted with its room between the two reads
+        room = message.room
+        results.append(
+            {
+                "message": message_to_dict(message),
+                "room": {"id": room.pk, "title": room.title, "kind": getattr(room, "kind", "room")},
+                "snippet": snippet,
+            }
+        )
+    with_my_reactions([r["message"] for r in results], user)
+    return results
 
 
 def last_messages_by_id(ids: list[int]) -> dict[int, dict[str, Any]]:

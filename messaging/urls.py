@@ -11,5 +11,6 @@ urlpatterns = [
         name="message-reaction",
     ),
     path("rooms/<int:room_id>/read", api.RoomReadView.as_view(), name="room-read"),
+    path("search/messages", api.MessageSearchView.as_view(), name="message-search"),
     path("me/rooms", api.MyRoomsView.as_view(), name="my-rooms"),
 ]
