@@ -259,7 +259,10 @@ def _insert_messages(rows: list[tuple[Any, ...]]) -> None:
         return
     for start in range(0, len(rows), BATCH):
         Message.objects.bulk_create(
-            [Message(**dict(zip(MESSAGE_COLUMNS, row, strict=True))) for row in rows[start : start + BATCH]]
+            [
+                Message(**dict(zip(MESSAGE_COLUMNS, row, strict=True)), search_terms=cjk_terms(row[5]))
+                for row in rows[start : start + BATCH]
+            ]
         )
 
 
