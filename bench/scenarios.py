@@ -268,7 +268,16 @@ def connect_storm(
 
         # A few sockets first, so that what every process pays once (the hub, pools, caches, threads) is not
         # charged to the measured sockets.
+        async def keep_alive() -> None:
+            """As a page does: a ping every 30 s on each open socket, so that none reaches the server's idle
+            limit while the rest are still opening (10,000 took over two minutes on a busy machine)."""
+            while True:
+                await asyncio.sleep(30)
+                for sock in list(opened):
+                    sock.send_json({"type": "ping"})
+
         warm = min(50, max(1, sockets // 20))
+        pinger = asyncio.ensure_future(keep_alive())
         await asyncio.gather(*(one(t) for t in room.tokens[:warm]))
         warmed = len(opened)
         result["loadavg_at_start"] = loadavg()
@@ -278,6 +287,7 @@ def connect_storm(
         await asyncio.gather(*(one(t) for t in room.tokens[warm:]))
         seconds = time.monotonic() - began
         measured = len(opened) - warmed
+        pinger.cancel()
         # The first sockets were opened long before the last (10,000 take a minute or more here): each sends
         # one ping now, as a page does every 30 s, so that none reaches the server's idle limit
         # (WS_IDLE_SECONDS) during the hold and the idle figure is of open sockets, not of closing ones.
