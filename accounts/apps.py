@@ -7,6 +7,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from realtime.watch import register_socket_check
 
-        from .tokens import revoked_sockets
+        from .tokens import credential_changes, revoked_sockets
 
-        register_socket_check(revoked_sockets)  # a socket whose revocation event was lost still closes
+        # A socket whose revocation event was lost still closes; rounds read only the users whose credentials changed.
+        register_socket_check(revoked_sockets, credential_changes)

@@ -29,6 +29,10 @@ class User(AbstractUser):
     # they were issued under (accounts.tokens.GENERATION_CLAIM); one from an older generation is refused.
     # Kept in the user row, which every token check reads anyway: exact, and no cache entry to lose.
     credential_generation = models.PositiveIntegerField(default=0, editable=False)
+    # Set, in the revoking transaction, by everything that revokes a credential of the user (logout,
+    # deactivation, a password change, a reused refresh token): the change marker that lets every process's
+    # periodic socket re-check read only the users whose credentials changed (realtime.watch).
+    credentials_changed_at = models.DateTimeField(null=True, blank=True, editable=False, db_index=True)
     # The names' skeletons (accounts/names.py), kept by `save`: a name is refused when its skeleton equals
     # one of another user's (accounts.services.look_alike_name_errors). "" for an empty nickname.
     username_skeleton = models.CharField(max_length=SKELETON_MAX_LENGTH, blank=True, editable=False, db_index=True)

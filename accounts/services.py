@@ -303,7 +303,7 @@ def revoke_token_family(*, user_id: int, family: str | None) -> None:
         with transaction.atomic():
             tokens.blacklist_outstanding_refresh_tokens(user_id)
             tokens.revoke_all_tokens_issued_before(user_id, time.time())
-            publish_user_revoked(user_id, None)  # after commit: every socket of the user closes (4401)
+            _close_sockets(user_id, None)
         logger.warning("reused refresh token without a family: every token of user %s revoked", user_id)
         return
     # Set first: from this instant no access token of the family passes, even while the blacklist is written.
@@ -314,6 +314,7 @@ def revoke_token_family(*, user_id: int, family: str | None) -> None:
         )
         members = [row for row in live if _family_of(row.token) == family]
         BlacklistedToken.objects.bulk_create([BlacklistedToken(token=row) for row in members], ignore_conflicts=True)
+        tokens.mark_credentials_changed(user_id)  # no event names a family: each process's re-check closes them
     logger.warning("reused refresh token: family of user %s revoked (%d outstanding)", user_id, len(members))
 
 
@@ -353,6 +354,14 @@ def authenticate_access_token(raw: Any) -> tuple[User, AccessToken]:
 
 
 # --- logout and deactivation ----------------------------------------------------------------------------
+def _close_sockets(user_id: int, socket_id: str | None) -> None:
+    """Inside a revoking transaction: close the user's sockets (all, or those of one access token or session)
+    on every process. The event closes them at once after commit; the change marker, committed with the
+    revocation, lets every process's periodic re-check find them within its period if the event is lost."""
+    tokens.mark_credentials_changed(user_id)
+    publish_user_revoked(user_id, socket_id)  # after commit: those sockets close (4401)
+
+
 def _blacklist_own_refresh(user: User, raw: Any) -> None:
     try:
         old = _decode_refresh(raw)
@@ -383,7 +392,7 @@ def logout(*, request: HttpRequest, user: User, access: Mapping[str, Any] | None
             auth.logout(request)
         for socket_id in (jti, session_socket):
             if socket_id:
-                publish_user_revoked(user.pk, str(socket_id))  # after commit: those sockets close (4401)
+                _close_sockets(user.pk, str(socket_id))
 
 
 def deactivate_user(*, user: User | int, actor: User | None = None) -> None:
@@ -396,7 +405,7 @@ def deactivate_user(*, user: User | int, actor: User | None = None) -> None:
         tokens.blacklist_outstanding_refresh_tokens(user_id)
         # Set at once, not on commit: no window in which an old access token still passes.
         tokens.revoke_all_tokens_issued_before(user_id, time.time())
-        publish_user_revoked(user_id, None)  # after commit: every socket of the user closes (4401)
+        _close_sockets(user_id, None)
     logger.info("user %s deactivated by %s", user_id, getattr(actor, "pk", None) or "system")
     if not isinstance(user, int):
         user.is_active = False
@@ -411,7 +420,7 @@ def revoke_after_password_change(user: User) -> None:
     from now on; the periodic socket re-check catches both kinds of socket if the close event is lost."""
     user_id = int(user.pk)
     tokens.blacklist_outstanding_refresh_tokens(user_id)
-    publish_user_revoked(user_id, None)  # after commit: every socket of the user closes (4401)
+    _close_sockets(user_id, None)
     logger.info("password of user %s changed: tokens, sessions and sockets revoked", user_id)
 
 

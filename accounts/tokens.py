@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import import_module
@@ -27,11 +27,12 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.core.cache import BaseCache, caches
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from core.domain import ServiceUnavailable
 from realtime.frames import CLOSE_NOT_AUTHENTICATED
-from realtime.watch import SocketSnapshot
+from realtime.watch import Changes, SocketSnapshot
 
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"
@@ -163,10 +164,9 @@ def _session_data(session_keys: set[str]) -> dict[str, dict[str, Any]]:
     engine = import_module(settings.SESSION_ENGINE)
     if settings.SESSION_ENGINE == "django.contrib.sessions.backends.db":
         from django.contrib.sessions.models import Session
-        from django.utils import timezone
 
         store = engine.SessionStore()
-        rows = Session.objects.filter(session_key__in=session_keys, expire_date__gt=timezone.now()).values_list(
+        rows = Session.objects.filter(session_key__any=list(session_keys), expire_date__gt=timezone.now()).values_list(
             "session_key", "session_data"
         )
         return {key: store.decode(data) for key, data in rows}
@@ -196,8 +196,8 @@ def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
     """Indexes of the credentials that no longer hold: an inactive user; for a token socket a denylisted
     jti or family, a token from before the user's cutoff or from an older credential generation; for a
     session socket a session that ended or no longer carries the user's current auth hash (the password
-    changed). Batched (one cache read, two queries) so a process can re-check all of its sockets every few
-    seconds; this is what closes a socket whose revocation event was lost in transit."""
+    changed). Batched (one cache read, two queries, each list of ids one parameter) so a process can
+    re-check thousands of sockets at once; this is what closes a socket whose revocation event was lost."""
     from .models import User
 
     if not credentials:
@@ -205,7 +205,12 @@ def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
     user_ids = {c.user_id for c in credentials}
     keys = {key for c in credentials for key in _denylist_keys(c.user_id, c.jti, c.family)}
     cached = denylist_cache().get_many(list(keys))
-    users = User.objects.only("pk", "is_active", "password", "credential_generation").in_bulk(list(user_ids))
+    users = {
+        user.pk: user
+        for user in User.objects.only("pk", "is_active", "password", "credential_generation").filter(
+            pk__any=list(user_ids)
+        )
+    }
     session_keys = {c.session_key for c in credentials if c.session_key}
     sessions = _session_data(session_keys) if session_keys else {}
     revoked: set[int] = set()
@@ -222,6 +227,27 @@ def revoked_socket_credentials(credentials: list[SocketCredential]) -> set[int]:
         ):
             revoked.add(index)
     return revoked
+
+
+def mark_credentials_changed(user_id: int) -> None:
+    """In the revoking transaction: the user's change marker, which each process's re-check reads
+    (credential_changes), so a socket whose close event was lost still closes within one round."""
+    from .models import User
+
+    User.objects.filter(pk=user_id).update(credentials_changed_at=timezone.now())
+
+
+def credential_changes(since: float, _room_ids: Collection[int]) -> Changes:
+    """realtime.watch's changes of credentials: the users whose marker moved at or after `since` (one
+    indexed query, whatever the number of sockets)."""
+    from datetime import UTC, datetime
+
+    from .models import User
+
+    changed_after = datetime.fromtimestamp(since, tz=UTC)
+    return Changes(
+        user_ids=set(User.objects.filter(credentials_changed_at__gte=changed_after).values_list("pk", flat=True))
+    )
 
 
 def revoked_sockets(snapshots: Sequence[SocketSnapshot]) -> dict[int, tuple[int, str]]:

@@ -1,8 +1,9 @@
 """Servers under test and what the kernel says about them: CPU time and resident memory from /proc.
 
-`ServedApp` starts an ASGI app the way the README runs ChatTalk (uvicorn, wsproto, uvloop, httptools), on a
-loopback port, with this process's environment (same database, Redis and secret) and rate limits off, so
-that ChatTalk and the baseline are served and measured identically in one run. Its `deflate` says whether
+`ServedApp` starts an ASGI app with the project's server command (scripts/serve: uvicorn, wsproto, uvloop,
+httptools, and its keepalive and compression defaults), on a loopback port, with this process's environment
+(same database, Redis and secret) and rate limits off, so that ChatTalk and the baseline are served and
+measured identically in one run, and as production serves them. Its `deflate` says whether
 the server may accept permessage-deflate (uvicorn's --ws-per-message-deflate); None is what the project's
 server command does by default (scripts/serve, WS_COMPRESSION off: declined).
 """
@@ -24,6 +25,7 @@ APPS = {
     "baseline": "bench.baseline_asgi:application",
 }
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVE_SCRIPT = Path(settings.BASE_DIR) / "scripts" / "serve"
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -97,19 +99,21 @@ class ServedApp:
         return self.process.pid
 
     def command(self) -> list[str]:
-        command = [
-            sys.executable, "-m", "uvicorn", APPS[self.app], "--host", "127.0.0.1", "--port", str(self.port),
-            "--ws", "wsproto", "--ws-max-size", "65536", "--loop", "uvloop", "--http", "httptools",
-            "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-        # None: what scripts/serve does by default (WS_COMPRESSION off): decline permessage-deflate.
-        command += ["--ws-per-message-deflate", "true" if self.deflate else "false"]
-        return command
+        return [str(SERVE_SCRIPT), "127.0.0.1", str(self.port)]
+
+    def server_env(self) -> dict[str, str]:
+        """scripts/serve's settings: this app, uvicorn, warnings only; WS_COMPRESSION and WS_PING_SECONDS as
+        this process has them unless `deflate` says otherwise (None: the command's default)."""
+        env = {**self.env, "ASGI_APP": APPS[self.app], "SERVER": "uvicorn", "LOG_LEVEL": "warning"}
+        env.update({"ACCESS_LOG": "off", "PYTHON": sys.executable})
+        if self.deflate is not None:
+            env["WS_COMPRESSION"] = "on" if self.deflate else "off"
+        return env
 
     def start(self, timeout: float = 60.0) -> ServedApp:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.process = subprocess.Popen(self.command(), env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command(), env=self.server_env(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -9,3 +9,8 @@ class CoreConfig(AppConfig):
 
     name = "core"
     verbose_name = "ChatTalk core"
+
+    def ready(self) -> None:
+        from .lookups import register
+
+        register()  # `field__any=[...]`: a list as one query parameter (core.lookups)

@@ -29,7 +29,15 @@ from .auth import SocketAuth
 from .frames import CLOSE_FORBIDDEN, CLOSE_IDLE, CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND, encode
 from .groups import GroupSubscriptions, room_group, user_group
 from .streams import RoomStream, RoomStreams, StreamSource
-from .watch import CHECK_SECONDS, SocketSnapshot, failing_snapshots
+from .watch import (
+    CHANGE_MARGIN_SECONDS,
+    CHECK_SECONDS,
+    FULL_CHECK_SECONDS,
+    Changes,
+    SocketSnapshot,
+    changes_since,
+    failing_snapshots,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +87,7 @@ class Hub:
         self.streams = RoomStreams(source or _stream_source)  # type: ignore[arg-type]
         self.users: dict[int, set[HubSocket]] = {}
         self.socket_counts: Counter[str] = Counter()  # by socket kind, for /metrics
+        self.room_socket_counts: Counter[int] = Counter()  # sockets per room id, for the re-check's changes
         self.group_listeners: dict[str, set[GroupListener]] = {}
         self._expiries: list[tuple[float, int, HubSocket]] = []  # heap of (expires_at, n, socket)
         self._expiry_numbers = itertools.count()
@@ -169,25 +178,53 @@ class Hub:
             await self.subscriptions.refresh()
 
     async def _watch_loop(self) -> None:
+        """Rounds of what changed, a full one every FULL_CHECK_SECONDS. `since` moves on only after a round
+        succeeded, so what a failed round missed is read by the next one."""
+        since = time.time() - CHANGE_MARGIN_SECONDS
+        last_full = time.monotonic()
         while True:
             await asyncio.sleep(CHECK_SECONDS)
-            await self.check_sockets()
+            started, full = time.time(), time.monotonic() - last_full >= FULL_CHECK_SECONDS
+            if await self.check_sockets(None if full else since):
+                since = started - CHANGE_MARGIN_SECONDS
+                if full:
+                    last_full = time.monotonic()
 
-    async def check_sockets(self) -> None:
-        """One round of the periodic re-check (realtime.watch) over every local socket."""
-        sockets = [socket for sockets in self.users.values() for socket in sockets]
-        if not sockets:
-            return
-        snapshots = [SocketSnapshot(s.user_id, s.auth, s.room_id) for s in sockets]
+    async def check_sockets(self, since: float | None = None) -> bool:
+        """One round of the periodic re-check (realtime.watch): every local socket (`since` None), or those
+        of the users and rooms that changed since `since`. False when the round could not be done."""
+        if not self.users:
+            return True
         try:
+            if since is None:
+                sockets = [socket for sockets in self.users.values() for socket in sockets]
+            else:
+                rooms = list(self.room_socket_counts)
+                changes = await database_sync_to_async(changes_since)(since, rooms)
+                sockets = self._sockets_touched_by(changes)
+            if not sockets:
+                return True
+            snapshots = [SocketSnapshot(s.user_id, s.auth, s.room_id) for s in sockets]
             failing = await database_sync_to_async(failing_snapshots)(snapshots)
         except Exception:  # noqa: BLE001 - cache or database away: the next round tries again
             logger.warning("socket re-check failed; retrying")
-            return
+            return False
         for socket, snapshot in zip(sockets, snapshots, strict=True):
             verdict = failing.get(snapshot)
             if verdict is not None:
                 socket.close_with(*verdict)
+        return True
+
+    def _sockets_touched_by(self, changes: Changes | None) -> list[HubSocket]:
+        """The local sockets a round must check: all (None: a check cannot tell), else those of the changed
+        users and rooms (a room's sockets are found by one pass, and rooms change rarely)."""
+        if changes is None:
+            return [socket for sockets in self.users.values() for socket in sockets]
+        touched = {socket for user_id in changes.user_ids for socket in self.users.get(user_id, ())}
+        rooms = changes.room_ids & self.room_socket_counts.keys()
+        if rooms:
+            touched.update(s for sockets in self.users.values() for s in sockets if s.room_id in rooms)
+        return list(touched)
 
     # --- subscriptions ------------------------------------------------------------------------------
     def _group_in_use(self, group: str) -> bool:
@@ -210,6 +247,8 @@ class Hub:
         assert self.subscriptions is not None
         self.users.setdefault(socket.user_id, set()).add(socket)
         self.socket_counts[socket.kind] += 1
+        if socket.room_id is not None:
+            self.room_socket_counts[socket.room_id] += 1
         expires_at = socket.auth.expires_at if socket.auth is not None else None
         if expires_at is not None:
             heapq.heappush(self._expiries, (expires_at, next(self._expiry_numbers), socket))
@@ -221,6 +260,10 @@ class Hub:
             return
         sockets.discard(socket)
         self.socket_counts[socket.kind] -= 1
+        if socket.room_id is not None:
+            self.room_socket_counts[socket.room_id] -= 1
+            if self.room_socket_counts[socket.room_id] <= 0:
+                del self.room_socket_counts[socket.room_id]
         if not sockets:
             del self.users[socket.user_id]
             await self._release(user_group(socket.user_id))

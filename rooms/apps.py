@@ -7,6 +7,7 @@ class RoomsConfig(AppConfig):
     def ready(self) -> None:
         from realtime.watch import register_socket_check
 
-        from .sockets import ended_memberships
+        from .sockets import ended_memberships, membership_changes
 
-        register_socket_check(ended_memberships)  # a removed member's socket closes even if its event was lost
+        # A removed member's socket closes even if its event was lost; rounds read only memberships that ended.
+        register_socket_check(ended_memberships, membership_changes)

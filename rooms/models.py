@@ -70,7 +70,11 @@ class Membership(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["room", "user"], name="membership_one_per_room_user"),
         ]
-        indexes = [models.Index(fields=["user", "is_active"], name="membership_user_active")]
+        indexes = [
+            models.Index(fields=["user", "is_active"], name="membership_user_active"),
+            # The periodic socket re-check of every process reads the memberships that ended lately.
+            models.Index(fields=["left_at"], name="membership_left_at"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.user_id}@{self.room_id} ({'member' if self.is_active else 'left'})"

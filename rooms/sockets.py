@@ -7,11 +7,12 @@ seconds in one query for all the sockets of a process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
 
 from realtime.frames import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from realtime.sockets import SocketBase, in_worker_thread
-from realtime.watch import SocketSnapshot
+from realtime.watch import Changes, SocketSnapshot
 
 from .models import Membership, Room
 from .services import NotRoomMember, RoomNotFound, require_member
@@ -52,10 +53,10 @@ def ended_memberships(snapshots: Sequence[SocketSnapshot]) -> dict[int, tuple[in
     user_ids = {user_id for _, user_id in pairs}
     active = set(
         Membership.objects.active()
-        .filter(room_id__in=room_ids, user_id__in=user_ids)
+        .filter(room_id__any=list(room_ids), user_id__any=list(user_ids))
         .values_list("room_id", "user_id")
     )
-    existing = set(Room.objects.filter(pk__in=room_ids).values_list("pk", flat=True))
+    existing = set(Room.objects.filter(pk__any=list(room_ids)).values_list("pk", flat=True))
     refused: dict[int, tuple[int, str]] = {}
     for index, snapshot in enumerate(snapshots):
         if snapshot.room_id is None or (snapshot.room_id, snapshot.user_id) in active:
@@ -65,3 +66,13 @@ def ended_memberships(snapshots: Sequence[SocketSnapshot]) -> dict[int, tuple[in
         else:
             refused[index] = (CLOSE_FORBIDDEN, "no longer a member of this room")
     return refused
+
+
+def membership_changes(since: float, room_ids: Collection[int]) -> Changes:
+    """realtime.watch's changes of membership: users whose membership ended at or after `since` (leave and
+    removal set left_at in their transaction), and the rooms of this process's sockets that are gone."""
+    ended = Membership.objects.filter(left_at__gte=datetime.fromtimestamp(since, tz=UTC)).values_list(
+        "user_id", flat=True
+    )
+    existing = set(Room.objects.filter(pk__any=list(room_ids)).values_list("pk", flat=True)) if room_ids else set()
+    return Changes(user_ids=set(ended), room_ids=set(room_ids) - existing)
