@@ -150,10 +150,18 @@ class MessageSearch:
     def __init__(self, user: User, query: ParsedQuery, filters: SearchFilters):
         self.user, self.query, self.filters = user, query, filters
         self._count: int | None = None
+        self._rooms: list[int] | None = None
 
     # --- SQL per database ------------------------------------------------------------------------------
+    def _room_ids(self) -> list[int]:
+        """The caller's rooms, read once per search: as one array parameter they let PostgreSQL's planner
+        estimate and use the (room) index, where a subquery made it scan every hit of the word."""
+        if self._rooms is None:
+            self._rooms = list(Membership.objects.active().filter(user_id=self.user.pk).values_list("room_id", flat=True))
+        return self._rooms
+
     def _postgres(self, select: str, select_params: list[Any], tail: str, tail_params: list[Any]) -> tuple[str, list[Any]]:
-        readable, readable_params = _readable_sql(self.user)
+        readable_params = [self._room_ids()]
         parts, query_params = [], []
         if self.query.words:
             parts.append("to_tsquery('english'::regconfig, %s)")
@@ -164,7 +172,7 @@ class MessageSearch:
         where, where_params = _filter_sql(self.filters, "m")
         sql = (
             f"WITH q AS (SELECT {' && '.join(parts)} AS query) SELECT {select} FROM messaging_message m, q "  # noqa: S608
-            f"WHERE m.room_id IN ({readable}) AND m.deleted_at IS NULL AND m.kind = %s "
+            f"WHERE m.room_id = ANY(%s) AND m.deleted_at IS NULL AND m.kind = %s "
             f"AND m.search_vector @@ q.query{where}{tail}"
         )
         params = [*query_params, *select_params, *readable_params, MessageKind.TALK.value, *where_params, *tail_params]
