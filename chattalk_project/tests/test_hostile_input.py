@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import os
+import re
 import uuid
 from typing import Any
 
