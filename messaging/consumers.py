@@ -73,6 +73,10 @@ class TypingThrottle:
         self.last[key] = now
         return True
 
+    def reset(self, room_id: int, user_id: int) -> None:
+        """A sent message ends a typing burst: the next keystroke (a quick reply) is news again."""
+        self.last.pop((room_id, user_id), None)
+
 
 typing_throttle = TypingThrottle(TYPING_MIN_INTERVAL)
 
@@ -307,6 +311,8 @@ class ChatConsumer(RoomMemberSocket):
             if result.created and stream is not None and stream.is_behind(int(message["seq"])):
                 await stream.wait_delivered(int(message["seq"]), ACK_PACING_TIMEOUT)
             self.push_frame(frames.ack_frame(message["client_id"], message["seq"], message["id"]))
+            if result.created:
+                typing_throttle.reset(self.room_id, self.user_id)  # type: ignore[arg-type]
         finally:
             self.acks_pending -= 1
             self._release_held()

@@ -260,3 +260,27 @@ def test_socket_sends_count_against_the_users_send_limit_across_all_their_socket
         assert all(tab.close_code is None for tab in tabs), "a refused send keeps the socket"
 
     asyncio.run(scenario())
+
+
+def test_typing_right_after_a_sent_message_reaches_the_others_although_the_last_typing_was_recent(
+    ws_connect, room_with_members
+):
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(alice)))
+        b = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(bob)))
+        await a.send_json({"type": "typing"})
+        await b.wait_until(lambda c: len(c.of_type("typing")) == 1)
+        await a.send_json({"type": "typing"})  # within 2 s of the last: a repeat, dropped
+        await a.send_message("quick")
+        await a.wait_until(lambda c: c.of_type("ack"))
+        await a.send_json({"type": "typing"})  # a quick reply after the send: news again
+        await b.wait_until(lambda c: len(c.of_type("typing")) == 2)
+        await b.send_json({"type": "ping"})
+        await b.wait_until(lambda c: c.of_type("pong"))
+        assert len(b.of_type("typing")) == 2
+        await a.close()
+        await b.close()
+
+    asyncio.run(scenario())
