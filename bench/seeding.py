@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from accounts.models import User
 from messaging.models import Message, MessageKind
@@ -223,6 +224,8 @@ def ensure_messages(plans: Sequence[MessagePlan], progress: Progress = _no_progr
                             sender,
                             BODIES[seq % len(BODIES)],
                             created_at,
+                            [],
+                            [],
                         )
                     )
                 new_last[plan.room_id] = first + missing - 1
@@ -235,7 +238,9 @@ def ensure_messages(plans: Sequence[MessagePlan], progress: Progress = _no_progr
     return added
 
 
-MESSAGE_COLUMNS = ("room_id", "seq", "client_id", "kind", "sender_id", "body", "created_at")
+# reactions and mentions have no database default (Django's default=list lives in Python): COPY names them.
+MESSAGE_COLUMNS = ("room_id", "seq", "client_id", "kind", "sender_id", "body", "created_at", "reactions", "mentions")
+JSON_COLUMNS = {MESSAGE_COLUMNS.index("reactions"), MESSAGE_COLUMNS.index("mentions")}
 
 
 def _insert_messages(rows: list[tuple[Any, ...]]) -> None:
@@ -246,7 +251,7 @@ def _insert_messages(rows: list[tuple[Any, ...]]) -> None:
         sql = f"COPY {table} ({', '.join(MESSAGE_COLUMNS)}) FROM STDIN"  # noqa: S608
         with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row(row)
+                copy.write_row([Jsonb(v) if i in JSON_COLUMNS else v for i, v in enumerate(row)])
         return
     for start in range(0, len(rows), BATCH):
         Message.objects.bulk_create(
