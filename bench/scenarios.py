@@ -23,7 +23,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
-from messaging.models import Message
+from messaging.models import Mention, Message, MessageEdit, Reaction
 from rooms.models import MAX_MAX_PERSONNEL, Membership, Room
 
 from . import seeding
@@ -72,6 +72,9 @@ def prepare_room(members: int, *, seats: int | None = None, with_members: bool =
 def drop_room(room_id: int) -> None:
     """Remove a bench room and its rows without the ORM cascade (which would load every message)."""
     with transaction.atomic():
+        for rows in (MessageEdit, Reaction, Mention):  # what refers to the room's messages goes first
+            rows.objects.filter(message__room_id=room_id)._raw_delete(connection.alias)
+        Message.objects.filter(room_id=room_id).update(reply_to=None)
         Message.objects.filter(room_id=room_id)._raw_delete(connection.alias)
         Membership.objects.filter(room_id=room_id)._raw_delete(connection.alias)
         Room.objects.filter(pk=room_id).delete()
