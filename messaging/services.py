@@ -405,6 +405,19 @@ def _redact(message_id: int) -> Any:
     return redact
 
 
+def _events_carrying(message_id: int) -> Q:
+    """The stored events whose data can hold a message's content: its creation and its changes (the Message
+    as `data` or `data.message`), and the replies quoting it with their changes (`reply_to`). Matched in the
+    database, so that a deletion rewrites those rows instead of reading the room's whole event history into
+    Python (which made a deletion cost many times a send in a room with a long history)."""
+    return (Q(event_type__startswith="message.") | Q(event_type__startswith="reaction.")) & (
+        Q(payload__data__id=message_id)
+        | Q(payload__data__message__id=message_id)
+        | Q(payload__data__reply_to__id=message_id)
+        | Q(payload__data__message__reply_to__id=message_id)
+    )
+
+
 def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, Any]:
     """Its sender, the room's owner or staff turn a TALK message into a tombstone: the body, its edit
     history, reactions and mentions are removed, also from the stored events that carried them."""
@@ -422,11 +435,7 @@ def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, A
         message.body, message.deleted_at, message.last_change_seq = "", at, seq
         message.reactions, message.mentions = [], []
         message.save(update_fields=["body", "deleted_at", "reactions", "mentions", "last_change_seq"])
-        rewrite_event_data(
-            room_id,
-            Q(event_type__startswith="message.") | Q(event_type__startswith="reaction."),
-            _redact(message.pk),
-        )
+        rewrite_event_data(room_id, _events_carrying(message.pk), _redact(message.pk))
         return _record_change("message.deleted", message, actor, at)
 
     return _change(room_id, message_id, actor, apply, member_only=False)

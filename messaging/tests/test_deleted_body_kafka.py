@@ -52,11 +52,12 @@ def test_what_the_relay_delivers_after_a_deletion_carries_no_trace_of_the_delete
     assert not OutboxEvent.objects.filter(room_id=room.pk, sent_at__isnull=True).exists()
 
     # Pending when the deletion comes: a reply quoting it, a reaction, an edit (each carries the body).
-    send_message(room_id=room.pk, sender=bob, client_id="r1", body="quoting it", reply_to=target["id"])
+    reply = send_message(room_id=room.pk, sender=bob, client_id="r1", body="quoting it", reply_to=target["id"]).message
     set_reaction(room_id=room.pk, message_id=target["id"], actor=bob, emoji="eyes", on=True)
+    set_reaction(room_id=room.pk, message_id=reply["id"], actor=alice, emoji="ok", on=True)  # carries the quote
     edit_message(room_id=room.pk, message_id=target["id"], actor=alice, body=f"{edited} @{bob.username}")
     pending = OutboxEvent.objects.filter(room_id=room.pk, sent_at__isnull=True)
-    assert pending.count() == 3
+    assert pending.count() == 4
     delete_message(room_id=room.pk, message_id=target["id"], actor=owner)  # the room's owner moderates
     assert not [
         p for p in pending.values_list("payload", flat=True) if early in json.dumps(p) or edited in json.dumps(p)
@@ -69,12 +70,19 @@ def test_what_the_relay_delivers_after_a_deletion_carries_no_trace_of_the_delete
     before = [e for e in envelopes if uuid.UUID(e["event_id"]) in relayed_before]
     after = [e for e in envelopes if uuid.UUID(e["event_id"]) not in relayed_before]
     assert any(early in json.dumps(e) for e in before), "the body reached Kafka before its deletion"
-    assert [e["type"] for e in after] == ["message.created", "reaction.added", "message.edited", "message.deleted"]
+    assert [e["type"] for e in after] == [
+        "message.created",
+        "reaction.added",
+        "reaction.added",
+        "message.edited",
+        "message.deleted",
+    ]
     leaks = [e for e in after if early in json.dumps(e) or edited in json.dumps(e)]
     assert leaks == []
-    reply, reaction, edit, deletion = (e["data"] for e in after)
-    assert reply["reply_to"]["id"] == target["id"]
-    assert (reply["reply_to"]["excerpt"], reply["reply_to"]["deleted"]) == ("", True)
+    created, reaction, reaction_to_reply, edit, deletion = (e["data"] for e in after)
+    for quote in (created["reply_to"], reaction_to_reply["message"]["reply_to"]):
+        assert (quote["id"], quote["excerpt"], quote["deleted"]) == (target["id"], "", True)
+    assert reaction_to_reply["message"]["body"] == "quoting it", "only the deleted message's content goes"
     for data in (reaction, edit, deletion):
         assert data["message"]["id"] == target["id"]
         assert (data["message"]["body"], data["message"]["reactions"], data["message"]["mentions"]) == ("", [], [])

@@ -291,6 +291,7 @@ def test_a_resume_frame_mid_connection_while_changes_go_on_ends_in_the_state_of_
             await frame_change(owner_b, {"type": "react", "message_id": m[1]["id"], "emoji": "ok", "on": False})
             await send(alice_b, "after all that")
 
+        await asyncio.sleep(1.1)  # one resume per second per socket; its opening replay was one
         frames_before_resume = len(resuming.frames)
         writer = asyncio.ensure_future(changes_meanwhile())
         await resuming.send_json({"type": "resume", "after_seq": restart_after})
