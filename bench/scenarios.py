@@ -23,7 +23,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
-from messaging.models import Message
+from messaging.models import Mention, Message, MessageEdit, Reaction
 from presence.backends import get_presence_backend
 from rooms.models import MAX_MAX_PERSONNEL, Membership, Room
 
@@ -75,6 +75,9 @@ def drop_room(room_id: int) -> None:
     presence records: a served app stopped while its sockets were still closing leaves them, and the next
     run's server would spend its idle time reaping them (500 per beat) instead of idling."""
     with transaction.atomic():
+        for rows in (MessageEdit, Reaction, Mention):  # what refers to the room's messages goes first
+            rows.objects.filter(message__room_id=room_id)._raw_delete(connection.alias)
+        Message.objects.filter(room_id=room_id).update(reply_to=None)
         Message.objects.filter(room_id=room_id)._raw_delete(connection.alias)
         Membership.objects.filter(room_id=room_id)._raw_delete(connection.alias)
         Room.objects.filter(pk=room_id).delete()

@@ -27,7 +27,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from accounts.models import User
-from messaging.models import Message, MessageKind
+from messaging.models import Message, MessageEdit, MessageKind, Reaction
 from messaging.search import cjk_terms
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, Membership, Room
 
@@ -229,6 +229,8 @@ def ensure_messages(plans: Sequence[MessagePlan], progress: Progress = _no_progr
                             sender,
                             BODIES[seq % len(BODIES)],
                             created_at,
+                            [],
+                            [],
                         )
                     )
                 new_last[plan.room_id] = first + missing - 1
@@ -241,7 +243,9 @@ def ensure_messages(plans: Sequence[MessagePlan], progress: Progress = _no_progr
     return added
 
 
-MESSAGE_COLUMNS = ("room_id", "seq", "client_id", "kind", "sender_id", "body", "created_at")
+# reactions and mentions have no database default (Django's default=list lives in Python): COPY names them.
+MESSAGE_COLUMNS = ("room_id", "seq", "client_id", "kind", "sender_id", "body", "created_at", "reactions", "mentions")
+JSON_COLUMNS = {MESSAGE_COLUMNS.index("reactions"), MESSAGE_COLUMNS.index("mentions")}
 
 
 def _insert_messages(rows: list[tuple[Any, ...]]) -> None:
@@ -250,17 +254,20 @@ def _insert_messages(rows: list[tuple[Any, ...]]) -> None:
     if connection.vendor == "postgresql":
         # COPY bypasses the model's defaults: the columns without a database default are given here.
         table = Message._meta.db_table
-        columns = (*MESSAGE_COLUMNS, "reactions", "mentions", "search_terms")
+        columns = (*MESSAGE_COLUMNS, "search_terms")
         sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"  # noqa: S608
-        empty = Jsonb([])
+        body = MESSAGE_COLUMNS.index("body")
         with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
             for row in rows:
-                copy.write_row((*row, empty, empty, cjk_terms(row[5])))
+                copy.write_row([*(Jsonb(v) if i in JSON_COLUMNS else v for i, v in enumerate(row)), cjk_terms(row[body])])
         return
     for start in range(0, len(rows), BATCH):
         Message.objects.bulk_create(
             [
-                Message(**dict(zip(MESSAGE_COLUMNS, row, strict=True)), search_terms=cjk_terms(row[5]))
+                Message(
+                    **dict(zip(MESSAGE_COLUMNS, row, strict=True)),
+                    search_terms=cjk_terms(row[MESSAGE_COLUMNS.index("body")]),
+                )
                 for row in rows[start : start + BATCH]
             ]
         )
@@ -317,3 +324,34 @@ def consistency_report(room_ids: Sequence[int]) -> dict[str, int]:
         if room.last_seq != row["hi"]:
             bad_last_seq += 1
     return {"personnel_mismatch": bad_personnel, "seq_gaps": bad_seq, "last_seq_mismatch": bad_last_seq}
+
+
+def ensure_changes(room_id: int, count: int, reactors: Sequence[int]) -> int:
+    """`count` changes to as many of the room's unchanged TALK messages, oldest first, each taking the room's
+    next seq: every other one an edit (with its edit history row), the others a reaction of one of
+    `reactors` (with its reaction row), kept as messaging.services keeps them. Returns how many were made."""
+    with transaction.atomic():
+        last_seq = Room.objects.select_for_update().values_list("last_seq", flat=True).get(pk=room_id)
+        messages = list(
+            Message.objects.filter(
+                room_id=room_id, kind=MessageKind.TALK, last_change_seq__isnull=True, deleted_at__isnull=True
+            ).order_by("seq")[:count]
+        )
+        now = timezone.now()
+        edits: list[MessageEdit] = []
+        reactions: list[Reaction] = []
+        for index, message in enumerate(messages):
+            seq = last_seq + 1 + index
+            message.last_change_seq = seq
+            if index % 2 == 0:
+                edits.append(MessageEdit(message=message, seq=seq, previous_body=message.body, edited_at=now))
+                message.body, message.edited_at = f"{message.body} (edited)", now
+            else:
+                user_id = reactors[index % len(reactors)]
+                reactions.append(Reaction(message=message, user_id=user_id, emoji="thumbsup", created_at=now))
+                message.reactions = [{"emoji": "thumbsup", "count": 1, "users": [user_id]}]
+        Message.objects.bulk_update(messages, ["body", "edited_at", "reactions", "last_change_seq"], batch_size=BATCH)
+        MessageEdit.objects.bulk_create(edits, batch_size=BATCH)
+        Reaction.objects.bulk_create(reactions, batch_size=BATCH)
+        Room.objects.filter(pk=room_id).update(last_seq=last_seq + len(messages))
+    return len(messages)

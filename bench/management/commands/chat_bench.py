@@ -18,12 +18,12 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bench import scenarios
+from bench import lifecycle, scenarios
 from bench.client import require_loopback
 from bench.progress import progress_bar
 from bench.servers import ServedApp
 
-SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login", "ramp")
+SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login", "ramp", "changes", "replay")
 SERVER_DEFLATE = {"default": [None], "on": [True], "off": [False], "both": [True, False]}
 FANOUT_COLUMNS = (
     ("app", "app", "{}"),
@@ -103,13 +103,35 @@ class Command(BaseCommand):
         parser.add_argument("--logins", type=int, default=100)
         parser.add_argument("--ramp-seconds", type=float, default=15.0, help="ramp: users start spread over this")
         parser.add_argument("--lists", type=int, default=3, help="ramp: room lists per user once logged in")
+        # changes / replay (the message lifecycle)
+        parser.add_argument(
+            "--operations", type=int, default=40, help="changes: operations of each kind per sender (--senders)"
+        )
+        parser.add_argument(
+            "--changes", type=int, default=10_000, help="replay: new messages in one room, changes in the other"
+        )
+        parser.add_argument("--rounds", type=int, default=2, help="replay: resumes per room, alternating rooms")
+        parser.add_argument("--replay-clients", type=int, default=1, help="replay: clients resuming at once")
+        parser.add_argument(
+            "--replay-history", type=int, default=0, help="replay: messages before the point clients resume from"
+        )
         # output
         parser.add_argument("--json", dest="json_path", help="append the results as JSON lines to this file")
         parser.add_argument("--plot", help="compare: write a PNG of throughput and p99 against members")
 
     def handle(self, *args: Any, **options: Any) -> None:
         scenario = options["scenario"]
-        bounded = {"duration": 600.0, "members": 10_000, "sockets": 20_000, "clients": 10_000, "users": 10_000}
+        bounded = {
+            "duration": 600.0,
+            "members": 10_000,
+            "sockets": 20_000,
+            "clients": 10_000,
+            "users": 10_000,
+            "operations": 10_000,
+            "changes": 100_000,
+            "rounds": 20,
+            "replay_clients": 1000,
+        }
         for name, limit in bounded.items():
             if options[name] > limit or options[name] < 0:
                 raise CommandError(f"--{name} must be between 0 and {limit:,} (benchmarks stay bounded)")
@@ -185,6 +207,28 @@ class Command(BaseCommand):
                 concurrency=o["concurrency"],
                 deflate=deflate,
             )
+        elif scenario == "changes":
+            result = lifecycle.change_costs(
+                url,
+                members=o["members"],
+                actors=o["senders"],
+                rate=o["rate"] or 2.0,
+                operations=o["operations"],
+                server_pids=pids,
+                body_bytes=o["body_bytes"],
+                deflate=deflate,
+            )
+        elif scenario == "replay":
+            result = lifecycle.replay_changes(
+                url,
+                changes=o["changes"],
+                history=o["replay_history"],
+                clients=o["replay_clients"],
+                rounds=o["rounds"],
+                deflate=deflate,
+                server_pids=pids,
+                on_round=lambda kind, r: self.stdout.write(f"  resume after {o['changes']:,} {kind}: {r}"),
+            )
         elif scenario == "join":
             result = scenarios.join_stampede(url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"])
         elif scenario == "ramp":
@@ -205,6 +249,8 @@ class Command(BaseCommand):
             )
         result = {"scenario": scenario, **(labels or {}), "client_deflate": deflate, **result}
         self.print_result(result)
+        if scenario == "changes":
+            self.stdout.write("\n" + self.phase_table(result["phases"]))
         return result
 
     def compare(self, o: dict[str, Any]) -> list[dict[str, Any]]:
@@ -299,6 +345,31 @@ class Command(BaseCommand):
                     self.stdout.write(f"    {k}: {v}")
             else:
                 self.stdout.write(f"  {key}: {value}")
+
+    @staticmethod
+    def phase_table(phases: list[dict[str, Any]]) -> str:
+        """changes: one row per operation, the CPU ratio to a send in the last column."""
+        columns = (
+            ("operation", "operation", "{}"),
+            ("done", "operations", "{:,}"),
+            ("errors", "errors", "{}"),
+            ("deliveries", "deliveries", "{:,}"),
+            ("answer p50 ms", "answer_p50_ms", "{:.1f}"),
+            ("answer p99 ms", "answer_p99_ms", "{:.1f}"),
+            ("server µs CPU/op", "server_cpu_us_per_operation", "{:,}"),
+            ("server µs CPU/delivery", "server_cpu_us_per_delivery", "{:.1f}"),
+            ("machine µs CPU/op", "machine_cpu_us_per_operation", "{:,}"),
+            ("load", "loadavg_at_start", "{:.2f}"),
+        )
+        send = next((p for p in phases if p["operation"] == "send"), {})
+        lines = ["| " + " | ".join(title for title, _, _ in columns) + " | server CPU vs send |"]
+        lines.append("|" + "|".join("---" for _ in range(len(columns) + 1)) + "|")
+        for phase in phases:
+            cells = ["—" if phase.get(key) is None else fmt.format(phase[key]) for _, key, fmt in columns]
+            ours, base = phase.get("server_cpu_us_per_operation"), send.get("server_cpu_us_per_operation")
+            cells.append(f"{ours / base:.2f}x" if ours and base else "—")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
 
     @staticmethod
     def table(results: list[dict[str, Any]]) -> str:
