@@ -23,6 +23,7 @@ from drf_spectacular.generators import SchemaGenerator
 from graphql import GraphQLNonNull, GraphQLObjectType, GraphQLScalarType, get_named_type
 
 from chattalk_project.schema import schema as graphene_schema
+from messaging.models import Message
 from messaging.services import send_message
 from messaging.testing import ChatClient
 from presence.testing import PresenceClient
@@ -127,12 +128,17 @@ REQUEST_BODIES = {
     "/api/rooms/{room_id}": {"title": "pwned"},
     "/api/rooms/{room_id}/messages": {"client_id": "intrusion", "body": "intrusion"},
     "/api/rooms/{room_id}/read": {"seq": 1},
+    "/api/rooms/{room_id}/messages/{message_id}": {"body": "intrusion"},
     "/api/auth/logout": {"refresh": "x"},
 }
 
 
 def call(client: Client, method: str, path: str, room_id: int, token: str | None) -> Any:
     url = path.replace("{room_id}", str(room_id))
+    if "{message_id}" in url:  # a real message of the room: a refusal must not be a mere "no such message"
+        message_id = Message.objects.filter(room_id=room_id, kind="TALK").values_list("id", flat=True).first()
+        url = url.replace("{message_id}", str(message_id or 1))
+    url = url.replace("{emoji}", "tada")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
     body = REQUEST_BODIES.get(path)
     return client.generic(method, url, json.dumps(body) if body else "", content_type="application/json", **headers)
