@@ -359,7 +359,6 @@ def chat_strings() -> dict[str, str]:
         "replyTo": _("Reply to {name}"),
         "replyingTo": _("Replying to {name}"),
         "cancelReply": _("Cancel reply"),
-        "quoteOf": _("In reply to {name}"),
         "showOriginal": _("Show the message {name} wrote"),
         "edit": _("Edit"),
         "editMessage": _("Edit message"),

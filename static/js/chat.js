@@ -785,8 +785,7 @@ function onFrame(frame) {
     case "message.updated":
       // A change takes the room's next seq: a resume continues after it.
       lastSeq = Math.max(lastSeq, frame.seq);
-      applyUpdate(frame.message);
-      scheduleRead();
+      applyUpdate(frame.message); // no `read`: unread counts messages, and a change is not a new one
       break;
     case "synced":
       chat.synced = true;
