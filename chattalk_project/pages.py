@@ -28,7 +28,8 @@ from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle
 from core.domain import DomainError, InvalidInput
 from core.query_params import page_param, text_param
 from core.rate_limits import RateLimited
-from messaging.services import history, my_rooms_queryset
+from messaging.models import MAX_DISTINCT_REACTIONS
+from messaging.services import REPLY_EXCERPT_CHARS, history, my_rooms_queryset
 from rooms.limits import ROOM_CREATIONS, ROOM_WRITES
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room
 from rooms.services import (
@@ -38,10 +39,13 @@ from rooms.services import (
     create_room,
     join_room,
     leave_room,
+    may_moderate,
     search_rooms,
 )
 
 ROOMS_PER_PAGE = 20
+# The reaction picker's fixed choices; any other emoji already on a message is offered as its own chip.
+QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢"]
 HISTORY_PAGE = 50
 NEXT_URL_MAX_LENGTH = 2000
 
@@ -294,6 +298,12 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
     chat_config = {
         "roomId": room.pk,
         "me": request.user.as_public_dict(),
+        # Whose messages the viewer may delete besides their own: the same rule the service applies (a
+        # button the service would refuse is not shown; the service still decides).
+        "canModerate": may_moderate(room, request.user),
+        "quickReactions": QUICK_REACTIONS,
+        "maxReactions": MAX_DISTINCT_REACTIONS,
+        "replyExcerptChars": REPLY_EXCERPT_CHARS,
         "lastSeq": room.last_seq,
         "history": initial,
         "hasMore": has_more,
@@ -335,6 +345,36 @@ def chat_strings() -> dict[str, str]:
         "error_body_empty": _("The message is empty."),
         "error_rate_limited": _("Too many messages; slow down."),
         "error_generic": _("Something went wrong: {detail}"),
+        "error_forbidden": _("You may not change this message."),
+        "error_not_found": _("That message no longer exists."),
+        "error_message_deleted": _("That message was deleted."),
+        "error_too_many_reactions": _("This message has as many different reactions as it can hold."),
+        "error_invalid_reply": _("The message you replied to was deleted."),
+        "error_validation_error": _("That was not accepted: {detail}"),
+        "notConnected": _("Not connected; try again in a moment."),
+        "edited": _("edited"),
+        "editedAt": _("edited {when}"),
+        "deleted": _("message deleted"),
+        "reply": _("Reply"),
+        "replyTo": _("Reply to {name}"),
+        "replyingTo": _("Replying to {name}"),
+        "cancelReply": _("Cancel reply"),
+        "showOriginal": _("Show the message {name} wrote"),
+        "edit": _("Edit"),
+        "editMessage": _("Edit message"),
+        "save": _("Save"),
+        "cancel": _("Cancel"),
+        "delete": _("Delete"),
+        "deleteMessage": _("Delete message"),
+        "confirmDelete": _("Delete this message for everyone?"),
+        "react": _("React"),
+        "reactions": _("Reactions"),
+        "pickReaction": _("Pick a reaction"),
+        "reactWith": _("React with {emoji}"),
+        "reactionChip": _("{emoji}: {count}. Press to add yours."),
+        "reactionChipMine": _("{emoji}: {count}, you included. Press to remove yours."),
+        "mentionsYou": _("mentions you"),
+        "messageActions": _("Message actions"),
     }
 
 

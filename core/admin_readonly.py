@@ -3,6 +3,8 @@
 Messages (a hand-made row would break the gapless seq and skip the outbox), the outbox (the relay's
 ledger) and presence (kept by the processes that hold the sockets) are all observed, never edited.
 
+An inline of such rows (a message's edit history) is read-only the same way: ReadOnlyInlineMixin.
+
 Seeing them takes the model's view permission itself: Django lets a change permission stand in for it,
 which means nothing where nothing can change. A page an admin class draws itself (a custom changelist)
 must ask `has_view_permission` first, as Django's own views do.
@@ -30,4 +32,11 @@ class ReadOnlyAdminMixin:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInlineMixin(ReadOnlyAdminMixin):
+    """The same rules for an inline, whose permission hooks also receive the parent object."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:  # type: ignore[override]
         return False

@@ -18,8 +18,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
 from core.admin_readonly import ReadOnlyAdminMixin
+from messaging.services import edit_message, send_message, set_reaction
 from presence.models import PresenceConnection
-from rooms.services import create_room
+from rooms.services import create_room, join_room
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +31,12 @@ OBJECT_ARGUMENTS = ("object_id", "id")
 def one_of_each() -> None:
     """At least one row of every registered model, made the way the application makes them."""
     owner = User.objects.create_user(username="owner", password="pw-Secret-123")
-    create_room(owner=owner, title="watched", max_personnel=5)  # room, membership, ENTER message, outbox event
+    room = create_room(owner=owner, title="watched", max_personnel=5)  # room, membership, ENTER, outbox event
+    member = User.objects.create_user(username="member", password="pw-Secret-123")
+    join_room(room_id=room.pk, user=member)
+    said = send_message(room_id=room.pk, sender=owner, client_id="c1", body="hello @member").message
+    edit_message(room_id=room.pk, message_id=said["id"], actor=owner, body="hello again @member")  # MessageEdit
+    set_reaction(room_id=room.pk, message_id=said["id"], actor=member, emoji="👍", on=True)  # Reaction
     now = timezone.now()
     PresenceConnection.objects.create(
         connection_id="c1", room_id=1, user_id=owner.pk, process_id="p1", connected_at=now, heartbeat_at=now

@@ -3,6 +3,8 @@
 // reconnect resumes exactly where the page stood. Messages are kept by seq: one seq, one element, whatever
 // arrives twice. A message is sent with a fresh client_id and kept as "sending…" until the server stored
 // it; unacknowledged ones are sent again after a reconnect, which the server makes idempotent.
+// Changes to a message (edit, delete, reaction) also take the room's seq: a `message.updated` frame redraws
+// the message in place by id and moves the resume point like a new message does.
 // Bodies and names are always set as text (textContent), never parsed as HTML.
 
 import { api, format, readJson, showError } from "./api.js";
@@ -10,6 +12,9 @@ import { PresenceList } from "./presence.js";
 import { ReconnectingSocket, newClientId } from "./socket.js";
 
 const config = readJson("chat-config");
+// Read once, then gone from the page: it holds the bodies as they were at render time, and a body deleted
+// later must not stay anywhere in the document.
+document.getElementById("chat-config")?.remove();
 const t = config.strings;
 const me = config.me;
 const lang = document.documentElement.lang || config.language || undefined;
@@ -62,30 +67,318 @@ function timeElement(iso) {
   return element;
 }
 
-function messageElement(message) {
-  const li = document.createElement("li");
-  li.className = `message kind-${String(message.kind).toLowerCase()}`;
-  li.dataset.seq = String(message.seq);
-  li.setAttribute("data-testid", "message");
-  if (message.sender && message.sender.id === me.id) li.classList.add("mine");
-  if (message.kind === "TALK") {
-    const sender = document.createElement("span");
-    sender.className = "sender";
-    sender.textContent = displayName(message.sender);
-    sender.title = usernameTitle(message.sender);
+// --- one message: rendered from its current state -------------------------------------------------------
+// A message element is drawn from (message, its UI state) and redrawn in place when a `message.updated`
+// frame brings the message after a change: the same <li>, same place, new content.
+
+const byId = new Map(); // message id -> {message, element, ui: {draft, saving, picker, confirming}}
+const updatesWhileLoadingOlder = []; // changes to messages not shown yet, applied once "load older" lands
+let replyTarget = null; // the message the composer replies to
+
+function characters(text, count) {
+  return Array.from(text).slice(0, count).join(""); // code points, as the server counts an excerpt
+}
+
+function isMine(message) {
+  return Boolean(message.sender && message.sender.id === me.id);
+}
+
+function isLive(message) {
+  return message.kind === "TALK" && !message.deleted_at;
+}
+
+function mayDelete(message) {
+  return message.kind === "TALK" && !message.deleted_at && (isMine(message) || config.canModerate);
+}
+
+function reactedByMe(reaction) {
+  // `me` comes with per-viewer reads (the rendered history, "load older"); frames are the same for
+  // everyone and name up to 20 users.
+  if (reaction.users && reaction.users.includes(me.id)) return true;
+  return reaction.me === true && !(reaction.users && reaction.users.length >= reaction.count);
+}
+
+const MENTION_RE = /(?<![\p{L}\p{N}_@])@([\p{L}\p{N}_.+-]{1,150})/gu;
+
+// The body as text nodes, with the viewer's own @username marked (the server's mention rule: not after a
+// word character or @; "@kim." at the end of a sentence still names kim).
+function bodyNodes(body) {
+  const nodes = [];
+  let at = 0;
+  for (const match of body.matchAll(MENTION_RE)) {
+    let name = match[1];
+    if (name !== me.username) name = name.replace(/[.+-]+$/u, "");
+    if (name !== me.username) continue;
+    const start = match.index;
+    const end = start + 1 + name.length;
+    if (start > at) nodes.push(document.createTextNode(body.slice(at, start)));
+    const mark = document.createElement("mark");
+    mark.className = "mention-me";
+    mark.textContent = body.slice(start, end);
+    nodes.push(mark);
+    at = end;
+  }
+  if (at < body.length) nodes.push(document.createTextNode(body.slice(at)));
+  return nodes;
+}
+
+function actionButton(text, label, action, className = "link") {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = text;
+  button.dataset.action = action;
+  if (label) button.setAttribute("aria-label", label);
+  return button;
+}
+
+function quoteElement(reply) {
+  const quote = document.createElement("button");
+  quote.type = "button";
+  quote.className = "reply-quote";
+  quote.dataset.action = "show-original";
+  quote.dataset.originalId = String(reply.id);
+  quote.setAttribute("data-testid", "reply-quote");
+  quote.setAttribute("aria-label", format(t.showOriginal, { name: displayName(reply.sender) }));
+  const who = document.createElement("span");
+  who.className = "reply-sender";
+  who.textContent = displayName(reply.sender);
+  const excerpt = document.createElement("span");
+  excerpt.className = "reply-excerpt";
+  excerpt.setAttribute("data-testid", "reply-excerpt");
+  if (reply.deleted) {
+    quote.classList.add("deleted");
+    excerpt.textContent = t.deleted;
+  } else {
+    excerpt.textContent = reply.excerpt;
+  }
+  quote.append(who, excerpt);
+  return quote;
+}
+
+function reactionsElement(message) {
+  const box = document.createElement("div");
+  box.className = "reactions";
+  box.setAttribute("data-testid", "reactions");
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", t.reactions);
+  for (const reaction of message.reactions || []) {
+    const mine = reactedByMe(reaction);
+    const chip = document.createElement("button");
+    chip.type = "button";
+    chip.className = mine ? "reaction mine" : "reaction";
+    chip.dataset.action = "react";
+    chip.dataset.emoji = reaction.emoji;
+    chip.setAttribute("data-testid", "reaction");
+    chip.setAttribute("aria-pressed", mine ? "true" : "false");
+    chip.setAttribute(
+      "aria-label",
+      format(mine ? t.reactionChipMine : t.reactionChip, { emoji: reaction.emoji, count: reaction.count }),
+    );
+    const emoji = document.createElement("span");
+    emoji.className = "emoji";
+    emoji.textContent = reaction.emoji;
+    const count = document.createElement("span");
+    count.className = "count";
+    count.setAttribute("data-testid", "reaction-count");
+    count.textContent = String(reaction.count);
+    chip.append(emoji, count);
+    box.append(chip);
+  }
+  return box;
+}
+
+function pickerElement(message) {
+  const picker = document.createElement("div");
+  picker.className = "reaction-picker";
+  picker.id = `picker-${message.id}`;
+  picker.setAttribute("role", "group");
+  picker.setAttribute("aria-label", t.pickReaction);
+  picker.setAttribute("data-testid", "reaction-picker");
+  const present = new Set((message.reactions || []).map((reaction) => reaction.emoji));
+  const full = present.size >= config.maxReactions;
+  for (const emoji of config.quickReactions) {
+    const button = actionButton(emoji, format(t.reactWith, { emoji }), "pick", "emoji-choice");
+    button.dataset.emoji = emoji;
+    button.disabled = full && !present.has(emoji);
+    picker.append(button);
+  }
+  return picker;
+}
+
+function editorElement(message, ui) {
+  const editor = document.createElement("form");
+  editor.className = "edit-form";
+  editor.dataset.action = "save-edit";
+  editor.setAttribute("data-testid", "edit-form");
+  const field = document.createElement("textarea");
+  field.className = "edit-body";
+  field.rows = 2;
+  field.maxLength = input.maxLength;
+  field.value = ui.draft;
+  field.setAttribute("aria-label", t.editMessage);
+  field.setAttribute("data-testid", "edit-body");
+  field.disabled = ui.saving;
+  const save = document.createElement("button");
+  save.type = "submit";
+  save.textContent = t.save;
+  save.disabled = ui.saving;
+  const cancel = actionButton(t.cancel, null, "cancel-edit", "secondary");
+  editor.append(field, save, cancel);
+  return editor;
+}
+
+function confirmElement() {
+  const confirm = document.createElement("div");
+  confirm.className = "confirm-delete";
+  confirm.setAttribute("role", "group");
+  confirm.setAttribute("aria-label", t.confirmDelete);
+  confirm.setAttribute("data-testid", "confirm-delete");
+  const question = document.createElement("span");
+  question.textContent = t.confirmDelete;
+  confirm.append(
+    question,
+    actionButton(t.delete, null, "confirm-delete", "danger"),
+    actionButton(t.cancel, null, "cancel-delete", "secondary"),
+  );
+  return confirm;
+}
+
+function talkContent(message, ui) {
+  const parts = [];
+  if (message.reply_to) parts.push(quoteElement(message.reply_to));
+  const sender = document.createElement("span");
+  sender.className = "sender";
+  sender.textContent = displayName(message.sender);
+  sender.title = usernameTitle(message.sender);
+  parts.push(sender, timeElement(message.created_at));
+  if (message.deleted_at) {
+    const tombstone = document.createElement("div");
+    tombstone.className = "body tombstone";
+    tombstone.setAttribute("data-testid", "message-tombstone");
+    tombstone.textContent = t.deleted;
+    parts.push(tombstone);
+    return parts;
+  }
+  if (message.edited_at) {
+    const edited = document.createElement("span");
+    edited.className = "edited";
+    edited.setAttribute("data-testid", "edited-marker");
+    edited.textContent = t.edited;
+    edited.title = format(t.editedAt, { when: fullTimeFormat.format(new Date(message.edited_at)) });
+    parts.push(edited);
+  }
+  if (ui.draft !== null) {
+    parts.push(editorElement(message, ui));
+  } else {
     const body = document.createElement("div");
     body.className = "body";
     body.setAttribute("data-testid", "message-body");
-    body.textContent = message.body;
-    li.append(sender, timeElement(message.created_at), body);
-  } else {
-    const note = document.createElement("span");
-    note.className = "note";
-    note.textContent = format(message.kind === "ENTER" ? t.entered : t.left, { name: displayName(message.sender) });
-    note.title = usernameTitle(message.sender);
-    li.append(note, timeElement(message.created_at));
+    body.append(...bodyNodes(message.body));
+    parts.push(body);
   }
+  parts.push(reactionsElement(message));
+  const actions = document.createElement("div");
+  actions.className = "message-actions";
+  actions.setAttribute("role", "group");
+  actions.setAttribute("aria-label", t.messageActions);
+  const name = displayName(message.sender);
+  const react = actionButton(t.react, t.pickReaction, "toggle-picker");
+  react.setAttribute("aria-expanded", ui.picker ? "true" : "false");
+  react.setAttribute("aria-controls", `picker-${message.id}`);
+  actions.append(actionButton(t.reply, format(t.replyTo, { name }), "reply"), react);
+  if (isMine(message)) actions.append(actionButton(t.edit, t.editMessage, "edit"));
+  if (mayDelete(message)) actions.append(actionButton(t.delete, t.deleteMessage, "delete", "link danger"));
+  parts.push(actions);
+  if (ui.picker) parts.push(pickerElement(message));
+  if (ui.confirming) parts.push(confirmElement());
+  return parts;
+}
+
+function noteContent(message) {
+  const note = document.createElement("span");
+  note.className = "note";
+  note.textContent = format(message.kind === "ENTER" ? t.entered : t.left, { name: displayName(message.sender) });
+  note.title = usernameTitle(message.sender);
+  return [note, timeElement(message.created_at)];
+}
+
+// Which control had the focus, so a redraw can give it back (a keyboard user toggling a reaction stays
+// on that chip).
+function focusKey(element) {
+  const active = document.activeElement;
+  if (!active || !element.contains(active)) return null;
+  if (active.dataset && active.dataset.action) return { action: active.dataset.action, emoji: active.dataset.emoji };
+  if (active.classList.contains("edit-body")) return { action: "edit-body" };
+  return null;
+}
+
+function restoreFocus(element, key) {
+  if (!key) return;
+  let target;
+  if (key.action === "edit-body") target = element.querySelector(".edit-body");
+  else if (key.emoji !== undefined) {
+    target = [...element.querySelectorAll(`[data-action="${key.action}"]`)].find((b) => b.dataset.emoji === key.emoji);
+  } else target = element.querySelector(`[data-action="${key.action}"]`);
+  if (target && !target.disabled) target.focus();
+}
+
+function drawMessage(entry) {
+  const { message, element, ui } = entry;
+  const key = focusKey(element);
+  element.className = `message kind-${String(message.kind).toLowerCase()}`;
+  element.classList.toggle("mine", isMine(message));
+  element.classList.toggle("deleted", Boolean(message.deleted_at));
+  element.classList.toggle("edited", Boolean(message.edited_at && !message.deleted_at));
+  const mentionsMe = !message.deleted_at && (message.mentions || []).includes(me.id);
+  element.classList.toggle("mentions-me", mentionsMe);
+  if (mentionsMe) element.setAttribute("aria-description", t.mentionsYou);
+  else element.removeAttribute("aria-description");
+  element.replaceChildren(...(message.kind === "TALK" ? talkContent(message, ui) : noteContent(message)));
+  restoreFocus(element, key);
+}
+
+function messageElement(message) {
+  const li = document.createElement("li");
+  li.dataset.seq = String(message.seq);
+  li.dataset.id = String(message.id);
+  li.setAttribute("data-testid", "message");
+  const entry = { message, element: li, ui: { draft: null, saving: false, picker: false, confirming: false } };
+  byId.set(message.id, entry);
+  drawMessage(entry);
   return li;
+}
+
+// A `message.updated` frame (live or replayed) or a newer copy: the message after its latest change.
+function applyUpdate(message) {
+  const entry = byId.get(message.id);
+  if (!entry) {
+    if (loadingOlder) updatesWhileLoadingOlder.push(message);
+    return; // not shown: older than the loaded history; "load older" reads its current state
+  }
+  entry.message = message;
+  const { ui } = entry;
+  if (message.deleted_at) Object.assign(ui, { draft: null, saving: false, picker: false, confirming: false });
+  else if (ui.saving) Object.assign(ui, { draft: null, saving: false });
+  drawMessage(entry);
+  refreshQuotesOf(message);
+}
+
+// Replies quote the original as it was when they were sent; the page shows it as it is now.
+function refreshQuotesOf(original) {
+  const deleted = Boolean(original.deleted_at);
+  const excerpt = deleted ? "" : characters(original.body, config.replyExcerptChars);
+  for (const entry of byId.values()) {
+    const reply = entry.message.reply_to;
+    if (!reply || reply.id !== original.id) continue;
+    if (reply.deleted === deleted && reply.excerpt === excerpt) continue;
+    entry.message = { ...entry.message, reply_to: { ...reply, excerpt, deleted } };
+    drawMessage(entry);
+  }
+  if (replyTarget && replyTarget.id === original.id) {
+    if (deleted) setReplyTarget(null);
+    else setReplyTarget(original);
+  }
 }
 
 function nearBottom() {
@@ -152,6 +445,8 @@ async function loadOlder() {
     showError(errorElement, format(t.error_generic, { detail: error.detail || error.message }));
   } finally {
     loadingOlder = false;
+    // Changes that arrived while the page was read came in seq order and are at least as new as it.
+    for (const message of updatesWhileLoadingOlder.splice(0)) applyUpdate(message);
     updateOlderButton();
   }
 }
@@ -175,10 +470,11 @@ function setState(state, code) {
 }
 
 // --- sending ------------------------------------------------------------------------------------------
-function pendingElement(body) {
+function pendingElement(body, reply) {
   const li = document.createElement("li");
   li.className = "message kind-talk mine pending";
   li.setAttribute("data-testid", "pending-message");
+  if (reply) li.append(quoteElement(reply));
   const sender = document.createElement("span");
   sender.className = "sender";
   sender.textContent = displayName(me);
@@ -195,14 +491,18 @@ function pendingElement(body) {
 function transmit(clientId) {
   const local = pending.get(clientId);
   if (!local || local.acked || local.failed || !chat.synced) return;
-  if (socket.send({ type: "send", client_id: clientId, body: local.body })) local.sentAt = Date.now();
+  const frame = { type: "send", client_id: clientId, body: local.body };
+  if (local.replyTo !== null) frame.reply_to = local.replyTo;
+  if (socket.send(frame)) local.sentAt = Date.now();
 }
 
 function sendMessage(body) {
   const clientId = newClientId();
-  const element = pendingElement(body);
-  pending.set(clientId, { body, element, sentAt: 0, acked: false, failed: false });
+  const reply = replyTarget ? replySummary(replyTarget) : null;
+  const element = pendingElement(body, reply);
+  pending.set(clientId, { body, replyTo: reply ? reply.id : null, element, sentAt: 0, acked: false, failed: false });
   pendingList.append(element);
+  setReplyTarget(null);
   scrollToBottom();
   transmit(clientId);
 }
@@ -242,6 +542,194 @@ input.addEventListener("keydown", (event) => {
     form.requestSubmit();
   }
 });
+
+// --- replying ----------------------------------------------------------------------------------------
+const replyBar = document.getElementById("reply-bar");
+const replyBarQuote = document.getElementById("reply-bar-quote");
+const replyCancel = document.getElementById("reply-cancel");
+
+function replySummary(message) {
+  return {
+    id: message.id,
+    seq: message.seq,
+    sender: message.sender,
+    excerpt: characters(message.body, config.replyExcerptChars),
+    deleted: Boolean(message.deleted_at),
+  };
+}
+
+function setReplyTarget(message) {
+  replyTarget = message && isLive(message) ? message : null;
+  replyBar.hidden = replyTarget === null;
+  if (replyTarget === null) {
+    replyBarQuote.replaceChildren();
+    return;
+  }
+  const label = document.createElement("span");
+  label.className = "reply-label";
+  label.textContent = format(t.replyingTo, { name: displayName(replyTarget.sender) });
+  const excerpt = document.createElement("span");
+  excerpt.className = "reply-excerpt";
+  excerpt.textContent = replySummary(replyTarget).excerpt;
+  replyBarQuote.replaceChildren(label, excerpt);
+}
+
+replyCancel.addEventListener("click", () => {
+  setReplyTarget(null);
+  input.focus();
+});
+
+// --- changing a message: edit, delete, react -----------------------------------------------------------
+// Each change goes over the socket; what it did comes back to every member (this page included) as a
+// `message.updated` frame, which redraws the message. Only a refusal is answered to this page alone.
+
+function sendChange(frame) {
+  if (chat.synced && socket.send(frame)) return true;
+  showError(errorElement, t.notConnected);
+  return false;
+}
+
+function toggleReaction(entry, emoji) {
+  const reaction = (entry.message.reactions || []).find((r) => r.emoji === emoji);
+  const on = !(reaction && reactedByMe(reaction));
+  sendChange({ type: "react", message_id: entry.message.id, emoji, on });
+}
+
+function saveEdit(entry) {
+  const field = entry.element.querySelector(".edit-body");
+  const body = (field ? field.value : entry.ui.draft || "").trim();
+  if (!body) {
+    showError(errorElement, t.error_body_empty);
+    return;
+  }
+  if (body === entry.message.body) {
+    entry.ui.draft = null; // nothing changed: nothing to send
+  } else {
+    entry.ui.draft = body;
+    if (!sendChange({ type: "edit", message_id: entry.message.id, body })) return;
+    entry.ui.saving = true; // until the change comes back as message.updated, or is refused
+  }
+  drawMessage(entry);
+  if (entry.ui.draft === null) entry.element.querySelector('[data-action="edit"]')?.focus();
+}
+
+function entryOf(target) {
+  const li = target.closest("li[data-testid=message]");
+  return li ? byId.get(Number(li.dataset.id)) : undefined;
+}
+
+list.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (!button || !list.contains(button)) return;
+  const entry = entryOf(button);
+  if (!entry) return;
+  const { message, ui } = entry;
+  switch (button.dataset.action) {
+    case "reply":
+      setReplyTarget(message);
+      input.focus();
+      return;
+    case "toggle-picker":
+      ui.picker = !ui.picker;
+      drawMessage(entry);
+      if (ui.picker) entry.element.querySelector(".reaction-picker button:not(:disabled)")?.focus();
+      return;
+    case "pick":
+      ui.picker = false;
+      toggleReaction(entry, button.dataset.emoji);
+      drawMessage(entry);
+      entry.element.querySelector('[data-action="toggle-picker"]')?.focus();
+      return;
+    case "react":
+      toggleReaction(entry, button.dataset.emoji);
+      return;
+    case "edit":
+      ui.draft = message.body;
+      ui.saving = false;
+      drawMessage(entry);
+      entry.element.querySelector(".edit-body")?.focus();
+      return;
+    case "cancel-edit":
+      ui.draft = null;
+      ui.saving = false;
+      drawMessage(entry);
+      entry.element.querySelector('[data-action="edit"]')?.focus();
+      return;
+    case "delete":
+      ui.confirming = true;
+      drawMessage(entry);
+      entry.element.querySelector('[data-action="cancel-delete"]')?.focus();
+      return;
+    case "confirm-delete":
+      ui.confirming = false;
+      sendChange({ type: "delete", message_id: message.id });
+      drawMessage(entry);
+      return;
+    case "cancel-delete":
+      ui.confirming = false;
+      drawMessage(entry);
+      entry.element.querySelector('[data-action="delete"]')?.focus();
+      return;
+    case "show-original": {
+      const original = byId.get(Number(button.dataset.originalId));
+      if (original) {
+        original.element.scrollIntoView({ block: "center" });
+        original.element.classList.add("highlight");
+        setTimeout(() => original.element.classList.remove("highlight"), 1500);
+      }
+      return;
+    }
+    default:
+      return;
+  }
+});
+
+list.addEventListener("submit", (event) => {
+  const editor = event.target.closest("form.edit-form");
+  if (!editor) return;
+  event.preventDefault();
+  const entry = entryOf(editor);
+  if (entry && !entry.ui.saving) saveEdit(entry);
+});
+
+list.addEventListener("input", (event) => {
+  if (!event.target.classList.contains("edit-body")) return;
+  const entry = entryOf(event.target);
+  if (entry) entry.ui.draft = event.target.value; // a redraw meanwhile (a reaction arriving) keeps the draft
+});
+
+list.addEventListener("keydown", (event) => {
+  const entry = entryOf(event.target);
+  if (!entry) return;
+  if (event.target.classList.contains("edit-body")) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      if (!entry.ui.saving) saveEdit(entry);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      entry.ui.draft = null;
+      drawMessage(entry);
+      entry.element.querySelector('[data-action="edit"]')?.focus();
+    }
+  } else if (event.key === "Escape" && (entry.ui.picker || entry.ui.confirming)) {
+    const back = entry.ui.picker ? "toggle-picker" : "delete";
+    entry.ui.picker = false;
+    entry.ui.confirming = false;
+    drawMessage(entry);
+    entry.element.querySelector(`[data-action="${back}"]`)?.focus();
+  }
+});
+
+// A change that was sent but neither came back nor was refused (the socket dropped): it did not happen if
+// the replay after the reconnect did not bring it, so the editor opens again with the draft.
+function releaseSavingEditors() {
+  for (const entry of byId.values()) {
+    if (entry.ui.saving) {
+      entry.ui.saving = false;
+      drawMessage(entry);
+    }
+  }
+}
 
 // --- typing -------------------------------------------------------------------------------------------
 let typingSentAt = 0;
@@ -294,8 +782,14 @@ function onFrame(frame) {
       scheduleRead();
       break;
     }
+    case "message.updated":
+      // A change takes the room's next seq: a resume continues after it.
+      lastSeq = Math.max(lastSeq, frame.seq);
+      applyUpdate(frame.message); // no `read`: unread counts messages, and a change is not a new one
+      break;
     case "synced":
       chat.synced = true;
+      releaseSavingEditors();
       socket.resetBackoff();
       setState("connected");
       errorElement.hidden = true;
@@ -321,12 +815,26 @@ function onFrame(frame) {
       }
       break;
     case "error": {
-      const text = t[`error_${frame.code}`] || format(t.error_generic, { detail: frame.detail });
-      if (frame.client_id && frame.code !== "unavailable") {
+      const text =
+        frame.code === "validation_error"
+          ? format(t.error_validation_error, { detail: frame.detail })
+          : t[`error_${frame.code}`] || format(t.error_generic, { detail: frame.detail });
+      if (frame.message_id !== undefined && frame.message_id !== null) {
+        // A refused edit, delete or reaction: nothing changed; an open editor keeps its draft.
+        const entry = byId.get(frame.message_id);
+        if (entry && entry.ui.saving) {
+          entry.ui.saving = false;
+          drawMessage(entry);
+        }
+        showError(errorElement, text);
+      } else if (frame.client_id && frame.code !== "unavailable") {
         markFailed(frame.client_id, text); // a refusal: sending it again would be refused again
       } else if (frame.code !== "unavailable" && frame.code !== "rate_limited") {
         showError(errorElement, text);
-      } // unavailable / rate_limited: the resend timer tries again with the same client_id
+      } else if (frame.code === "unavailable" && !frame.client_id && [...byId.values()].some((e) => e.ui.saving)) {
+        releaseSavingEditors(); // "nothing was changed": the edit can be saved again
+        showError(errorElement, text);
+      } // otherwise unavailable / rate_limited: the resend timer tries again with the same client_id
       break;
     }
     default:
@@ -351,6 +859,7 @@ const presence = new PresenceList({
 });
 
 for (const message of config.history) showMessage(message);
+config.history = null; // what is shown now lives in the page's messages, kept current by the socket
 lastSeq = Math.max(lastSeq, config.lastSeq);
 updateOlderButton();
 scrollToBottom();
