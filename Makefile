@@ -1,4 +1,4 @@
-.PHONY: run test services lint
+.PHONY: run test services lint schemas
 run:
 	./scripts/run
 test:
@@ -7,3 +7,5 @@ services:
 	./scripts/services.sh start
 lint:
 	.venv/bin/ruff check .
+schemas:
+	.venv/bin/python manage.py export_schemas

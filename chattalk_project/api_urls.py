@@ -1,16 +1,18 @@
-"""GraphQL and the OpenAPI schema: edges that span apps."""
+"""GraphQL, the OpenAPI schema and the API's documentation pages: edges that span apps."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView
 
-from .csp import with_tools_policy
+from . import api_docs
 from .graphql import ChatTalkGraphQLView
 
 urlpatterns = [
     path("graphql", ChatTalkGraphQLView.as_view(), name="graphql"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # Swagger UI loads its code from a CDN, with an inline setup script: the tools' policy, not the strict one.
-    path(
-        "api/schema/ui/", with_tools_policy(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-schema-ui"
-    ),
+    path("api/schema/ui/", api_docs.swagger_ui, name="api-schema-ui"),
+    path("api/schema/redoc/", api_docs.redoc, name="api-schema-redoc"),
+    path("api/docs/", api_docs.index, name="api-docs"),
+    path("api/docs", RedirectView.as_view(pattern_name="api-docs", permanent=True)),
+    path("favicon.ico", api_docs.favicon, name="favicon"),
 ]

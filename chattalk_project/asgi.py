@@ -19,7 +19,10 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from accounts.ws_auth import ChatTalkAuthStack  # noqa: E402
 
+from .checks import announce_development_key  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
+
+announce_development_key()
 
 application = ProtocolTypeRouter(
     {

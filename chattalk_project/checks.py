@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -45,3 +46,16 @@ def chattalk_settings_check(app_configs: Any, **kwargs: Any) -> list[Error | War
             )
         )
     return problems
+
+
+DEVELOPMENT_KEY_LINE = (
+    "SECRET_KEY is not set: signing with the public development key, fine on your own machine; "
+    "set SECRET_KEY before anyone else can reach this server."
+)
+
+
+def announce_development_key() -> None:
+    """One line when a server starts on the development key. Said by the server (asgi.py), not by settings:
+    settings are read by every manage.py command `scripts/run` runs first, which printed it three times."""
+    if settings.USING_DEV_SECRET_KEY:
+        logging.getLogger("chattalk").warning(DEVELOPMENT_KEY_LINE)

@@ -5,10 +5,11 @@ post only to this site, and the chat page's sockets go to this host (`connect-sr
 since browsers differ on whether 'self' covers WebSocket URLs). The pages' start data travels in
 `json_script` tags (`type="application/json"`), which are data, never run, so the policy allows them.
 
-The tool pages (Swagger UI at /api/schema/ui/; GraphiQL at /graphql and DRF's browsable API, both only when
-DEBUG is on) load code from their libraries' CDN or use inline setup scripts and styles; they get the
-looser `tools_policy`, explicitly, until they are served from our own static files. Everything else gets
-the strict one.
+The API tools are served from our own static files (chattalk_project/api_docs.py, static/vendor/) with
+their setup code in files, so Swagger UI (/api/schema/ui/) and the /api/docs/ index get the strict policy
+too. Three pages get a named exception, scripts still 'self' only: Redoc (/api/schema/redoc/: inline styles
+and a blob: worker, `redoc_policy`), GraphiQL (data: fonts, `graphiql_policy`) and DRF's browsable API
+(DEBUG only: inline styles, `inline_styles_policy`).
 
 `CONTENT_SECURITY_POLICY`: `on` (default), `report-only` (the same policy, reported by browsers but not
 enforced, to try it on a deployment) or `off`.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -61,28 +61,27 @@ def strict_policy(request: HttpRequest) -> str:
     return _render(_strict_directives(request))
 
 
-def _tool_origins() -> list[str]:
-    """Where the tool pages load their code from: the origin of drf-spectacular's Swagger UI distribution as
-    configured, and as it ships (graphene-django's GraphiQL template loads from that same CDN)."""
-    from drf_spectacular.settings import SPECTACULAR_DEFAULTS, spectacular_settings
-
-    origins = set()
-    for url in (spectacular_settings.SWAGGER_UI_DIST, SPECTACULAR_DEFAULTS["SWAGGER_UI_DIST"]):
-        parts = urlsplit(url if isinstance(url, str) else "")
-        if parts.scheme == "https" and parts.netloc:
-            origins.add(f"https://{parts.netloc}")
-    return sorted(origins)
+def _strict_but(request: HttpRequest, **directives: list[str]) -> str:
+    """The strict policy with some directives replaced: each exception is named where it is used."""
+    return _render({**_strict_directives(request), **{name.replace("_", "-"): v for name, v in directives.items()}})
 
 
-def tools_policy(request: HttpRequest) -> str:
-    """The strict policy, plus the tools' CDN and their inline setup scripts and styles."""
-    directives = _strict_directives(request)
-    cdn = _tool_origins()
-    directives["script-src"] = ["'self'", "'unsafe-inline'", *cdn]
-    directives["style-src"] = ["'self'", "'unsafe-inline'", *cdn]
-    directives["img-src"] = ["'self'", "data:", *cdn]
-    directives["font-src"] = ["'self'", "data:", *cdn]
-    return _render(directives)
+def inline_styles_policy(request: HttpRequest) -> str:
+    """DRF's browsable API (DEBUG only): its template has a <style> block and style attributes."""
+    return _strict_but(request, style_src=["'self'", "'unsafe-inline'"])
+
+
+def redoc_policy(request: HttpRequest) -> str:
+    """Redoc's page only (/api/schema/redoc/): its bundle (styled-components) writes <style> elements at run
+    time, with no way to give them a nonce from outside the bundle, and it runs its search index in a Worker
+    made from a blob: URL. Scripts stay 'self' only; docs/ARCHITECTURE.md says why this is acceptable."""
+    return _strict_but(request, style_src=["'self'", "'unsafe-inline'"], worker_src=["'self'", "blob:"])
+
+
+def graphiql_policy(request: HttpRequest) -> str:
+    """GraphiQL's page only (/graphql in a browser, DEBUG only): its stylesheet embeds its fonts as data: URLs.
+    A font runs no code."""
+    return _strict_but(request, font_src=["'self'", "data:"])
 
 
 def _set(response: HttpResponse, policy: str) -> None:
@@ -92,20 +91,25 @@ def _set(response: HttpResponse, policy: str) -> None:
     response[REPORT_ONLY_HEADER if mode == "report-only" else HEADER] = policy
 
 
-def with_tools_policy(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A view decorator: its responses carry the tools policy instead of the strict one."""
-
-    @functools.wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return apply_tools_policy(request, view(request, *args, **kwargs))
-
-    return wrapped
-
-
-def apply_tools_policy(request: HttpRequest, response: HttpResponse) -> HttpResponse:
-    """Marks one response of a tool page (the strict middleware then leaves it alone)."""
-    _set(response, tools_policy(request))
+def apply_policy(request: HttpRequest, response: HttpResponse, policy: Callable[[HttpRequest], str]) -> HttpResponse:
+    """Gives one response a named exception to the strict policy (the middleware then leaves it alone)."""
+    _set(response, policy(request))
     return response
+
+
+def with_policy(
+    policy: Callable[[HttpRequest], str],
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """A view decorator: the view's responses carry `policy` instead of the strict one."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            return apply_policy(request, view(request, *args, **kwargs), policy)
+
+        return wrapped
+
+    return decorate
 
 
 class ContentSecurityPolicyMiddleware(MiddlewareMixin):
@@ -116,8 +120,8 @@ class ContentSecurityPolicyMiddleware(MiddlewareMixin):
         if HEADER in response or REPORT_ONLY_HEADER in response:
             return response
         if getattr(getattr(response, "accepted_renderer", None), "format", None) == "api":
-            # DRF's browsable API (DEBUG only) is a tool page too: it has an inline style block.
-            _set(response, tools_policy(request))
+            # DRF's browsable API (DEBUG only): it has an inline style block.
+            _set(response, inline_styles_policy(request))
         else:
             _set(response, strict_policy(request))
         return response

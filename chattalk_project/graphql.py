@@ -25,7 +25,8 @@ from core.errors import error_body
 from core.graphql_limits import limit_rules, query_too_large, refused_by_limits
 from core.rate_limits import Rate, RateLimit, RateLimited
 
-from .csp import apply_tools_policy
+from .api_docs import GRAPHIQL_TEMPLATE
+from .csp import apply_policy, graphiql_policy
 from .schema import LIST_BOUNDS
 
 
@@ -59,6 +60,8 @@ def _rate_limited(exc: RateLimited) -> JsonResponse:
 
 @method_decorator(csrf_exempt, name="dispatch")
 class ChatTalkGraphQLView(GraphQLView):
+    # GraphiQL (DEBUG only) from our vendored copy, not graphene-django's CDN template: offline, strict policy.
+    graphiql_template = GRAPHIQL_TEMPLATE
     validation_rules = specified_rules  # the limits run first, on their own: execute_graphql_request
     limits = limit_rules(LIST_BOUNDS)
 
@@ -102,8 +105,8 @@ class ChatTalkGraphQLView(GraphQLView):
         return super().execute_graphql_request(request, data, query, *args, **kwargs)
 
     def render_graphiql(self, request: HttpRequest, **data: Any) -> HttpResponse:
-        """GraphiQL (DEBUG only) loads its code from a CDN with inline setup: the tools' policy."""
-        return apply_tools_policy(request, super().render_graphiql(request, **data))
+        """GraphiQL (DEBUG only): its stylesheet's data: fonts are the one exception to the strict policy."""
+        return apply_policy(request, super().render_graphiql(request, **data), graphiql_policy)
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
         try:
