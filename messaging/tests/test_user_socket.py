@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from accounts.testing import access_token_for
 from messaging import services
@@ -24,7 +25,16 @@ def send(room: Any, user: Any, body: str, **extra: Any) -> dict[str, Any]:
 
 
 async def in_thread(func: Any, *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(func, *args, **kwargs)
+    """A service call from the test's event loop; the thread gives its database connection back (each
+    asyncio.run has new executor threads, which would otherwise hold pool connections for good)."""
+
+    def call() -> Any:
+        try:
+            return func(*args, **kwargs)
+        finally:
+            connections.close_all()
+
+    return await asyncio.to_thread(call)
 
 
 def activity(client: CommunicatorClient, room_id: int) -> dict[str, Any] | None:

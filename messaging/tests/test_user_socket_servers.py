@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from django.db import connections
 
 from accounts.testing import access_token_for
 from messaging.testing import ChatClient
@@ -14,6 +15,13 @@ from realtime.testing import SocketClient, socket_url
 from rooms.services import create_room, join_room
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def join_and_close(room_id: int, user: Any) -> None:
+    try:
+        join_room(room_id=room_id, user=user)
+    finally:
+        connections.close_all()  # the thread's pool connection goes back
 
 
 def counts(client: SocketClient, room_id: int) -> tuple[int, int] | None:
@@ -53,7 +61,7 @@ def test_a_message_sent_on_one_process_updates_the_user_socket_and_mentions_reac
         await me.wait_until(lambda c: counts(c, room.pk) == (0, 0))
 
         # A join committed by another process shows up, and so do its messages.
-        await asyncio.to_thread(join_room, room_id=joined_later.pk, user=bob)
+        await asyncio.to_thread(join_and_close, joined_later.pk, bob)
         await me.wait_until(lambda c: counts(c, joined_later.pk) == (0, 0))
         later_chat = await ChatClient(a.ws_url, joined_later.pk, access_token_for(alice)).connect()
         await later_chat.send_message("welcome")
