@@ -315,6 +315,8 @@ class RoomFeed:
     def counting_done(self, counts: Counts | None) -> None:
         if not self.active:
             return
+        if not self.counting and counts is not None and counts.as_of_seq < self.counted_through:
+            return  # a second answer for the same count (the socket's first read and a room's re-count crossed), older
         self.counting = False
         if counts is None:
             self.socket.drop_feed(self)  # not (or no longer) a member

@@ -262,3 +262,40 @@ def test_the_effect_of_a_frame_is_counted_from_the_frame_or_asks_for_a_recount()
     leave = {"type": "message", "message": {**message, "kind": "LEAVE", "sender": {"id": bob}}}
     assert effect_of(leave, bob, 5, None) == Effect(recount=True)
     assert effect_of({"type": "member.kicked", "seq": 3, "user": {"id": bob}}, bob, 5, None) == Effect(recount=True)
+
+
+def test_new_messages_and_reactions_in_a_room_of_12_cost_no_query_and_a_deletion_one_per_room(
+    ws_connect, room_with_members, monkeypatch
+):
+    """The counts move from the frames: no database read per member per message. A deletion of an unread
+    message is re-counted for every local member in one statement."""
+    from messaging import activity as activity_module
+
+    room, users = room_with_members(12)
+    alice, members = users[0], users[1:]
+    recounts: list[list[int]] = []
+    real = activity_module.counts_in_room_async
+
+    async def counting(room_id: int, user_ids: list[int]) -> Any:
+        recounts.append(user_ids)
+        return await real(room_id, user_ids)
+
+    monkeypatch.setattr(activity_module, "counts_in_room_async", counting)
+
+    async def scenario() -> None:
+        sockets = [await open_me(ws_connect, user) for user in members]
+        for me in sockets:
+            await me.wait_until(lambda c: counts(c, room.pk) == (0, 0))
+        sent = [await in_thread(send, room, alice, f"message {i}") for i in range(5)]
+        await in_thread(services.set_reaction, room_id=room.pk, message_id=sent[0]["id"], actor=alice, emoji="👍", on=True)
+        for me in sockets:
+            await me.wait_until(lambda c: counts(c, room.pk) == (5, 0))
+        assert recounts == [], "new messages and a reaction of a message seen here need no query"
+        await in_thread(services.delete_message, room_id=room.pk, message_id=sent[1]["id"], actor=alice)
+        for me in sockets:
+            await me.wait_until(lambda c: counts(c, room.pk) == (4, 0))
+        assert len(recounts) <= 2 and sorted(u for batch in recounts for u in batch) == sorted(u.pk for u in members)
+        for me in sockets:
+            await me.close()
+
+    asyncio.run(scenario())
