@@ -108,3 +108,13 @@ def typing_frame(user: PublicUser | dict[str, Any]) -> dict[str, Any]:
     return {"type": "typing", "user": user}
 
 
+def room_activity_frame(room_id: int, last_seq: int, unread: int, mentions: int, member: bool = True) -> dict[str, Any]:
+    """The user socket's (/ws/me/) state of one room for its user; `member` false once they left it."""
+    return {
+        "type": "room.activity",
+        "room_id": room_id,
+        "last_seq": last_seq,
+        "unread": unread,
+        "mentions": mentions,
+        "member": member,
+    }

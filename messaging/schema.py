@@ -1,27 +1,83 @@
-"""GraphQL of messaging: the Room's `unread`, `myRooms`, and `missedMessages`, over messaging.services."""
+"""GraphQL of messaging: the Room's `unread` and `mentions`, `myRooms`, `missedMessages`, and the message
+mutations (send, edit, delete, react), over messaging.services.
+
+Mutations answer refusals as data, like joinRoom: {ok, message, error} with `error` a contract code
+(forbidden, not_found, not_member, message_deleted, too_many_reactions, invalid_reply, rate_limited, ...).
+Every one of them counts against the per-user write limit that sends, edits and reactions share on every
+edge (messaging.limits.MESSAGE_SENDS)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
 import graphene
 
 from accounts.schema import PublicUser
-from core.graphql_errors import domain_errors_as_graphql, graphql_error, require_user
+from core.domain import DomainError
+from core.graphql_errors import current_user, domain_errors_as_graphql, graphql_error, require_user
 from core.graphql_limits import ListBound
 from rooms.models import Room
 from rooms.schema import ROOM_TYPE, RoomBatch, show_rooms
 from rooms.services import require_member
 
 from . import services
+from .limits import MESSAGE_SENDS
+from .models import MAX_DISTINCT_REACTIONS, MAX_REACTION_USERS_SHOWN
 
 MISSED_DEFAULT_LIMIT = 50
+MAX_ATTACHMENTS_PER_MESSAGE = 10
 MY_ROOMS_MAX = 200
 LIST_BOUNDS = {
     "Query.myRooms": ListBound("first", MY_ROOMS_MAX, MY_ROOMS_MAX),
     "Query.missedMessages": ListBound("limit", MISSED_DEFAULT_LIMIT, services.HISTORY_MAX_LIMIT),
+    "Message.reactions": ListBound(None, MAX_DISTINCT_REACTIONS, MAX_DISTINCT_REACTIONS),
+    "Reaction.users": ListBound(None, MAX_REACTION_USERS_SHOWN, MAX_REACTION_USERS_SHOWN),
+    "Message.mentions": ListBound(None, services.MAX_MENTIONS_PER_MESSAGE, services.MAX_MENTIONS_PER_MESSAGE),
+    # Always empty until uploads exist; charged as a small list so that the bound holds when they do.
+    "Message.attachments": ListBound(None, MAX_ATTACHMENTS_PER_MESSAGE, MAX_ATTACHMENTS_PER_MESSAGE),
 }
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class ReplyTo(graphene.ObjectType):
+    """The message a reply answers, as it is now (deleted: no excerpt)."""
+
+    id = graphene.Int(required=True)
+    seq = graphene.Int(required=True)
+    sender = graphene.Field(PublicUser)
+    excerpt = graphene.String(required=True, description="At most 100 characters of its current body.")
+    deleted = graphene.Boolean(required=True)
+
+
+class Reaction(graphene.ObjectType):
+    emoji = graphene.String(required=True)
+    count = graphene.Int(required=True)
+    users = graphene.List(
+        graphene.NonNull(graphene.Int), required=True, description=f"At most {MAX_REACTION_USERS_SHOWN} user ids."
+    )
+    me = graphene.Boolean(required=True, description="Whether the caller reacted with this emoji.")
+
+    @staticmethod
+    def resolve_me(reaction: dict[str, Any], info: graphene.ResolveInfo) -> bool:
+        return bool(reaction.get("me", False))
+
+
+class Attachment(graphene.ObjectType):
+    """A file sent with a message (none yet: uploads are not open)."""
+
+    id = graphene.Int(required=True)
+    name = graphene.String(required=True)
+    size = graphene.Int(required=True)
+    content_type = graphene.String(required=True)
+    width = graphene.Int()
+    height = graphene.Int()
+    url = graphene.String(required=True)
+    thumbnail_url = graphene.String()
 
 
 class Message(graphene.ObjectType):
@@ -29,35 +85,65 @@ class Message(graphene.ObjectType):
 
     id = graphene.Int(required=True)
     seq = graphene.Int(required=True)
+    client_id = graphene.String(required=True)
     kind = graphene.String(required=True, description="TALK, ENTER or LEAVE.")
-    body = graphene.String(required=True)
+    body = graphene.String(required=True, description="Empty once the message is deleted.")
     created_at = graphene.DateTime(required=True)
+    edited_at = graphene.DateTime(description="When its body was last edited; null if never.")
+    deleted_at = graphene.DateTime(description="When it was deleted; null if it was not.")
     sender = graphene.Field(PublicUser, description="Null for a deleted account.")
+    reply_to = graphene.Field(ReplyTo, description="The message this one answers, or null.")
+    reactions = graphene.List(
+        graphene.NonNull(Reaction), required=True, description=f"At most {MAX_DISTINCT_REACTIONS} emoji."
+    )
+    mentions = graphene.List(graphene.NonNull(graphene.Int), required=True, description="Ids of mentioned users.")
+    attachments = graphene.List(graphene.NonNull(Attachment), required=True)
 
     @staticmethod
     def resolve_created_at(message: dict[str, Any], info: graphene.ResolveInfo) -> datetime:
         return datetime.fromisoformat(message["created_at"])
 
     @staticmethod
+    def resolve_edited_at(message: dict[str, Any], info: graphene.ResolveInfo) -> datetime | None:
+        return _time(message["edited_at"])
+
+    @staticmethod
+    def resolve_deleted_at(message: dict[str, Any], info: graphene.ResolveInfo) -> datetime | None:
+        return _time(message["deleted_at"])
+
+    @staticmethod
     def resolve_sender(message: dict[str, Any], info: graphene.ResolveInfo) -> dict[str, Any] | None:
         return message["sender"]
 
 
-def _unread_for(info: graphene.ResolveInfo, room_ids: list[int]) -> dict[int, int]:
-    """The caller's unread counts in those of the rooms they are a member of, in one query."""
-    user = require_user(info)
-    memberships = services.my_rooms_queryset(user).filter(room_id__in=room_ids)
-    return {m.room_id: m.unread for m in memberships}
+def _counts_loader(info: graphene.ResolveInfo, name: str) -> Any:
+    """Load the caller's unread and mention counts of every room of the response in one query, both at once
+    (whichever field asks first); null for rooms the caller is not a member of."""
+
+    def load_many(room_ids: list[int]) -> dict[int, int]:
+        user = require_user(info)
+        memberships = list(services.my_rooms_queryset(user).filter(room_id__in=room_ids))
+        batch = RoomBatch.of(info)
+        batch.prime("unread", {r: None for r in room_ids} | {m.room_id: m.unread for m in memberships})
+        batch.prime("mentions", {r: None for r in room_ids} | {m.room_id: m.mentions for m in memberships})
+        return {m.room_id: getattr(m, name) for m in memberships}
+
+    return load_many
 
 
 class RoomFields:
     unread = graphene.Int(
         description="TALK messages from others after the caller's read position; null if not a member."
     )
+    mentions = graphene.Int(description="Unread messages that mention the caller; null if not a member.")
 
     @staticmethod
     def resolve_unread(room: Room, info: graphene.ResolveInfo) -> int | None:
-        return RoomBatch.of(info).load("unread", room.pk, lambda ids: _unread_for(info, ids))
+        return RoomBatch.of(info).load("unread", room.pk, _counts_loader(info, "unread"))
+
+    @staticmethod
+    def resolve_mentions(room: Room, info: graphene.ResolveInfo) -> int | None:
+        return RoomBatch.of(info).load("mentions", room.pk, _counts_loader(info, "mentions"))
 
 
 class Query:
@@ -87,6 +173,7 @@ class Query:
             memberships = list(services.my_rooms_queryset(user)[:first])
             batch = RoomBatch.of(info)
             batch.prime("unread", {m.room_id: m.unread for m in memberships})
+            batch.prime("mentions", {m.room_id: m.mentions for m in memberships})
             batch.prime("is_member", {m.room_id: True for m in memberships})
             loaded[first] = show_rooms(info, [m.room for m in memberships])
         return loaded[first]
@@ -104,3 +191,132 @@ class Query:
         membership = require_member(room_id, user)
         messages, _ = services.history(room_id=room_id, user=user, after_seq=membership.last_read_seq, limit=limit)
         return messages
+
+
+# --- mutations ---------------------------------------------------------------------------------------------
+class MessagePayload(graphene.ObjectType):
+    """The answer of every message mutation. A refusal is data: `ok` false and `error` a code."""
+
+    ok = graphene.Boolean(required=True)
+    message = graphene.Field(Message, description="The message after the change; null on a refusal.")
+    error = graphene.String(
+        description="forbidden, not_found, not_member, message_deleted, too_many_reactions, invalid_reply, "
+        "body_empty, body_too_long, rate_limited, not_authenticated, ... or null."
+    )
+
+
+def _message_mutation(info: graphene.ResolveInfo, change: Any, **kwargs: Any) -> MessagePayload:
+    """Authenticate, count against the shared write limit, call the service; refusals become data."""
+    user = current_user(info)
+    if user is None:
+        return MessagePayload(ok=False, message=None, error="not_authenticated")
+    try:
+        MESSAGE_SENDS.hit(user.pk)
+        message = change(user, **kwargs)
+    except DomainError as exc:
+        return MessagePayload(ok=False, message=None, error=exc.code)
+    RoomBatch.of(info).forget(kwargs["room_id"])
+    return MessagePayload(ok=True, message=services.with_my_reactions([message], user)[0], error=None)
+
+
+def _send(user: Any, *, room_id: int, body: str, client_id: str | None, reply_to: int | None) -> dict[str, Any]:
+    client_id = client_id or f"gql-{uuid.uuid4()}"
+    return services.send_message(
+        room_id=room_id, sender=user, client_id=client_id, body=body, reply_to=reply_to
+    ).message
+
+
+def _edit(user: Any, *, room_id: int, message_id: int, body: str) -> dict[str, Any]:
+    return services.edit_message(room_id=room_id, message_id=message_id, actor=user, body=body)
+
+
+def _delete(user: Any, *, room_id: int, message_id: int) -> dict[str, Any]:
+    return services.delete_message(room_id=room_id, message_id=message_id, actor=user)
+
+
+def _react(on: bool) -> Any:
+    def react(user: Any, *, room_id: int, message_id: int, emoji: str) -> dict[str, Any]:
+        return services.set_reaction(room_id=room_id, message_id=message_id, actor=user, emoji=emoji, on=on)
+
+    return react
+
+
+class SendMessage(graphene.Mutation):
+    """Send a TALK message (the same path as the socket's `send` and REST); a repeated clientId returns the
+    stored message and stores nothing new."""
+
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        body = graphene.String(required=True)
+        client_id = graphene.String(description="Idempotency key (1-64 of letters, digits, - _ . :); one is made if absent.")
+        reply_to = graphene.Int(description="The id of a message of the same room this one answers.")
+
+    Output = MessagePayload
+
+    @staticmethod
+    def mutate(
+        root: Any, info: graphene.ResolveInfo, room_id: int, body: str, client_id: str | None = None,
+        reply_to: int | None = None,
+    ) -> MessagePayload:
+        return _message_mutation(info, _send, room_id=room_id, body=body, client_id=client_id, reply_to=reply_to)
+
+
+class EditMessage(graphene.Mutation):
+    """Its sender replaces the body of a TALK message."""
+
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        message_id = graphene.Int(required=True)
+        body = graphene.String(required=True)
+
+    Output = MessagePayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, message_id: int, body: str) -> MessagePayload:
+        return _message_mutation(info, _edit, room_id=room_id, message_id=message_id, body=body)
+
+
+class DeleteMessage(graphene.Mutation):
+    """Its sender, the room's owner or staff turn a message into a tombstone."""
+
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        message_id = graphene.Int(required=True)
+
+    Output = MessagePayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, message_id: int) -> MessagePayload:
+        return _message_mutation(info, _delete, room_id=room_id, message_id=message_id)
+
+
+class ReactionArguments:
+    room_id = graphene.Int(required=True)
+    message_id = graphene.Int(required=True)
+    emoji = graphene.String(required=True, description="A short name or one emoji.")
+
+
+class AddReaction(graphene.Mutation):
+    Arguments = ReactionArguments
+    Output = MessagePayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, message_id: int, emoji: str) -> MessagePayload:
+        return _message_mutation(info, _react(True), room_id=room_id, message_id=message_id, emoji=emoji)
+
+
+class RemoveReaction(graphene.Mutation):
+    Arguments = ReactionArguments
+    Output = MessagePayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, message_id: int, emoji: str) -> MessagePayload:
+        return _message_mutation(info, _react(False), room_id=room_id, message_id=message_id, emoji=emoji)
+
+
+class Mutation:
+    send_message = SendMessage.Field()
+    edit_message = EditMessage.Field()
+    delete_message = DeleteMessage.Field()
+    add_reaction = AddReaction.Field()
+    remove_reaction = RemoveReaction.Field()

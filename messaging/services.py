@@ -641,32 +641,37 @@ def mark_read(*, room_id: int, user: User, seq: Any) -> ReadPosition:
     )
 
 
-def my_rooms_queryset(user: User):  # type: ignore[no-untyped-def]
-    """The caller's active memberships with unread and mention counts and the last message id, in constant
-    queries."""
+def with_activity_counts(memberships):  # type: ignore[no-untyped-def]
+    """Annotate membership rows with `unread` and `mentions`, each for the row's own user and read position:
+    one statement, so a row's counts and its room's last_seq come from one snapshot (the user socket relies
+    on that, messaging.activity)."""
     unread = (
-        _unread_messages(OuterRef("room_id"), user.pk, OuterRef("last_read_seq"))
+        _unread_messages(OuterRef("room_id"), OuterRef("user_id"), OuterRef("last_read_seq"))
         .order_by()
         .values("room_id")
         .annotate(n=Count("id"))
         .values("n")
     )
     mentions = (
-        Mention.objects.filter(room_id=OuterRef("room_id"), user_id=user.pk, seq__gt=OuterRef("last_read_seq"))
+        Mention.objects.filter(
+            room_id=OuterRef("room_id"), user_id=OuterRef("user_id"), seq__gt=OuterRef("last_read_seq")
+        )
         .order_by()
         .values("room_id")
         .annotate(n=Count("id"))
         .values("n")
     )
+    return memberships.annotate(unread=Coalesce(Subquery(unread), 0), mentions=Coalesce(Subquery(mentions), 0))
+
+
+def my_rooms_queryset(user: User):  # type: ignore[no-untyped-def]
+    """The caller's active memberships with unread and mention counts and the last message id, in constant
+    queries."""
     last_message = Message.objects.filter(room_id=OuterRef("room_id")).order_by("-seq").values("id")[:1]
     return (
-        Membership.objects.active().filter(user=user)
+        with_activity_counts(Membership.objects.active().filter(user=user))
         .select_related("room", "room__owner")
-        .annotate(
-            unread=Coalesce(Subquery(unread), 0),
-            mentions=Coalesce(Subquery(mentions), 0),
-            last_message_id=Subquery(last_message),
-        )
+        .annotate(last_message_id=Subquery(last_message))
         .order_by("-room__last_seq", "-room_id")
     )
 
