@@ -23,15 +23,20 @@ from rooms.schema import ROOM_TYPE, RoomBatch, show_rooms
 from rooms.services import require_member
 
 from . import services
-from .limits import MESSAGE_SENDS
+from .limits import MESSAGE_SEARCHES, MESSAGE_SENDS
 from .models import MAX_DISTINCT_REACTIONS, MAX_REACTION_USERS_SHOWN
+from .search import QUERY_MAX_CHARS, SearchFilters, search_messages
 
 MISSED_DEFAULT_LIMIT = 50
 MAX_ATTACHMENTS_PER_MESSAGE = 10
 MY_ROOMS_MAX = 200
+SEARCH_DEFAULT_FIRST = 20
+SEARCH_MAX_FIRST = 50
+SEARCH_MAX_OFFSET = 1000
 LIST_BOUNDS = {
     "Query.myRooms": ListBound("first", MY_ROOMS_MAX, MY_ROOMS_MAX),
     "Query.missedMessages": ListBound("limit", MISSED_DEFAULT_LIMIT, services.HISTORY_MAX_LIMIT),
+    "SearchResults.results": ListBound(None, SEARCH_MAX_FIRST, SEARCH_MAX_FIRST),
     "Message.reactions": ListBound(None, MAX_DISTINCT_REACTIONS, MAX_DISTINCT_REACTIONS),
     "Reaction.users": ListBound(None, MAX_REACTION_USERS_SHOWN, MAX_REACTION_USERS_SHOWN),
     "Message.mentions": ListBound(None, services.MAX_MENTIONS_PER_MESSAGE, services.MAX_MENTIONS_PER_MESSAGE),
@@ -146,7 +151,67 @@ class RoomFields:
         return RoomBatch.of(info).load("mentions", room.pk, _counts_loader(info, "mentions"))
 
 
-class Query:
+class SearchRoom(graphene.ObjectType):
+    id = graphene.Int(required=True)
+    title = graphene.String(required=True)
+    kind = graphene.String(required=True)
+
+
+class SearchHit(graphene.ObjectType):
+    message = graphene.Field(graphene.NonNull(Message))
+    room = graphene.Field(graphene.NonNull(SearchRoom))
+    snippet = graphene.String(required=True, description="Escaped text; hits wrapped in <mark>.")
+
+
+class SearchResults(graphene.ObjectType):
+    count = graphene.Int(required=True)
+    results = graphene.List(graphene.NonNull(SearchHit), required=True)
+
+
+class SearchQuery:
+    search_messages = graphene.Field(
+        graphene.NonNull(SearchResults),
+        q=graphene.String(required=True, description=f"1 to {QUERY_MAX_CHARS} characters."),
+        room_id=graphene.Int(),
+        sender_id=graphene.Int(),
+        after=graphene.DateTime(),
+        before=graphene.DateTime(),
+        has_attachment=graphene.Boolean(),
+        first=graphene.Int(description=f"1 to {SEARCH_MAX_FIRST}; {SEARCH_DEFAULT_FIRST} by default."),
+        offset=graphene.Int(description=f"0 to {SEARCH_MAX_OFFSET}."),
+    )
+
+    @staticmethod
+    @domain_errors_as_graphql
+    def resolve_search_messages(
+        root: Any,
+        info: graphene.ResolveInfo,
+        q: str,
+        room_id: int | None = None,
+        sender_id: int | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        has_attachment: bool | None = None,
+        first: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, Any]:
+        """The REST search's results (the same rules: readable messages only, ranked), `first` from `offset`."""
+        user = require_user(info)
+        first = SEARCH_DEFAULT_FIRST if first is None else first
+        offset = 0 if offset is None else offset
+        if not 1 <= first <= SEARCH_MAX_FIRST or not 0 <= offset <= SEARCH_MAX_OFFSET:
+            raise graphql_error(
+                "validation_error", f"`first` must be 1 to {SEARCH_MAX_FIRST}, `offset` 0 to {SEARCH_MAX_OFFSET}."
+            )
+        MESSAGE_SEARCHES.hit(user.pk)
+        filters = SearchFilters(
+            room_id=room_id, sender_id=sender_id, after=after, before=before, has_attachment=bool(has_attachment)
+        )
+        found = search_messages(user=user, q=q, filters=filters)
+        return {"count": found.count(), "results": services.search_results(found[offset : offset + first], user)}
+
+
+class Query(SearchQuery):
     my_rooms = graphene.List(
         graphene.NonNull(ROOM_TYPE),
         required=True,

@@ -132,3 +132,28 @@ def test_search_needs_a_user_and_is_rate_limited(room_with_members, settings):
     assert search(bob, q="x").status_code == 200
     limited = search(bob, q="x")
     assert limited.status_code == 429 and limited.json()["code"] == "rate_limited"
+
+
+def graphql(user: Any, query: str) -> dict[str, Any]:
+    answer = api(user).post("/graphql", {"query": query}, content_type="application/json")
+    assert answer.status_code == 200, answer.content
+    return answer.json()
+
+
+def test_graphql_search_answers_what_rest_does_and_refuses_bad_arguments_as_errors(room_with_members, make_user):
+    room, (alice, bob) = room_with_members(2)
+    other = create_room(owner=make_user(), title="elsewhere", max_personnel=5)
+    say(room, alice, "the quarterly numbers are in")
+    say(other, other.owner, "secret quarterly plans")
+    found = graphql(bob, '{ searchMessages(q: "quarterly") { count results { snippet room { id kind } '
+                         "message { body sender { username } } } } }")
+    assert found["data"]["searchMessages"]["count"] == 1
+    hit = found["data"]["searchMessages"]["results"][0]
+    assert hit["message"]["body"] == "the quarterly numbers are in" and hit["room"] == {"id": room.pk, "kind": "room"}
+    assert "<mark>quarterly</mark>" in hit["snippet"]
+    refused = graphql(bob, '{ searchMessages(q: "") { count } }')
+    assert refused["errors"][0]["extensions"]["code"] == "validation_error"
+    too_many = graphql(bob, '{ searchMessages(q: "x", first: 500) { count } }')
+    assert too_many["errors"][0]["extensions"]["code"] == "validation_error"
+    anonymous = Client().post("/graphql", {"query": '{ searchMessages(q: "x") { count } }'}, content_type="application/json")
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "not_authenticated"
