@@ -89,6 +89,27 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture(autouse=True)
+def _pool_connections_given_back() -> Iterator[None]:
+    """After each test, a PostgreSQL pool that has connections still checked out is replaced.
+
+    A test that runs ORM work on a thread that then dies without closing its connection (asgiref's
+    sync_to_async on a loop that asyncio.run then closes, a plain threading.Thread) leaves that connection
+    checked out of the process's pool for good; over a long suite that ran the pool (16) dry and later tests
+    timed out waiting for a connection. The servers the tests start are other processes: unaffected."""
+    yield
+    from django.db import connections
+
+    connection = connections["default"]
+    pool = getattr(type(connection), "_connection_pools", {}).get(connection.alias)
+    if pool is None:
+        return
+    stats = pool.get_stats()
+    if stats.get("pool_size", 0) - stats.get("pool_available", 0) > 1:  # more than this thread's own
+        connection.close()
+        connection.close_pool()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache() -> Iterator[None]:
     """Rate-limit counters and denylist entries from one test never leak into the next."""
     from django.core.cache import cache

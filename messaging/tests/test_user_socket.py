@@ -20,16 +20,6 @@ from rooms.services import create_room, join_room, leave_room
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_database_pool() -> None:
-    """Start each test with a fresh connection pool: connections that earlier tests' threads never gave back
-    (their executor threads die with each asyncio.run) would otherwise run this process's pool dry by the time
-    these tests run in a long suite."""
-    connection = connections["default"]
-    if getattr(connection, "pool", None) is not None:
-        connection.close_pool()
-
-
 def send(room: Any, user: Any, body: str, **extra: Any) -> dict[str, Any]:
     return services.send_message(room_id=room.pk, sender=user, client_id=str(uuid.uuid4()), body=body, **extra).message
 
