@@ -1,4 +1,5 @@
-"""ENTER/LEAVE messages for rooms' membership changes (rooms never imports messaging).
+"""ENTER/LEAVE messages for rooms' membership changes (rooms never imports messaging), and attachment files
+that leave with their rows.
 
 rooms.signals are sent inside the membership change's transaction, so the message commits with it.
 """
@@ -7,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
 from rooms import signals
 from rooms.models import Room
 
-from .models import MessageKind
+from .attachments import remove_files_after_commit
+from .models import Attachment, MessageKind
 from .services import post_membership_message
 
 
@@ -24,3 +27,9 @@ def write_enter_message(sender: Any, room: Room, user: Any, at: Any, **kwargs: A
 @receiver(signals.member_left, sender=Room)
 def write_leave_message(sender: Any, room: Room, user: Any, at: Any, **kwargs: Any) -> None:
     post_membership_message(room_id=room.pk, user=user, kind=MessageKind.LEAVE, at=at)
+
+
+@receiver(post_delete, sender=Attachment)
+def remove_attachment_files(sender: Any, instance: Attachment, **kwargs: Any) -> None:
+    """A row's files go with it (message deleted, room deleted, orphan removed), once the delete commits."""
+    remove_files_after_commit(instance)
