@@ -15,8 +15,9 @@ def add_attachments_column(apps, schema_editor):
             "CHECK (JSON_VALID(attachments) OR attachments IS NULL)"
         )
         return
-    message = apps.get_model("messaging", "Message")
-    schema_editor.add_field(message, message._meta.get_field("attachments"))
+    field = models.JSONField(blank=True, default=list)
+    field.set_attributes_from_name("attachments")
+    schema_editor.add_field(apps.get_model("messaging", "Message"), field)
 
 
 def drop_attachments_column(apps, schema_editor):
