@@ -14,10 +14,14 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
+import re  # noqa: E402
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from accounts.ws_auth import ChatTalkAuthStack  # noqa: E402
+from core.upload_limits import BodySizeLimit  # noqa: E402
+from messaging.attachments import upload_body_limit  # noqa: E402
 
 from .checks import announce_development_key  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
@@ -26,7 +30,10 @@ announce_development_key()
 
 application = ProtocolTypeRouter(
     {
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # An upload's body is refused past its limit before Django reads it all (core.upload_limits).
+        "http": ASGIStaticFilesHandler(
+            BodySizeLimit(django_asgi_app, {re.compile(r"/api/rooms/\d+/attachments/?"): upload_body_limit})
+        ),
         "websocket": ChatTalkAuthStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -45,6 +45,12 @@ def chattalk_settings_check(app_configs: Any, **kwargs: Any) -> list[Error | War
                 id="chattalk.W003",
             )
         )
+    if not 0 < settings.ATTACHMENT_URL_SECONDS <= 3600:
+        problems.append(
+            Error("ATTACHMENT_URL_SECONDS must be 1 to 3600: a download link lives at most an hour.", id="chattalk.E020")
+        )
+    if settings.ATTACHMENT_MAX_BYTES <= 0 or settings.ATTACHMENT_MAX_PER_MESSAGE <= 0:
+        problems.append(Error("ATTACHMENT_MAX_BYTES and ATTACHMENT_MAX_PER_MESSAGE must be positive.", id="chattalk.E021"))
     return problems
 
 

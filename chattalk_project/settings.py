@@ -14,6 +14,7 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
@@ -370,6 +371,50 @@ WS_REPLAY_PAGE_SIZE = env_int("WS_REPLAY_PAGE_SIZE", 500)
 # The user socket (/ws/me/) follows at most this many of the user's rooms, the most recently active first.
 WS_ME_MAX_ROOMS = env_int("WS_ME_MAX_ROOMS", 500)
 MESSAGE_BODY_MAX_CHARS = 4000
+
+# --- Attachments (messaging.attachments) ---------------------------------------------------------------
+# Files live behind Django's storage API: the local file system under MEDIA_ROOT by default, any S3-compatible
+# store (django-storages) when AWS_STORAGE_BUCKET_NAME is set. MEDIA_ROOT is never served as such: every
+# download goes through the app's signed, members-only view (docs/API.md, "Attachments").
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
+MEDIA_URL = "/media/"  # unused by any route: FileSystemStorage wants one
+AWS_STORAGE_BUCKET_NAME = env_str("AWS_STORAGE_BUCKET_NAME")
+STORAGES: dict[str, Any] = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env_str("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": env_str("AWS_S3_REGION_NAME") or None,
+            "access_key": env_str("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env_str("AWS_SECRET_ACCESS_KEY") or None,
+            "location": env_str("AWS_LOCATION", "attachments"),
+            "default_acl": None,  # the bucket stays private: the app streams every download itself
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024)
+ATTACHMENT_MAX_PER_MESSAGE = env_int("ATTACHMENT_MAX_PER_MESSAGE", 10)
+# Uploads a user may hold in one room that no message carries yet (bounds what an idle uploader can store).
+ATTACHMENT_MAX_PENDING = env_int("ATTACHMENT_MAX_PENDING", 20)
+ATTACHMENT_ALLOWED_TYPES = env_list(
+    "ATTACHMENT_ALLOWED_TYPES",
+    ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain", "application/zip"],
+)
+# Width x height (x frames) an image may decode to: a small file declaring a huge canvas is refused unread.
+ATTACHMENT_MAX_IMAGE_PIXELS = env_int("ATTACHMENT_MAX_IMAGE_PIXELS", 40_000_000)
+ATTACHMENT_THUMBNAIL_PIXELS = env_int("ATTACHMENT_THUMBNAIL_PIXELS", 320)
+ATTACHMENT_ORPHAN_HOURS = env_int("ATTACHMENT_ORPHAN_HOURS", 24)
+# How long a download link works (the contract: at most one hour; chattalk_project.checks refuses more).
+ATTACHMENT_URL_SECONDS = env_int("ATTACHMENT_URL_SECONDS", 3600)
+ATTACHMENT_UPLOADS_PER_MINUTE = env_int("ATTACHMENT_UPLOADS_PER_MINUTE", 30)
+# Django spools an upload to disk past this size instead of holding it in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 # --- i18n, static -------------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"

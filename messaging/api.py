@@ -8,20 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.domain import InvalidInput
 from core.query_params import PageNumberPagination, integer_param, text_param, time_param
+from core.upload_limits import CappedUploadHandler, UploadTooLarge, declared_length
 from rooms.limits import ROOM_WRITES
 from rooms.serializers import RoomSerializer
+from rooms.services import require_member
 
-from . import services
-from .limits import MESSAGE_SEARCHES, MESSAGE_SENDS
+from . import attachments, services
+from .limits import ATTACHMENT_UPLOADS, MESSAGE_SEARCHES, MESSAGE_SENDS
 from .search import SearchFilters, search_messages
 from .serializers import EditMessageSerializer, ReadSerializer, SendMessageSerializer
 
@@ -172,3 +179,59 @@ class MessageSearchView(APIView):
         page = paginator.paginate_queryset(results, request, view=self)  # type: ignore[arg-type]
         assert page is not None
         return paginator.get_paginated_response(services.search_results(page, request.user))
+
+
+class RoomAttachmentsView(APIView):
+    """POST a file (multipart field `file`) to a room: 201 Attachment, members only.
+
+    The body's size is refused before it is read: its declared length here, before authentication (whose
+    CSRF check may parse the body), and by CappedUploadHandler as it streams. On the ASGI server the
+    BodySizeLimit middleware refuses it earlier still (chattalk_project.asgi)."""
+
+    parser_classes = [MultiPartParser]
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        length = declared_length(request.META.get("CONTENT_LENGTH"))
+        if length is not None and length > attachments.upload_body_limit():
+            raise UploadTooLarge(attachments.too_large_detail())
+        django_request = request._request
+        django_request.upload_handlers = [
+            CappedUploadHandler(
+                django_request, max_bytes=settings.ATTACHMENT_MAX_BYTES, detail=attachments.too_large_detail()
+            ),
+            MemoryFileUploadHandler(django_request),
+            TemporaryFileUploadHandler(django_request),
+        ]
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
+        responses={201: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request, room_id: int) -> Response:
+        ATTACHMENT_UPLOADS.hit(request.user.pk)
+        require_member(room_id, request.user)  # before the body is parsed (a bearer request)
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise InvalidInput(fields={"file": ["Send one file in the multipart field `file`."]})
+        attachment = attachments.upload_attachment(room_id=room_id, uploader=request.user, upload=upload)
+        return Response(attachment, status=status.HTTP_201_CREATED)
+
+
+class AttachmentDownloadView(APIView):
+    """GET a file or its thumbnail through a signed link: 403 for a missing, altered or expired signature,
+    and for an authenticated requester who is not a member of the room. Never rendered by the browser as a
+    page: nosniff, a sandboxing CSP, and `attachment` disposition for everything but images."""
+
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("sig", str, required=True, description="The link's signature.")],
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+    )
+    def get(self, request: Request, attachment_id: int, variant: str) -> HttpResponse:
+        attachment = attachments.attachment_for_download(
+            attachment_id=attachment_id, variant=variant, token=request.query_params.get("sig"), user=request.user
+        )
+        data = attachments.read_file(attachment, variant)
+        return attachments.file_response(attachment, variant, data)

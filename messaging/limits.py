@@ -15,3 +15,6 @@ MESSAGE_SENDS = RateLimit(
 MESSAGE_SEARCHES = RateLimit(
     "message_searches", lambda: Rate.burst(settings.SEARCH_BURST, settings.SEARCH_PER_SECOND)
 )
+
+# Uploads cost storage and, for images, a decode and re-encode: their own budget per user.
+ATTACHMENT_UPLOADS = RateLimit("attachment_uploads", lambda: Rate(max(1, settings.ATTACHMENT_UPLOADS_PER_MINUTE), 60))

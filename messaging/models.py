@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import uuid
+from pathlib import PurePosixPath
+
 from django.conf import settings
 from django.db import models
 
@@ -9,6 +12,7 @@ from rooms.models import Room
 # (the contract's bounds: a frame stays small however popular a message is).
 MAX_DISTINCT_REACTIONS = 20
 MAX_REACTION_USERS_SHOWN = 20
+ATTACHMENT_NAME_MAX_CHARS = 200
 
 
 class MessageKind(models.TextChoices):
@@ -44,6 +48,9 @@ class Message(models.Model):
     # the order each emoji was first used; reads and frames never aggregate.
     reactions = models.JSONField(default=list, blank=True)
     mentions = models.JSONField(default=list, blank=True)  # user ids, in order of appearance
+    # Denormalised from its Attachment rows when sent (they never change after): [{id, name, size,
+    # content_type, width, height, thumbnail: bool}]; reads add fresh signed urls without a query.
+    attachments = models.JSONField(default=list, blank=True)
     # The n-grams of the body's CJK text, which full-text search indexes beside the body (messaging.search).
     search_terms = models.TextField(blank=True, default="")
 
@@ -118,3 +125,43 @@ class Mention(models.Model):
 
     def __str__(self) -> str:
         return f"@{self.user_id} in {self.message_id}"
+
+
+def attachment_path(instance: Attachment, filename: str) -> str:
+    """Where a file is stored: a random name under the room, never anything the client chose."""
+    return f"rooms/{instance.room_id}/{uuid.uuid4().hex}{PurePosixPath(filename).suffix[:8]}"
+
+
+class Attachment(models.Model):
+    """A file uploaded to a room, sent with at most one message (`message` is set in the send's transaction).
+
+    Rows without a message are uploads not sent yet; `remove_orphan_attachments` removes those older than
+    ATTACHMENT_ORPHAN_HOURS. A row's files are removed with the row, after commit (messaging.receivers).
+    `file` holds what members download: for an image, the re-encoded copy without its metadata (EXIF GPS),
+    never the bytes as uploaded."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="attachments")
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachment_files"
+    )
+    name = models.CharField(max_length=ATTACHMENT_NAME_MAX_CHARS)
+    size = models.BigIntegerField()
+    content_type = models.CharField(max_length=100)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    file = models.FileField(upload_to=attachment_path, max_length=255)
+    thumbnail = models.FileField(upload_to=attachment_path, max_length=255, blank=True)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["room", "uploader"], name="attachment_pending", condition=models.Q(message__isnull=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.content_type}, {self.size} B)@{self.room_id}"

@@ -140,7 +140,7 @@ def _filter_sql(filters: SearchFilters, alias: str) -> tuple[str, list[Any]]:
         clauses.append(f"{alias}.created_at < %s")
         params.append(filters.before)
     if filters.has_attachment:
-        clauses.append("FALSE")  # attachments: issue 19's second half; nothing carries one yet
+        clauses.append(f"EXISTS (SELECT 1 FROM messaging_attachment a WHERE a.message_id = {alias}.id)")  # noqa: S608
     return "".join(f" AND {c}" for c in clauses), params
 
 

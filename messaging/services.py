@@ -33,6 +33,15 @@ from realtime.publish import publish_room_event, publish_room_frame, publish_use
 from rooms.models import Membership, Room
 from rooms.services import NotRoomMember, RoomNotFound, may_moderate, require_member
 
+from .attachments import (
+    attachment_summary,
+    bind_attachments,
+    clean_attachment_ids,
+    pending_attachments,
+    remove_message_attachments,
+    with_links,
+    without_links,
+)
 from .emoji import clean_emoji
 from .frames import mention_frame, message_frame, message_updated_frame, read_frame
 from .models import (
@@ -145,7 +154,7 @@ def message_to_dict(message: Message) -> dict[str, Any]:
         "reply_to": reply_summary(message.reply_to) if message.reply_to is not None else None,
         "reactions": [] if deleted else message.reactions,
         "mentions": [] if deleted else message.mentions,
-        "attachments": [],
+        "attachments": [] if deleted else with_links(message.attachments),  # fresh signed urls at every read
     }
 
 
@@ -191,9 +200,7 @@ def clean_reply_to(value: Any) -> int | None:
 
 
 def clean_attachments(value: Any) -> list[int]:
-    if value in (None, []):
-        return []
-    raise InvalidInput(fields={"attachments": ["No such attachment."]})
+    return clean_attachment_ids(value)
 
 
 def _next_seq(room_id: int, member_id: int | None) -> int | None:
@@ -257,7 +264,14 @@ def _notify_mentioned(room_id: int, user_ids: list[int], payload: dict[str, Any]
 
 
 def _store(
-    room_id: int, sender: User | None, kind: str, client_id: str, body: str, at: datetime, reply_to_id: int | None = None
+    room_id: int,
+    sender: User | None,
+    kind: str,
+    client_id: str,
+    body: str,
+    at: datetime,
+    reply_to_id: int | None = None,
+    attachment_ids: list[int] | None = None,
 ) -> Message:
     seq = _take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
     original = None
@@ -271,6 +285,7 @@ def _store(
         if original is None:
             raise InvalidReply()
     mentions = mentioned_members(room_id, body, sender.pk if sender else None) if kind == MessageKind.TALK else []
+    files = pending_attachments(room_id, sender.pk, attachment_ids) if attachment_ids and sender is not None else []
     message = Message.objects.create(
         room_id=room_id,
         seq=seq,
@@ -282,11 +297,13 @@ def _store(
         reply_to=original,
         mentions=mentions,
         search_terms=cjk_terms(body),
+        attachments=[attachment_summary(a) for a in files],
     )
+    bind_attachments(files, message)
     if mentions:
         Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=seq) for u in mentions])
     payload = message_to_dict(message)
-    record_event("message.created", room_id=room_id, data=payload, occurred_at=at)
+    record_event("message.created", room_id=room_id, data=without_links(payload), occurred_at=at)
     publish_room_event(room_id, seq, message_frame(payload), sent_at=at.timestamp())
     if mentions:
         _notify_mentioned(room_id, mentions, payload)
@@ -304,13 +321,15 @@ def send_message(
     client_id = clean_client_id(client_id)
     body = clean_body(body)
     reply_to_id = clean_reply_to(reply_to)
-    clean_attachments(attachments)
+    attachment_ids = clean_attachments(attachments)
     existing = _existing_send(room_id, sender, client_id)
     if existing is not None:
         return SendResult(message=message_to_dict(existing), created=False)
     try:
         with transaction.atomic():
-            message = _store(room_id, sender, MessageKind.TALK, client_id, body, timezone.now(), reply_to_id)
+            message = _store(
+                room_id, sender, MessageKind.TALK, client_id, body, timezone.now(), reply_to_id, attachment_ids
+            )
     except IntegrityError:
         # A concurrent send of the same client_id won the race; ours rolled back (and gave its seq back).
         existing = _existing_send(room_id, sender, client_id)
@@ -332,7 +351,7 @@ def _record_change(event_type: str, message: Message, actor: User, at: datetime,
     """Save nothing; emit the change that the caller saved: outbox row, then the frame after commit."""
     assert message.last_change_seq is not None
     payload = message_to_dict(message)
-    data = {"seq": message.last_change_seq, "message": payload, "by": actor.as_public_dict(), **extra}
+    data = {"seq": message.last_change_seq, "message": without_links(payload), "by": actor.as_public_dict(), **extra}
     record_event(event_type, room_id=message.room_id, data=data, occurred_at=at)
     publish_room_event(
         message.room_id, message.last_change_seq, message_updated_frame(message.last_change_seq, payload),
@@ -433,10 +452,13 @@ def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, A
         MessageEdit.objects.filter(message=message).delete()
         Reaction.objects.filter(message=message).delete()
         Mention.objects.filter(message=message).delete()
+        remove_message_attachments(message)  # the files go after commit
         message.body, message.search_terms, message.deleted_at, message.last_change_seq = "", "", at, seq
-        message.reactions, message.mentions = [], []
+        message.reactions, message.mentions, message.attachments = [], [], []
         message.save(
-            update_fields=["body", "search_terms", "deleted_at", "reactions", "mentions", "last_change_seq"]
+            update_fields=[
+                "body", "search_terms", "deleted_at", "reactions", "mentions", "attachments", "last_change_seq"
+            ]
         )
         # Every such event was written since the message was created: that bound narrows the scan.
         rewrite_event_data(

@@ -11,6 +11,10 @@ urlpatterns = [
         name="message-reaction",
     ),
     path("rooms/<int:room_id>/read", api.RoomReadView.as_view(), name="room-read"),
+    path("rooms/<int:room_id>/attachments", api.RoomAttachmentsView.as_view(), name="room-attachments"),
+    path(
+        "attachments/<int:attachment_id>/<str:variant>", api.AttachmentDownloadView.as_view(), name="attachment-download"
+    ),
     path("search/messages", api.MessageSearchView.as_view(), name="message-search"),
     path("me/rooms", api.MyRoomsView.as_view(), name="my-rooms"),
 ]

@@ -38,6 +38,9 @@ PUBLIC_OPERATIONS = {
     ("POST", "/api/auth/signup"),
     ("POST", "/api/auth/login"),
     ("POST", "/api/auth/refresh"),
+    # A download link is its own capability (signed, short-lived; 403 without a valid signature, and 403 for a
+    # logged-in non-member): messaging/tests/test_attachments.py proves its refusals.
+    ("GET", "/api/attachments/{attachment_id}/{variant}"),
 }
 # Room operations a logged-in non-member may call: the room's public card, and the way in and out.
 OPEN_TO_NON_MEMBERS = {
