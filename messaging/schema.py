@@ -73,7 +73,7 @@ class Reaction(graphene.ObjectType):
 
 
 class Attachment(graphene.ObjectType):
-    """A file sent with a message (none yet: uploads are not open)."""
+    """A file sent with a message; `url` and `thumbnailUrl` are signed links, fresh on every read."""
 
     id = graphene.Int(required=True)
     name = graphene.String(required=True)
