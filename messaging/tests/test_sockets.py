@@ -234,18 +234,19 @@ def test_typing_is_throttled_per_user_across_their_tabs(server_factory, room_wit
 
 
 def test_a_deactivated_user_whose_close_event_was_lost_is_closed_by_the_periodic_recheck(
-    server_factory, room_with_members
+    server_factory, room_with_members, monkeypatch
 ):
-    from accounts.models import User
+    from accounts import services as account_services
 
     server = server_factory()
     room, (alice, bob) = room_with_members(2)
+    # The deactivation commits, but its user.revoked event never reaches the server (a Redis blip).
+    monkeypatch.setattr(account_services, "publish_user_revoked", lambda *args, **kwargs: None)
 
     async def scenario() -> None:
         a = await ChatClient(server.ws_url, room.pk, access_token_for(alice)).connect()
         b = await ChatClient(server.ws_url, room.pk, access_token_for(bob)).connect()
-        # Flip the flag behind the service's back: no user.revoked event is ever published.
-        await asyncio.to_thread(lambda: User.objects.filter(pk=alice.pk).update(is_active=False))
+        await asyncio.to_thread(account_services.deactivate_user, user=alice.pk)
         assert await a.wait_closed(timeout=8) == 4401
         assert b.close_code is None
         await b.close()
