@@ -20,7 +20,7 @@ from rooms.tests.conftest import bearer_client
 pytestmark = pytest.mark.django_db
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=max(20, int(150 * float(os.environ.get("FUZZ_SCALE", "1")))),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     # Reproducible in the suite; FUZZ_RANDOM=1 explores new examples.
