@@ -231,6 +231,7 @@ def ensure_messages(plans: Sequence[MessagePlan], progress: Progress = _no_progr
                             created_at,
                             [],
                             [],
+                            [],
                         )
                     )
                 new_last[plan.room_id] = first + missing - 1
@@ -244,8 +245,11 @@ def ensure_messages(plans: Sequence[MessagePlan], progress: Progress = _no_progr
 
 
 # reactions and mentions have no database default (Django's default=list lives in Python): COPY names them.
-MESSAGE_COLUMNS = ("room_id", "seq", "client_id", "kind", "sender_id", "body", "created_at", "reactions", "mentions")
-JSON_COLUMNS = {MESSAGE_COLUMNS.index("reactions"), MESSAGE_COLUMNS.index("mentions")}
+MESSAGE_COLUMNS = (
+    "room_id", "seq", "client_id", "kind", "sender_id", "body", "created_at", "reactions", "mentions", "attachments"
+)
+# COPY bypasses the model's defaults: every JSON column is given, as JSON.
+JSON_COLUMNS = {MESSAGE_COLUMNS.index(name) for name in ("reactions", "mentions", "attachments")}
 
 
 def _insert_messages(rows: list[tuple[Any, ...]]) -> None:

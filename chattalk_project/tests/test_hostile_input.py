@@ -486,6 +486,10 @@ def test_json_nested_too_deeply_is_a_400_on_every_rest_operation_with_a_body(raw
             if "requestBody" not in operation:  # join, leave: the body is never read
                 assert response.status_code < 500, (method, path, response.content[:200])
                 continue
+            if "application/json" not in operation["requestBody"].get("content", {}):
+                # An upload (multipart only): a JSON body of any depth is refused by its type, unread.
+                assert response.status_code == 415, (method, path, response.status_code, response.content[:200])
+                continue
             assert response.status_code == 400, (method, path, response.status_code, response.content[:200])
             assert response.json()["code"] == "malformed_request"
             walked += 1
