@@ -354,6 +354,8 @@ def leave_room(*, room_id: int, user: User) -> MembershipChange:
     """Give the seat back. Idempotent; personnel never goes below 0 (the CHECK constraint guards it too)."""
     room_id = _checked_room_id(room_id)
     if active_membership(room_id, user) is None:
+        if not Room.objects.filter(pk=room_id, kind=RoomKind.ROOM, visibility=Visibility.PUBLIC).exists():
+            raise RoomNotFound()  # unknown, or private to a non-member: nothing to reveal
         return _unchanged(room_id, user)  # the common repeat leave takes no lock at all
     now = timezone.now()
     try:

@@ -51,13 +51,16 @@ def test_a_private_room_is_not_listed_not_searchable_and_404_to_a_non_member_on_
         ("post", f"/api/rooms/{room.pk}/messages"),
         ("get", f"/api/rooms/{room.pk}/members"),
         ("post", f"/api/rooms/{room.pk}/join"),
+        ("post", f"/api/rooms/{room.pk}/leave"),
+        ("get", f"/api/rooms/{room.pk}/bans"),
+        ("post", f"/api/rooms/{room.pk}/owner"),
         ("post", f"/api/rooms/{room.pk}/read"),
         ("patch", f"/api/rooms/{room.pk}"),
         ("delete", f"/api/rooms/{room.pk}"),
         ("post", f"/api/rooms/{room.pk}/invites"),
         ("post", f"/api/rooms/{room.pk}/members/{owner.pk}/kick"),
     ]:
-        body = {"client_id": "c1", "body": "hi", "seq": 1, "title": "x"} if method in ("post", "patch") else None
+        body = {"client_id": "c1", "body": "hi", "seq": 1, "title": "x", "user_id": owner.pk} if method in ("post", "patch") else None
         response = getattr(client, method)(path, body, format="json")
         assert response.status_code == 404, (method, path, response.content)
         assert response.json()["code"] == "not_found", (method, path)
