@@ -51,10 +51,24 @@ def test_a_kick_closes_the_members_socket_with_4403_and_every_member_sees_the_ev
 
     async def scenario() -> None:
         watcher = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(owner)))
+        presence = CommunicatorClient(await ws_connect(f"/ws/rooms/{room.pk}/presence/", access_token_for(owner)))
         victim = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(member)))
+        victim_presence = CommunicatorClient(
+            await ws_connect(f"/ws/rooms/{room.pk}/presence/", access_token_for(member))
+        )
+        await presence.wait_until(lambda c: c.of_type("presence.snapshot"))
         await asyncio.to_thread(set_role, room_id=room.pk, user_id=mod.pk, actor=owner, role="moderator")
         await asyncio.to_thread(kick_member, room_id=room.pk, user_id=member.pk, actor=mod)
         assert await victim.wait_closed(timeout=5) == 4403
+        assert await victim_presence.wait_closed(timeout=5) == 4403
+        # Presence shows the kicked user gone (no longer a member, no connection).
+        await presence.wait_until(
+            lambda c: any(
+                f["participant"]["user"]["id"] == member.pk and not f["participant"]["member"]
+                for f in c.of_type("presence.changed")
+            )
+        )
+        await presence.close()
         await watcher.wait_until(lambda c: c.of_type("member.kicked"))
         events = [f for f in watcher.frames if f["type"] in ("role.changed", "member.kicked", "message")]
         assert [f["type"] for f in events] == ["role.changed", "message", "member.kicked"]  # LEAVE, then the kick
