@@ -362,3 +362,19 @@ def test_a_block_refuses_a_new_dm_and_sends_into_the_existing_one_until_lifted(m
     assert client_for(carol).post("/api/dms", {"user_id": alice.pk}, format="json").status_code == 201
     assert client_for(alice).delete(f"/api/me/blocks/{bob.pk}").status_code == 204
     assert client_for(bob).post("/api/dms", {"user_id": alice.pk}, format="json").status_code == 201
+
+
+def test_the_migration_gives_each_existing_owner_the_owner_role(make_user: Any) -> None:
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("rooms.migrations.0002_conversations_roles")
+    owner, member = make_user(), make_user()
+    room = create_room(owner=owner, title="Old", max_personnel=5)
+    join_room(room_id=room.pk, user=member)
+    Membership.objects.filter(room=room).update(role="member")  # as rows were before roles
+    migration.owners_get_their_role(apps, None)
+    assert dict(Membership.objects.filter(room=room).values_list("user_id", "role")) == {
+        owner.pk: "owner", member.pk: "member"
+    }
