@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -270,11 +270,39 @@ def _store(
     if mentions:
         Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=seq) for u in mentions])
     payload = message_to_dict(message)
+    if original is not None:
+        # The frame and the event are the same bytes for every reader: none may quote what a member of a
+        # "since_join" room may not read. Reads made for one member show the quote where they may see it.
+        payload = _for_reader(payload, _shared_floor(room_id))
     record_event("message.created", room_id=room_id, data=payload, occurred_at=at)
     publish_room_event(room_id, seq, message_frame(payload), sent_at=at.timestamp())
     if mentions:
         _notify_mentioned(room_id, mentions, payload)
     return message
+
+
+def _shared_floor(room_id: int) -> int:
+    """The highest history floor among the room's active members: what a frame, which every member
+    receives, may not quote (0 in a room that shows all history)."""
+    found = (
+        Membership.objects.active()
+        .filter(room_id=room_id, room__history_visibility=HistoryVisibility.SINCE_JOIN)
+        .aggregate(floor=Max("visible_after_seq"))["floor"]
+    )
+    return found or 0
+
+
+def _hidden_reply(reply_to: dict[str, Any]) -> dict[str, Any]:
+    """A reply's summary of an original its reader may not see: its id and seq, nothing of its content."""
+    return {**reply_to, "sender": None, "excerpt": ""}
+
+
+def _for_reader(payload: dict[str, Any], floor: int) -> dict[str, Any]:
+    """The Message as a reader with this history floor may see it (only a quoted original can be hidden)."""
+    reply_to = payload["reply_to"]
+    if floor and reply_to is not None and reply_to["seq"] <= floor:
+        return {**payload, "reply_to": _hidden_reply(reply_to)}
+    return payload
 
 
 def _existing_send(room_id: int, sender: User, client_id: str) -> Message | None:
@@ -322,6 +350,8 @@ def _record_change(event_type: str, message: Message, actor: User, at: datetime,
     """Save nothing; emit the change that the caller saved: outbox row, then the frame after commit."""
     assert message.last_change_seq is not None
     payload = message_to_dict(message)
+    if payload["reply_to"] is not None:
+        payload = _for_reader(payload, _shared_floor(message.room_id))  # a frame: see _store
     data = {"seq": message.last_change_seq, "message": payload, "by": actor.as_public_dict(), **extra}
     record_event(event_type, room_id=message.room_id, data=data, occurred_at=at)
     publish_room_event(
@@ -529,16 +559,22 @@ def history(
         page = list(query.order_by("seq")[: limit + 1])
         has_more = len(page) > limit
         page = page[:limit]
-    return with_my_reactions([message_to_dict(m) for m in page], user), has_more
+    return with_my_reactions([_for_reader(message_to_dict(m), floor) for m in page], user), has_more
 
 
 def _room_events(
-    room_id: int, after_seq: int, up_to_seq: int | None = None, limit: int | None = None, floor: int = 0
+    room_id: int,
+    after_seq: int,
+    up_to_seq: int | None = None,
+    limit: int | None = None,
+    floor: int = 0,
+    quote_floor: int | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """The room's events after `after_seq` as (seq, frame), ascending: each message at its seq, each
     changed message once more at the seq of its latest change, both in the message's current state, and
     each moderation event (rooms.models.RoomEvent) at its seq. Nothing about a message at or below `floor`
-    (a member's history floor), nor a moderation event there.
+    (a member's history floor), nor a moderation event there; replies quote nothing at or below
+    `quote_floor` (by default `floor`).
 
     Three index range scans, (room, seq), (room, last_change_seq) and the room events' (room, seq), merged;
     with `limit`, each scan stops at `limit` rows, which is enough for the merged first `limit` events.
@@ -560,7 +596,7 @@ def _room_events(
 
     def payload(message: Message) -> dict[str, Any]:
         if message.pk not in payloads:
-            payloads[message.pk] = message_to_dict(message)
+            payloads[message.pk] = _for_reader(message_to_dict(message), floor if quote_floor is None else quote_floor)
         return payloads[message.pk]
 
     events = [(m.seq, message_frame(payload(m))) for m in created]
@@ -583,7 +619,7 @@ def frames_between(*, room_id: int, after_seq: int, up_to_seq: int) -> list[tupl
     """The room's events with after_seq < seq <= up_to_seq as (seq, frame): how a live stream fills a gap.
     A seq in the range that is not returned was a change superseded by a later one (or went with its row).
     The stream serves every member: each chat socket drops what its member may not read (visible_seq)."""
-    return _room_events(room_id, after_seq, up_to_seq=up_to_seq)
+    return _room_events(room_id, after_seq, up_to_seq=up_to_seq, quote_floor=_shared_floor(room_id))
 
 
 def _unread_messages(room_id: Any, user_id: int, last_read_seq: Any):  # type: ignore[no-untyped-def]

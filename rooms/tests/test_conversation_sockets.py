@@ -170,3 +170,31 @@ def test_a_kick_on_one_process_closes_the_members_socket_on_another_within_5_sec
         await victim.close()
 
     asyncio.run(scenario())
+
+
+def test_a_reply_never_quotes_to_a_since_join_member_what_came_before_their_join(
+    ws_connect: Any, make_user: Any, client_for: Any
+) -> None:
+    owner, late = make_user(), make_user()
+    room = create_room(owner=owner, title="Club", max_personnel=5, visibility="private")
+    old = send_message(room_id=room.pk, sender=owner, client_id="old", body="the secret recipe").message
+    accept_invite(token=create_invite(room_id=room.pk, actor=owner).token, user=late)
+
+    async def scenario() -> None:
+        late_socket = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(late)))
+        await asyncio.to_thread(
+            send_message, room_id=room.pk, sender=owner, client_id="re", body="as I said", reply_to=old["id"]
+        )
+        await late_socket.wait_until(lambda c: c.messages())
+        quoted = late_socket.messages()[0]["reply_to"]
+        assert quoted["id"] == old["id"] and quoted["excerpt"] == "" and quoted["sender"] is None
+        await asyncio.to_thread(edit_message, room_id=room.pk, message_id=late_socket.messages()[0]["id"], actor=owner, body="as I said!")
+        await late_socket.wait_until(lambda c: c.of_type("message.updated"))
+        assert "secret" not in str(late_socket.frames)
+        await late_socket.close()
+
+    asyncio.run(scenario())
+    late_history = client_for(late).get(f"/api/rooms/{room.pk}/messages").json()["results"]
+    assert "secret" not in str(late_history)
+    owner_history = client_for(owner).get(f"/api/rooms/{room.pk}/messages").json()["results"]
+    assert owner_history[-1]["reply_to"]["excerpt"] == "the secret recipe"
