@@ -378,3 +378,19 @@ def test_the_migration_gives_each_existing_owner_the_owner_role(make_user: Any) 
     assert dict(Membership.objects.filter(room=room).values_list("user_id", "role")) == {
         owner.pk: "owner", member.pk: "member"
     }
+
+
+def test_the_pages_join_button_of_a_banned_user_answers_with_a_message_not_an_error(make_user: Any) -> None:
+    from django.test import Client
+
+    from rooms.services import ban_member
+
+    owner, banned = make_user(), make_user()
+    room = create_room(owner=owner, title="Town", max_personnel=5)
+    ban_member(room_id=room.pk, user_id=banned.pk, actor=owner)
+    client = Client()
+    client.force_login(banned)
+    response = client.post(f"/rooms/{room.pk}/join/", follow=True)
+    assert response.status_code == 200
+    assert "banned" in response.content.decode()
+    assert not Membership.objects.filter(room=room, user=banned, is_active=True).exists()
