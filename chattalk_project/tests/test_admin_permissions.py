@@ -19,7 +19,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts.models import User
 from core.admin_readonly import ReadOnlyAdminMixin
 from presence.models import PresenceConnection
-from rooms.services import create_room
+from rooms.services import accept_invite, ban_member, block_user, create_invite, create_room
 
 pytestmark = pytest.mark.django_db
 
@@ -30,7 +30,11 @@ OBJECT_ARGUMENTS = ("object_id", "id")
 def one_of_each() -> None:
     """At least one row of every registered model, made the way the application makes them."""
     owner = User.objects.create_user(username="owner", password="pw-Secret-123")
-    create_room(owner=owner, title="watched", max_personnel=5)  # room, membership, ENTER message, outbox event
+    room = create_room(owner=owner, title="watched", max_personnel=5)  # room, membership, ENTER message, outbox
+    guest = User.objects.create_user(username="guest", password="pw-Secret-123")
+    accept_invite(token=create_invite(room_id=room.pk, actor=owner).token, user=guest)  # an invitation
+    ban_member(room_id=room.pk, user_id=guest.pk, actor=owner)  # a ban and a room event
+    block_user(user=owner, user_id=guest.pk)  # a block
     now = timezone.now()
     PresenceConnection.objects.create(
         connection_id="c1", room_id=1, user_id=owner.pk, process_id="p1", connected_at=now, heartbeat_at=now
