@@ -463,7 +463,8 @@ def test_json_nested_too_deeply_is_a_400_on_every_rest_operation_with_a_body(raw
         for method, operation in operations.items():
             if method not in {"post", "put", "patch"}:
                 continue
-            url = path.replace("{room_id}", str(cast.room.pk))
+            url = path.replace("{room_id}", str(cast.room.pk)).replace("{user_id}", str(cast.member.pk))
+            url = url.replace("{token}", "x" * 43).replace("{message_id}", "1").replace("{emoji}", "%F0%9F%91%8D")
             response = Client().generic(
                 method.upper(),
                 url,
