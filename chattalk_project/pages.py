@@ -34,7 +34,6 @@ from rooms.limits import ROOM_CREATIONS, ROOM_WRITES
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room
 from rooms.services import (
     NotRoomMember,
-    RoomFull,
     RoomNotFound,
     create_room,
     join_room,
@@ -256,7 +255,7 @@ def room_join(request: HttpRequest, room_id: int) -> HttpResponse:
         return rate_limited_page(request, exc)
     try:
         join_room(room_id=room_id, user=request.user)
-    except (RoomFull, RoomNotFound) as exc:
+    except DomainError as exc:  # room_full, not_found (also a private room), banned
         messages.error(request, domain_error_text(exc))
         return redirect("room-list")
     return redirect("room-detail", room_id=room_id)

@@ -308,6 +308,10 @@ SEARCH_PER_SECOND = env_int("SEARCH_PER_SECOND", 1)
 SEARCH_BURST = env_int("SEARCH_BURST", 20)
 ROOMS_CREATED_PER_HOUR = env_int("ROOMS_CREATED_PER_HOUR", 20)
 ROOM_WRITES_PER_MINUTE = env_int("ROOM_WRITES_PER_MINUTE", 120)
+# Invitations made, invitations accepted (a token is unguessable; this bounds the cost of trying), DMs opened.
+INVITES_CREATED_PER_HOUR = env_int("INVITES_CREATED_PER_HOUR", 60)
+INVITE_ACCEPTS_PER_MINUTE = env_int("INVITE_ACCEPTS_PER_MINUTE", 20)
+DMS_OPENED_PER_HOUR = env_int("DMS_OPENED_PER_HOUR", 120)
 
 # --- REST framework -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -129,6 +129,7 @@ class MyRoomsView(APIView):
         last_messages = services.last_messages_by_id([m.last_message_id for m in memberships])
         rooms: list[dict[str, Any]] = []
         for membership in memberships:
+            membership.room.my_role = membership.role
             room = dict(RoomSerializer(membership.room).data)
             room.update(
                 {

@@ -152,7 +152,9 @@ class ChatConsumer(RoomMemberSocket):
     def _holding(self) -> bool:
         return self.state is SocketState.SYNCING or self.acks_pending > 0
 
-    def deliver_event(self, seq: int, text: str) -> None:
+    def deliver_event(self, seq: int, text: str, visible_seq: int | None = None) -> None:
+        if visible_seq is not None and visible_seq <= self.history_floor:
+            return  # a change of a message from before this member's join, in a room that hides it
         if self._holding():
             self.held.append((seq, text))
         elif seq > self.last_sent_seq:
@@ -188,7 +190,9 @@ class ChatConsumer(RoomMemberSocket):
         page_size = settings.WS_REPLAY_PAGE_SIZE
         try:
             while not self.closing:
-                page = await replay_page_async(room_id=self.room_id, after_seq=cursor, limit=page_size)
+                page = await replay_page_async(
+                    room_id=self.room_id, after_seq=cursor, limit=page_size, floor=self.history_floor
+                )
                 for seq, frame in page:
                     self.push_frame(frame)
                     cursor = seq

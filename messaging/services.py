@@ -1,8 +1,8 @@
 """The messaging domain: send, change (edit, delete, react), history, resume, read positions. One path
 for REST, WebSocket and GraphQL.
 
-seq is taken from the room row (`UPDATE rooms_room SET last_seq = last_seq + 1 ... RETURNING last_seq`) in the
-transaction that inserts the message: a rolled-back send gives its seq back, so seq is gapless per room, and
+seq is taken from the room row (rooms.sequence.take_seq: `UPDATE rooms_room SET last_seq = last_seq + 1 ...
+RETURNING last_seq`) in the transaction that inserts the message: a rolled-back send gives its seq back, so seq is gapless per room, and
 the row lock serialises writers of one room only. The same UPDATE checks membership, so a send costs one
 lookup (idempotency), one UPDATE, two INSERTs (message, outbox) and the commit.
 
@@ -10,6 +10,10 @@ A change takes its seq the same way, first thing in its transaction: the room ro
 every change of the room's messages too (no message row lock is needed, on PostgreSQL or SQLite), and a
 change that turns out to change nothing rolls back and gives its seq back ("a retried change changes
 nothing and takes no seq").
+
+History visibility: a member of a room that shows history "since_join" reads nothing at or below their
+join's seq (rooms.services.history_floor) on any path here: history, resume, gap fill (the live frame of a
+change carries its message's seq, and the chat socket drops what its member may not read), replies.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,8 +34,9 @@ from accounts.models import User
 from core.domain import DomainError, Forbidden, InvalidInput, NotFound
 from events.services import record_event, rewrite_event_data
 from realtime.publish import publish_room_event, publish_room_frame, publish_user_frame
-from rooms.models import Membership, Room
-from rooms.services import NotRoomMember, RoomNotFound, may_moderate, require_member
+from rooms.models import HistoryVisibility, Membership, Room, RoomEvent
+from rooms.sequence import take_seq
+from rooms.services import Blocked, dm_send_blocked, history_floor, may_moderate, require_member
 
 from .attachments import (
     attachment_summary,
@@ -203,35 +208,9 @@ def clean_attachments(value: Any) -> list[int]:
     return clean_attachment_ids(value)
 
 
-def _next_seq(room_id: int, member_id: int | None) -> int | None:
-    """Take the room's next seq; with a member id, only if that user is an active member. None: refused."""
-    table_room = Room._meta.db_table
-    sql = f"UPDATE {table_room} SET last_seq = last_seq + 1 WHERE id = %s"  # noqa: S608
-    params: list[Any] = [room_id]
-    if member_id is not None:
-        # The membership rule is the queryset's (Membership.objects.active()), compiled into this UPDATE.
-        member_sql, member_params = (
-            Membership.objects.active().filter(room_id=room_id, user_id=member_id).values("pk").query.sql_with_params()
-        )
-        sql += f" AND EXISTS ({member_sql})"
-        params += list(member_params)
-    with connection.cursor() as cursor:
-        cursor.execute(sql + " RETURNING last_seq", params)
-        row = cursor.fetchone()
-    return int(row[0]) if row else None
-
-
-def _take_seq(room_id: int, member_id: int | None) -> int:
-    seq = _next_seq(room_id, member_id)
-    if seq is None:
-        if not Room.objects.filter(pk=room_id).exists():
-            raise RoomNotFound()
-        raise NotRoomMember()
-    return seq
-
-
-def mentioned_members(room_id: int, body: str, author_id: int | None) -> list[int]:
-    """Ids of the room's active members named as @username in `body`, in order of first mention."""
+def mentioned_members(room_id: int, body: str, author_id: int | None, message_seq: int | None = None) -> list[int]:
+    """Ids of the room's active members named as @username in `body`, in order of first mention. With the
+    seq of an existing message (an edit): only members who may read it (history visibility)."""
     names: list[str] = []
     for match in MENTION_RE.finditer(body):
         name = match.group(1)
@@ -242,12 +221,10 @@ def mentioned_members(room_id: int, body: str, author_id: int | None) -> list[in
             break
     if not names:
         return []
-    found = dict(
-        Membership.objects.active()
-        .filter(room_id=room_id, user__username__in=names)
-        .exclude(user_id=author_id)
-        .values_list("user__username", "user_id")
-    )
+    members = Membership.objects.active().filter(room_id=room_id, user__username__in=names).exclude(user_id=author_id)
+    if message_seq is not None:
+        members = members.exclude(room__history_visibility=HistoryVisibility.SINCE_JOIN, visible_after_seq__gte=message_seq)
+    found = dict(members.values_list("user__username", "user_id"))
     ordered: list[int] = []
     for name in names:
         user_id = found.get(name)
@@ -272,14 +249,17 @@ def _store(
     at: datetime,
     reply_to_id: int | None = None,
     attachment_ids: list[int] | None = None,
+    reply_floor: int = 0,
 ) -> Message:
-    seq = _take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
+    seq = take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
     original = None
     if reply_to_id is not None:
         # Read under the room row's lock, which a deletion of the original also takes: it cannot vanish now.
         original = (
             Message.objects.select_related("sender")
-            .filter(pk=reply_to_id, room_id=room_id, kind=MessageKind.TALK, deleted_at__isnull=True)
+            .filter(
+                pk=reply_to_id, room_id=room_id, kind=MessageKind.TALK, deleted_at__isnull=True, seq__gt=reply_floor
+            )
             .first()
         )
         if original is None:
@@ -303,11 +283,39 @@ def _store(
     if mentions:
         Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=seq) for u in mentions])
     payload = message_to_dict(message)
+    if original is not None:
+        # The frame and the event are the same bytes for every reader: none may quote what a member of a
+        # "since_join" room may not read. Reads made for one member show the quote where they may see it.
+        payload = _for_reader(payload, _shared_floor(room_id))
     record_event("message.created", room_id=room_id, data=without_links(payload), occurred_at=at)
     publish_room_event(room_id, seq, message_frame(payload), sent_at=at.timestamp())
     if mentions:
         _notify_mentioned(room_id, mentions, payload)
     return message
+
+
+def _shared_floor(room_id: int) -> int:
+    """The highest history floor among the room's active members: what a frame, which every member
+    receives, may not quote (0 in a room that shows all history)."""
+    found = (
+        Membership.objects.active()
+        .filter(room_id=room_id, room__history_visibility=HistoryVisibility.SINCE_JOIN)
+        .aggregate(floor=Max("visible_after_seq"))["floor"]
+    )
+    return found or 0
+
+
+def _hidden_reply(reply_to: dict[str, Any]) -> dict[str, Any]:
+    """A reply's summary of an original its reader may not see: its id and seq, nothing of its content."""
+    return {**reply_to, "sender": None, "excerpt": ""}
+
+
+def _for_reader(payload: dict[str, Any], floor: int) -> dict[str, Any]:
+    """The Message as a reader with this history floor may see it (only a quoted original can be hidden)."""
+    reply_to = payload["reply_to"]
+    if floor and reply_to is not None and reply_to["seq"] <= floor:
+        return {**payload, "reply_to": _hidden_reply(reply_to)}
+    return payload
 
 
 def _existing_send(room_id: int, sender: User, client_id: str) -> Message | None:
@@ -325,10 +333,22 @@ def send_message(
     existing = _existing_send(room_id, sender, client_id)
     if existing is not None:
         return SendResult(message=message_to_dict(existing), created=False)
+    if dm_send_blocked(room_id):
+        raise Blocked()
+    # A reply may only quote what the sender may read (history visibility); sends without one skip this read.
+    reply_floor = history_floor(require_member(room_id, sender)) if reply_to_id is not None else 0
     try:
         with transaction.atomic():
             message = _store(
-                room_id, sender, MessageKind.TALK, client_id, body, timezone.now(), reply_to_id, attachment_ids
+                room_id,
+                sender,
+                MessageKind.TALK,
+                client_id,
+                body,
+                timezone.now(),
+                reply_to_id,
+                attachment_ids=attachment_ids,
+                reply_floor=reply_floor,
             )
     except IntegrityError:
         # A concurrent send of the same client_id won the race; ours rolled back (and gave its seq back).
@@ -351,11 +371,13 @@ def _record_change(event_type: str, message: Message, actor: User, at: datetime,
     """Save nothing; emit the change that the caller saved: outbox row, then the frame after commit."""
     assert message.last_change_seq is not None
     payload = message_to_dict(message)
+    if payload["reply_to"] is not None:
+        payload = _for_reader(payload, _shared_floor(message.room_id))  # a frame: see _store
     data = {"seq": message.last_change_seq, "message": without_links(payload), "by": actor.as_public_dict(), **extra}
     record_event(event_type, room_id=message.room_id, data=data, occurred_at=at)
     publish_room_event(
         message.room_id, message.last_change_seq, message_updated_frame(message.last_change_seq, payload),
-        sent_at=at.timestamp(),
+        sent_at=at.timestamp(), visible_seq=message.seq,  # sockets whose member may not read it drop it
     )
     return payload
 
@@ -365,12 +387,18 @@ def _change(room_id: int, message_id: Any, actor: User, apply: Any, *, member_on
 
     `apply(message, seq, at)` saves and emits, returns the new Message, or raises _NoChange."""
     message_id = clean_message_id(message_id)
-    # The seq's UPDATE checks membership itself (as for a send); staff moderate rooms they are not in.
-    member_id = None if not member_only and actor.is_staff else actor.pk
+    floor = 0
+    if not member_only and actor.is_staff:
+        member_id = None  # staff moderate rooms they are not in
+    else:
+        floor = history_floor(require_member(room_id, actor))
+        member_id = actor.pk
     try:
         with transaction.atomic():
-            seq = _take_seq(room_id, member_id)
+            seq = take_seq(room_id, member_id)
             message = _message_in_room(room_id, message_id)
+            if message.seq <= floor:
+                raise MessageNotFound()  # from before the actor's join, in a room that hides it
             return apply(message, seq, timezone.now())
     except _NoChange:
         return message_to_dict(_message_in_room(room_id, message_id))
@@ -391,7 +419,7 @@ def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> di
             raise _NoChange()
         MessageEdit.objects.create(message=message, seq=seq, previous_body=message.body, edited_at=at)
         before = set(message.mentions)
-        mentions = mentioned_members(room_id, body, actor.pk)
+        mentions = mentioned_members(room_id, body, actor.pk, message_seq=message.seq)
         if before - set(mentions):
             Mention.objects.filter(message=message).exclude(user_id__in=mentions).delete()
         added = [u for u in mentions if u not in before]
@@ -554,9 +582,9 @@ def history(
 ) -> tuple[list[dict[str, Any]], bool]:
     """Members-only history of messages in their current state, ascending by seq. With before_seq alone,
     the newest page below it."""
-    require_member(room_id, user)
+    floor = history_floor(require_member(room_id, user))
     limit = max(1, min(int(limit), HISTORY_MAX_LIMIT))
-    query = messages_with_relations().filter(room_id=room_id)
+    query = messages_with_relations().filter(room_id=room_id, seq__gt=floor)
     if after_seq is not None:
         query = query.filter(seq__gt=after_seq)
     if before_seq is not None:
@@ -571,32 +599,44 @@ def history(
         page = list(query.order_by("seq")[: limit + 1])
         has_more = len(page) > limit
         page = page[:limit]
-    return with_my_reactions([message_to_dict(m) for m in page], user), has_more
+    return with_my_reactions([_for_reader(message_to_dict(m), floor) for m in page], user), has_more
 
 
 def _room_events(
-    room_id: int, after_seq: int, up_to_seq: int | None = None, limit: int | None = None
+    room_id: int,
+    after_seq: int,
+    up_to_seq: int | None = None,
+    limit: int | None = None,
+    floor: int = 0,
+    quote_floor: int | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
-    """The room's events after `after_seq` as (seq, frame), ascending: each message at its seq, and each
-    changed message once more at the seq of its latest change, both in the message's current state.
+    """The room's events after `after_seq` as (seq, frame), ascending: each message at its seq, each
+    changed message once more at the seq of its latest change, both in the message's current state, and
+    each moderation event (rooms.models.RoomEvent) at its seq. Nothing about a message at or below `floor`
+    (a member's history floor), nor a moderation event there; replies quote nothing at or below
+    `quote_floor` (by default `floor`).
 
-    Two index range scans, (room, seq) and (room, last_change_seq), merged; with `limit`, each scan stops
-    at `limit` rows, which is enough for the merged first `limit` events.
+    Three index range scans, (room, seq), (room, last_change_seq) and the room events' (room, seq), merged;
+    with `limit`, each scan stops at `limit` rows, which is enough for the merged first `limit` events.
     """
-    created = messages_with_relations().filter(room_id=room_id, seq__gt=after_seq)
-    changed = messages_with_relations().filter(room_id=room_id, last_change_seq__gt=after_seq)
+    start = max(after_seq, floor)
+    created = messages_with_relations().filter(room_id=room_id, seq__gt=start)
+    changed = messages_with_relations().filter(room_id=room_id, last_change_seq__gt=after_seq, seq__gt=floor)
+    others = RoomEvent.objects.filter(room_id=room_id, seq__gt=start)
     if up_to_seq is not None:
         created = created.filter(seq__lte=up_to_seq)
         changed = changed.filter(last_change_seq__lte=up_to_seq)
+        others = others.filter(seq__lte=up_to_seq)
     created = created.order_by("seq")
     changed = changed.order_by("last_change_seq")
+    others = others.order_by("seq")
     if limit is not None:
-        created, changed = created[:limit], changed[:limit]
+        created, changed, others = created[:limit], changed[:limit], others[:limit]
     payloads: dict[int, dict[str, Any]] = {}
 
     def payload(message: Message) -> dict[str, Any]:
         if message.pk not in payloads:
-            payloads[message.pk] = message_to_dict(message)
+            payloads[message.pk] = _for_reader(message_to_dict(message), floor if quote_floor is None else quote_floor)
         return payloads[message.pk]
 
     events = [(m.seq, message_frame(payload(m))) for m in created]
@@ -604,19 +644,22 @@ def _room_events(
         (m.last_change_seq, message_updated_frame(m.last_change_seq, payload(m)))  # type: ignore[arg-type]
         for m in changed
     ]
+    events += [(event.seq, event.frame()) for event in others]
     events.sort(key=lambda event: event[0])
     return events[:limit] if limit is not None else events
 
 
-def replay_page(*, room_id: int, after_seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
-    """One page of a resume as (seq, frame), for a socket whose membership was checked."""
-    return _room_events(room_id, after_seq, limit=limit)
+def replay_page(*, room_id: int, after_seq: int, limit: int, floor: int = 0) -> list[tuple[int, dict[str, Any]]]:
+    """One page of a resume as (seq, frame), for a socket whose membership was checked; `floor` is its
+    member's history floor (rooms.services.history_floor)."""
+    return _room_events(room_id, after_seq, limit=limit, floor=floor)
 
 
 def frames_between(*, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
     """The room's events with after_seq < seq <= up_to_seq as (seq, frame): how a live stream fills a gap.
-    A seq in the range that is not returned was a change superseded by a later one (or went with its row)."""
-    return _room_events(room_id, after_seq, up_to_seq=up_to_seq)
+    A seq in the range that is not returned was a change superseded by a later one (or went with its row).
+    The stream serves every member: each chat socket drops what its member may not read (visible_seq)."""
+    return _room_events(room_id, after_seq, up_to_seq=up_to_seq, quote_floor=_shared_floor(room_id))
 
 
 def _unread_messages(room_id: Any, user_id: int, last_read_seq: Any):  # type: ignore[no-untyped-def]

@@ -18,8 +18,13 @@ def _last_seqs(room_ids: list[int]) -> dict[int, int]:
     return dict(Room.objects.filter(pk__in=room_ids).values_list("id", "last_seq"))
 
 
-def _frames_between(room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
-    return frames_between(room_id=room_id, after_seq=after_seq, up_to_seq=up_to_seq)
+def _frames_between(room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any], int | None]]:
+    """(seq, frame, visible_seq): a change of a message carries that message's seq, as its live publish does,
+    so that a socket whose member may not read the message drops the change (history visibility)."""
+    return [
+        (seq, frame, frame["message"]["seq"] if frame.get("type") == "message.updated" else None)
+        for seq, frame in frames_between(room_id=room_id, after_seq=after_seq, up_to_seq=up_to_seq)
+    ]
 
 
 class RoomEventSource:

@@ -11,7 +11,7 @@ from core.graphql_errors import domain_errors_as_graphql, require_user
 from core.graphql_limits import ListBound
 from rooms.models import MAX_MAX_PERSONNEL, Room
 from rooms.schema import RoomBatch, caller_is_member, require_room_member
-from rooms.services import get_room
+from rooms.services import get_visible_room
 
 from . import services
 
@@ -56,5 +56,5 @@ class Query:
     @domain_errors_as_graphql
     def resolve_leave_time(root: Any, info: graphene.ResolveInfo, room_id: int) -> datetime | None:
         user = require_user(info)
-        get_room(room_id)  # an unknown room is not_found, not null
+        get_visible_room(room_id, user)  # an unknown room (or a private one to a non-member) is not_found
         return services.left_at(room_id, user.pk)

@@ -15,6 +15,7 @@ class MemberSerializer(serializers.Serializer):
     left_at = serializers.DateTimeField(
         allow_null=True, help_text="Their last socket to the room closed or they left it, whichever is later."
     )
+    role = serializers.ChoiceField(["owner", "moderator", "member"])
 
 
 class MembersPageSerializer(serializers.Serializer):

@@ -208,6 +208,7 @@ def members(*, room_id: int, user: Any) -> list[dict[str, Any]]:
                 "last_read_seq": membership.last_read_seq,
                 "connected": state.connections > 0,
                 "left_at": _iso(_later(state.left_at, membership.left_at)),
+                "role": membership.role,
             }
         )
     return rows

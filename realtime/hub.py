@@ -57,7 +57,7 @@ class HubSocket(Protocol):
     last_activity: float  # time.monotonic() of the client's last frame
     receives_user_frames: bool  # frames addressed to the user (mentions, room activity) reach this socket
 
-    def deliver_event(self, seq: int, text: str) -> None: ...
+    def deliver_event(self, seq: int, text: str, visible_seq: int | None = None) -> None: ...
     def deliver_frame(self, text: str) -> None: ...
     def close_with(self, code: int, reason: str) -> None: ...
 
@@ -340,7 +340,9 @@ class Hub:
             stream = self.streams.get(int(event["room_id"]))
             if stream is not None:
                 if kind == "room.event":
-                    stream.on_event(int(event["seq"]), event["frame"], event.get("sent_at"))
+                    stream.on_event(
+                        int(event["seq"]), event["frame"], event.get("sent_at"), event.get("visible_seq")
+                    )
                 elif kind == "room.frame":
                     stream.deliver_frame(encode(event["frame"]), event.get("exclude_user_id"))
                 elif kind == "room.member_removed":

@@ -67,9 +67,17 @@ def publish(group: str, event: dict[str, Any]) -> None:
 
 
 # --- the events hubs understand (realtime.hub.Hub.dispatch) -----------------------------------------
-def publish_room_event(room_id: int, seq: int, frame: dict[str, Any], sent_at: float | None = None) -> None:
-    """A stored event with its seq: every socket of the room gets `frame` in seq order, gaps filled."""
-    publish(room_group(room_id), {"type": "room.event", "room_id": room_id, "seq": seq, "frame": frame, "sent_at": sent_at})
+def publish_room_event(
+    room_id: int, seq: int, frame: dict[str, Any], sent_at: float | None = None, visible_seq: int | None = None
+) -> None:
+    """A stored event with its seq: every socket of the room gets `frame` in seq order, gaps filled.
+
+    `visible_seq`: the event is about something at that older seq (a change of an old message); a socket
+    whose reader may not see that seq drops the frame (realtime knows the number, not what it means)."""
+    event = {"type": "room.event", "room_id": room_id, "seq": seq, "frame": frame, "sent_at": sent_at}
+    if visible_seq is not None:
+        event["visible_seq"] = visible_seq
+    publish(room_group(room_id), event)
 
 
 def room_frame_event(room_id: int, frame: dict[str, Any], exclude_user_id: int | None) -> dict[str, Any]:

@@ -222,7 +222,7 @@ class SocketBase(AsyncWebsocketConsumer):
     def deliver_frame(self, text: str) -> None:
         self.push(text)
 
-    def deliver_event(self, seq: int, text: str) -> None:
+    def deliver_event(self, seq: int, text: str, visible_seq: int | None = None) -> None:
         """Room events in seq order; sockets that do not stream a room ignore them."""
 
     def close_with(self, code: int, reason: str) -> None:

@@ -38,15 +38,20 @@ class StreamSource(Protocol):
 
     async def last_seq(self, room_id: int) -> int | None: ...
     async def last_seqs(self, room_ids: list[int]) -> dict[int, int]: ...
-    async def frames_between(self, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
-        """The events to show with after_seq < seq <= up_to_seq, ascending; a seq left out is skipped."""
+    async def frames_between(self, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[Any, ...]]:
+        """The events to show with after_seq < seq <= up_to_seq, ascending, as (seq, frame) or
+        (seq, frame, visible_seq); a seq left out is skipped."""
         ...
 
 
 class StreamListener(Protocol):
     user_id: int
 
-    def deliver_event(self, seq: int, text: str) -> None: ...
+    def deliver_event(self, seq: int, text: str, visible_seq: int | None = None) -> None:
+        """`visible_seq` (given only when set): the event concerns that older seq; a listener whose reader
+        may not see it drops the event."""
+        ...
+
     def deliver_frame(self, text: str) -> None: ...
     def close_with(self, code: int, reason: str) -> None: ...
 
@@ -69,9 +74,10 @@ class RoomStream:
         self.listeners: set[StreamListener] = set()
         self.last_seq: int | None = None  # None until the starting point is read; then the last seq in order
         self.delivered_seq: int | None = None  # the last seq handed to every local socket
-        self.outgoing: deque[tuple[int, str]] = deque()  # in order, waiting for the fan-out
+        self.outgoing: deque[tuple[int, str, int | None]] = deque()  # in order, waiting for the fan-out
         self._fanout_task: asyncio.Task[None] | None = None
-        self.pending: dict[int, tuple[dict[str, Any], float | None]] = {}  # seq -> (frame, sent_at)
+        # seq -> (frame, sent_at, visible_seq)
+        self.pending: dict[int, tuple[dict[str, Any], float | None, int | None]] = {}
         self.started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._gap_task: asyncio.Task[None] | None = None
         self.behind_at: int | None = None  # last_seq when the catch-up sweep last saw this stream behind
@@ -100,10 +106,12 @@ class RoomStream:
             self.started.exception()  # retrieved: each waiter re-raises it
 
     # --- events ---------------------------------------------------------------------------------------
-    def on_event(self, seq: int, frame: dict[str, Any], sent_at: float | None = None) -> None:
+    def on_event(
+        self, seq: int, frame: dict[str, Any], sent_at: float | None = None, visible_seq: int | None = None
+    ) -> None:
         if self.last_seq is not None and seq <= self.last_seq:
             return  # already delivered (a gap fill got it first) or older than this stream
-        self.pending[seq] = (frame, sent_at)
+        self.pending[seq] = (frame, sent_at, visible_seq)
         if self.last_seq is not None:
             self._drain()
 
@@ -118,20 +126,20 @@ class RoomStream:
     def _drain_ready(self) -> None:
         assert self.last_seq is not None
         while self.last_seq + 1 in self.pending:
-            frame, sent_at = self.pending.pop(self.last_seq + 1)
+            frame, sent_at, visible_seq = self.pending.pop(self.last_seq + 1)
             self.last_seq += 1
-            self._deliver(self.last_seq, frame, sent_at)
+            self._deliver(self.last_seq, frame, sent_at, visible_seq)
 
-    def _deliver(self, seq: int, frame: dict[str, Any], sent_at: float | None) -> None:
+    def _deliver(self, seq: int, frame: dict[str, Any], sent_at: float | None, visible_seq: int | None = None) -> None:
         text = encode(frame)
         DeliveryCounters.events += 1
         if sent_at is not None and DeliveryCounters.latency_observer is not None:
             DeliveryCounters.latency_observer(max(0.0, time.time() - sent_at))
         if not self.outgoing and len(self.listeners) <= FANOUT_SLICE and not self._fanning_out():
-            self._write(seq, text, tuple(self.listeners))
+            self._write(seq, text, visible_seq, tuple(self.listeners))
             self._delivered(seq)
             return
-        self.outgoing.append((seq, text))
+        self.outgoing.append((seq, text, visible_seq))
         if not self._fanning_out():
             self._fanout_task = asyncio.ensure_future(self._fan_out())
 
@@ -139,20 +147,24 @@ class RoomStream:
         return self._fanout_task is not None and not self._fanout_task.done()
 
     @staticmethod
-    def _write(seq: int, text: str, listeners: tuple[StreamListener, ...]) -> None:
+    def _write(seq: int, text: str, visible_seq: int | None, listeners: tuple[StreamListener, ...]) -> None:
         DeliveryCounters.deliveries += len(listeners)
-        for listener in listeners:
-            listener.deliver_event(seq, text)
+        if visible_seq is None:
+            for listener in listeners:
+                listener.deliver_event(seq, text)
+        else:
+            for listener in listeners:
+                listener.deliver_event(seq, text, visible_seq)
 
     async def _fan_out(self) -> None:
         """Write queued events in order, FANOUT_SLICE sockets at a time, yielding between slices."""
         while self.outgoing:
-            seq, text = self.outgoing.popleft()
+            seq, text, visible_seq = self.outgoing.popleft()
             listeners = tuple(self.listeners)
             for start in range(0, len(listeners), FANOUT_SLICE):
                 if start:
                     await asyncio.sleep(0)
-                self._write(seq, text, listeners[start : start + FANOUT_SLICE])
+                self._write(seq, text, visible_seq, listeners[start : start + FANOUT_SLICE])
             self._delivered(seq)
 
     def _delivered(self, seq: int) -> None:
@@ -206,9 +218,9 @@ class RoomStream:
                 logger.warning("gap fill of room %s failed; retrying in 1 s", self.room_id)
                 await asyncio.sleep(1.0)
                 continue
-            for seq, frame in missing:
+            for seq, frame, *visible in missing:
                 if seq > self.last_seq:
-                    self.pending.setdefault(seq, (frame, None))
+                    self.pending.setdefault(seq, (frame, None, visible[0] if visible else None))
             self._settle(up_to)
         self._drain_ready()
 
@@ -218,9 +230,9 @@ class RoomStream:
         message, or a row gone with its room)."""
         assert self.last_seq is not None
         for seq in sorted(s for s in self.pending if s <= up_to):
-            frame, sent_at = self.pending.pop(seq)
+            frame, sent_at, visible_seq = self.pending.pop(seq)
             self.last_seq = seq
-            self._deliver(seq, frame, sent_at)
+            self._deliver(seq, frame, sent_at, visible_seq)
         if up_to > self.last_seq:
             self.last_seq = up_to
             if not self.outgoing and not self._fanning_out():

@@ -17,10 +17,11 @@ from django.db.models import F, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 from accounts.models import User
+from core.admin_readonly import ReadOnlyAdminMixin
 from core.domain import DomainError
 
 from . import services
-from .models import Membership, Room
+from .models import Ban, Block, Invite, Membership, Room, RoomEvent
 
 
 def _field_errors(exc: DomainError, field: str) -> forms.ValidationError:
@@ -45,13 +46,16 @@ class DomainErrorsAsMessages:
 class RoomAdminForm(forms.ModelForm):
     class Meta:
         model = Room
-        fields = ["title", "owner", "max_personnel"]
+        fields = ["title", "owner", "max_personnel", "visibility", "history_visibility"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "owner" in self.fields:
             self.fields["owner"].required = False
             self.fields["owner"].help_text = "Blank: you. The owner becomes the room's first member."
+        for name in ("visibility", "history_visibility"):
+            if name in self.fields:
+                self.fields[name].required = False  # blank: the default (create) or unchanged (edit)
 
     def clean_title(self) -> str:
         try:
@@ -90,7 +94,7 @@ class MembershipInline(admin.TabularInline):
     """Who is (and was) in the room; read-only, since only join_room / leave_room may change it."""
 
     model = Membership
-    fields = ("user", "is_active", "joined_at", "left_at", "last_read_seq")
+    fields = ("user", "role", "is_active", "joined_at", "left_at", "last_read_seq", "visible_after_seq")
     readonly_fields = fields
     ordering = ("-is_active", "user__username")
     extra = 0
@@ -107,12 +111,14 @@ class MembershipInline(admin.TabularInline):
 @admin.register(Room)
 class RoomAdmin(DomainErrorsAsMessages, admin.ModelAdmin):
     form = RoomAdminForm
-    list_display = ("id", "title", "owner", "personnel", "max_personnel", "last_seq", "created_at")
-    list_filter = (SeatsFilter, "created_at", "owner__is_staff")
+    list_display = (
+        "id", "title", "kind", "visibility", "owner", "personnel", "max_personnel", "last_seq", "created_at"
+    )
+    list_filter = (SeatsFilter, "kind", "visibility", "history_visibility", "created_at", "owner__is_staff")
     search_fields = ("title",)
     list_select_related = ("owner",)
     ordering = ("-id",)
-    readonly_fields = ("personnel", "last_seq", "created_at")
+    readonly_fields = ("personnel", "last_seq", "created_at", "kind", "dm_user_low", "dm_user_high")
     raw_id_fields = ("owner",)
     inlines = [MembershipInline]
 
@@ -123,12 +129,24 @@ class RoomAdmin(DomainErrorsAsMessages, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Room, form: forms.ModelForm, change: bool) -> None:
         data = form.cleaned_data
         if change:
+            changes = {
+                "visibility": data.get("visibility") or None,
+                "history_visibility": data.get("history_visibility") or None,
+            }
+            if obj.kind == "dm":
+                changes = {}  # a DM keeps its shape
             room = services.update_room(
-                room_id=obj.pk, actor=request.user, title=data["title"], max_personnel=data["max_personnel"]
+                room_id=obj.pk, actor=request.user, title=data["title"], max_personnel=data["max_personnel"], **changes
             )
         else:
             owner = data.get("owner") or request.user
-            room = services.create_room(owner=owner, title=data["title"], max_personnel=data["max_personnel"])
+            room = services.create_room(
+                owner=owner,
+                title=data["title"],
+                max_personnel=data["max_personnel"],
+                visibility=data.get("visibility") or None,
+                history_visibility=data.get("history_visibility") or None,
+            )
         # The admin goes on with `obj` (inlines, log entry, redirect): make it the saved row.
         obj.__dict__.update({k: v for k, v in room.__dict__.items() if k != "_state"})
         obj._state.adding = False
@@ -180,8 +198,8 @@ class MembershipAddForm(forms.ModelForm):
 
 @admin.register(Membership)
 class MembershipAdmin(DomainErrorsAsMessages, admin.ModelAdmin):
-    list_display = ("id", "room", "user", "is_active", "joined_at", "left_at", "last_read_seq")
-    list_filter = ("is_active", "joined_at", "left_at")
+    list_display = ("id", "room", "user", "role", "is_active", "joined_at", "left_at", "last_read_seq")
+    list_filter = ("is_active", "role", "joined_at", "left_at")
     search_fields = ("room__title", "user__username")
     list_select_related = ("room", "user")
     raw_id_fields = ("room", "user")
@@ -196,7 +214,7 @@ class MembershipAdmin(DomainErrorsAsMessages, admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Membership | None = None) -> Any:
         if obj is None:
             return ["room", "user"]
-        return ["room", "user", "is_active", "joined_at", "left_at", "last_read_seq"]
+        return ["room", "user", "role", "is_active", "joined_at", "left_at", "last_read_seq", "visible_after_seq"]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # view only: a membership changes by joining or leaving
@@ -221,3 +239,52 @@ class MembershipAdmin(DomainErrorsAsMessages, admin.ModelAdmin):
             if services.leave_room(room_id=membership.room_id, user=membership.user).changed:
                 left += 1
         self.message_user(request, f"{left} member(s) left their rooms.", messages.SUCCESS)
+
+
+# --- moderation, read-only: each row changes only through rooms.services (kick, ban, invite, block) ------
+@admin.register(RoomEvent)
+class RoomEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every moderation action (kick, ban, unban, role change), in each room's seq order."""
+
+    list_display = ("id", "room", "seq", "type", "created_at")
+    list_filter = ("type", "created_at")
+    search_fields = ("room__title",)
+    list_select_related = ("room",)
+    raw_id_fields = ("room",)
+    ordering = ("-id",)
+
+
+@admin.register(Ban)
+class BanAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "room", "user", "banned_by", "created_at")
+    search_fields = ("room__title", "user__username")
+    list_select_related = ("room", "user", "banned_by")
+    raw_id_fields = ("room", "user", "banned_by")
+    ordering = ("-id",)
+
+
+@admin.register(Invite)
+class InviteAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Invitations without their tokens: only a hash is stored, and even that is not shown in full."""
+
+    list_display = ("id", "room", "user", "created_by", "uses", "max_uses", "expires_at", "revoked_at", "created_at")
+    list_filter = ("created_at", "expires_at", "revoked_at")
+    search_fields = ("room__title", "user__username", "created_by__username")
+    list_select_related = ("room", "user", "created_by")
+    fields = ("room", "user", "created_by", "token_fingerprint", "uses", "max_uses", "expires_at", "revoked_at",
+              "created_at")
+    readonly_fields = fields
+    ordering = ("-id",)
+
+    @admin.display(description="token (hash prefix)")
+    def token_fingerprint(self, invite: Invite) -> str:
+        return f"{invite.token_hash[:8]}…"
+
+
+@admin.register(Block)
+class BlockAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "blocker", "blocked", "created_at")
+    search_fields = ("blocker__username", "blocked__username")
+    list_select_related = ("blocker", "blocked")
+    raw_id_fields = ("blocker", "blocked")
+    ordering = ("-id",)

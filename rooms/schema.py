@@ -120,10 +120,21 @@ class RoomFields:
     created_at = graphene.DateTime(required=True)
     last_seq = graphene.Int(required=True, description="The seq of the room's newest message.")
     is_member = graphene.Boolean(required=True, description="Whether the caller is a member of this room.")
+    kind = graphene.String(required=True, description='"room" or "dm".')
+    visibility = graphene.String(required=True, description='"public" or "private".')
+    history_visibility = graphene.String(required=True, description='"all" or "since_join".')
+    my_role = graphene.String(description='The caller\'s role: "owner", "moderator", "member", or null.')
 
     @staticmethod
     def resolve_id(room: RoomModel, info: graphene.ResolveInfo) -> int:
         return room.pk
+
+    @staticmethod
+    def resolve_my_role(room: RoomModel, info: graphene.ResolveInfo) -> str | None:
+        user = current_user(info)
+        if user is None:
+            return None
+        return RoomBatch.of(info).load("role", room.pk, lambda room_ids: services.roles_in(user, room_ids))
 
     @staticmethod
     def resolve_is_member(room: RoomModel, info: graphene.ResolveInfo) -> bool:
@@ -169,8 +180,8 @@ class Query:
     @staticmethod
     @domain_errors_as_graphql
     def resolve_room(root: Any, info: graphene.ResolveInfo, id: int) -> RoomModel:  # noqa: A002
-        require_user(info)
-        room = services.get_room(id)
+        user = require_user(info)
+        room = services.get_visible_room(id, user)  # a private room or DM is not_found to a non-member
         show_rooms(info, [room])
         return room
 
@@ -228,6 +239,66 @@ def _membership_mutation(info: graphene.ResolveInfo, room_id: int, change: Calla
     return MembershipPayload(ok=True, room=result.room, error=None)
 
 
+class ModerationPayload(graphene.ObjectType):
+    """The answer of kickMember, banMember and setMemberRole. A refusal is data: `ok` false, `error` a code."""
+
+    ok = graphene.Boolean(required=True)
+    room = graphene.Field(ROOM_TYPE)
+    user = graphene.Field(PublicUser)
+    role = graphene.String(description="The user's role after the action; null when not a member.")
+    error = graphene.String(description="forbidden, not_found, banned, rate_limited, ... or null.")
+
+
+def _moderation_mutation(info: graphene.ResolveInfo, room_id: int, action: Callable[..., Any], **args: Any) -> Any:
+    user = current_user(info)
+    if user is None:
+        return ModerationPayload(ok=False, error="not_authenticated")
+    try:
+        ROOM_WRITES.hit(user.pk)
+        result = action(room_id=room_id, actor=user, **args)
+    except DomainError as exc:
+        return ModerationPayload(ok=False, error=exc.code)
+    RoomBatch.of(info).forget(room_id)
+    return ModerationPayload(ok=True, room=result.room, user=result.user, role=result.role, error=None)
+
+
+class KickMember(graphene.Mutation):
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        user_id = graphene.Int(required=True)
+
+    Output = ModerationPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
+        return _moderation_mutation(info, room_id, services.kick_member, user_id=user_id)
+
+
+class BanMember(graphene.Mutation):
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        user_id = graphene.Int(required=True)
+
+    Output = ModerationPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
+        return _moderation_mutation(info, room_id, services.ban_member, user_id=user_id)
+
+
+class SetMemberRole(graphene.Mutation):
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        user_id = graphene.Int(required=True)
+        role = graphene.String(required=True, description='"moderator" or "member".')
+
+    Output = ModerationPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int, role: str) -> ModerationPayload:
+        return _moderation_mutation(info, room_id, services.set_role, user_id=user_id, role=role)
+
+
 class JoinRoom(graphene.Mutation):
     class Arguments:
         room_id = graphene.Int(required=True)
@@ -253,3 +324,6 @@ class LeaveRoom(graphene.Mutation):
 class Mutation:
     join_room = JoinRoom.Field()
     leave_room = LeaveRoom.Field()
+    kick_member = KickMember.Field()
+    ban_member = BanMember.Field()
+    set_member_role = SetMemberRole.Field()

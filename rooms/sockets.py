@@ -15,24 +15,30 @@ from realtime.sockets import SocketBase, in_worker_thread
 from realtime.watch import Changes, SocketSnapshot
 
 from .models import Membership, Room
-from .services import NotRoomMember, RoomNotFound, require_member
+from .services import NotRoomMember, RoomNotFound, history_floor, require_member
 
 
-def _access_refusal(room_id: int, user: object) -> tuple[int, str] | None:
+def _access(room_id: int, user: object) -> tuple[tuple[int, str] | None, int]:
+    """(refusal or None, the member's history floor). A private room or DM is 4404 to a non-member."""
     try:
-        require_member(room_id, user)  # type: ignore[arg-type]
+        membership = require_member(room_id, user)  # type: ignore[arg-type]
     except RoomNotFound:
-        return CLOSE_NOT_FOUND, "room not found"
+        return (CLOSE_NOT_FOUND, "room not found"), 0
     except NotRoomMember:
-        return CLOSE_FORBIDDEN, "not a member of this room"
-    return None
+        return (CLOSE_FORBIDDEN, "not a member of this room"), 0
+    return None, history_floor(membership)
 
 
-room_access_refusal = in_worker_thread(_access_refusal)
+room_access = in_worker_thread(_access)
 
 
 class RoomMemberSocket(SocketBase):
-    """A socket at /ws/rooms/{id}/...: open to the room's active members only."""
+    """A socket at /ws/rooms/{id}/...: open to the room's active members only.
+
+    `history_floor`: the highest seq this member may not read (rooms.services.history_floor), read with
+    each access check."""
+
+    history_floor = 0
 
     def init_socket(self) -> None:
         super().init_socket()
@@ -40,7 +46,8 @@ class RoomMemberSocket(SocketBase):
 
     async def check_access(self) -> tuple[int, str] | None:
         assert self.room_id is not None
-        return await room_access_refusal(self.room_id, self.user)
+        refusal, self.history_floor = await room_access(self.room_id, self.user)
+        return refusal
 
 
 def ended_memberships(snapshots: Sequence[SocketSnapshot]) -> dict[int, tuple[int, str]]:

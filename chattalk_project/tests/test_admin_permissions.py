@@ -20,7 +20,7 @@ from accounts.models import User
 from core.admin_readonly import ReadOnlyAdminMixin
 from messaging.services import edit_message, send_message, set_reaction
 from presence.models import PresenceConnection
-from rooms.services import create_room, join_room
+from rooms.services import accept_invite, ban_member, block_user, create_invite, create_room, join_room
 
 pytestmark = pytest.mark.django_db
 
@@ -37,6 +37,10 @@ def one_of_each() -> None:
     said = send_message(room_id=room.pk, sender=owner, client_id="c1", body="hello @member").message
     edit_message(room_id=room.pk, message_id=said["id"], actor=owner, body="hello again @member")  # MessageEdit
     set_reaction(room_id=room.pk, message_id=said["id"], actor=member, emoji="👍", on=True)  # Reaction
+    guest = User.objects.create_user(username="guest", password="pw-Secret-123")
+    accept_invite(token=create_invite(room_id=room.pk, actor=owner).token, user=guest)  # an invitation
+    ban_member(room_id=room.pk, user_id=guest.pk, actor=owner)  # a ban and a room event
+    block_user(user=owner, user_id=guest.pk)  # a block
     now = timezone.now()
     PresenceConnection.objects.create(
         connection_id="c1", room_id=1, user_id=owner.pk, process_id="p1", connected_at=now, heartbeat_at=now

@@ -60,10 +60,15 @@ PUBLIC_GRAPHQL_FIELDS = {"health", "me"}
 GRAPHQL_OPEN_TO_NON_MEMBERS = {"room", "leaveTime", "joinRoom", "leaveRoom"}
 # Room fields anyone logged in may read (the directory card). Everything else on Room is members-only:
 # an error, or null, for a non-member.
-PUBLIC_ROOM_FIELDS = {"id", "title", "owner", "maxPersonnel", "personnel", "createdAt", "lastSeq", "isMember"}
+PUBLIC_ROOM_FIELDS = {
+    "id", "title", "owner", "maxPersonnel", "personnel", "createdAt", "lastSeq", "isMember",
+    "kind", "visibility", "historyVisibility",
+}
 
 SECRET = "secret-" + uuid.uuid4().hex
 ROOM_ARGS = {"roomId", "id"}
+# Other required arguments the walk fills in (a user who is not the caller, a role).
+OTHER_ARGS = {"userId": "1", "role": '"moderator"'}
 
 pytestmark = pytest.mark.django_db
 
@@ -131,17 +136,24 @@ REQUEST_BODIES = {
     "/api/rooms/{room_id}": {"title": "pwned"},
     "/api/rooms/{room_id}/messages": {"client_id": "intrusion", "body": "intrusion"},
     "/api/rooms/{room_id}/read": {"seq": 1},
-    "/api/rooms/{room_id}/messages/{message_id}": {"body": "intrusion"},
     "/api/auth/logout": {"refresh": "x"},
+    "/api/rooms/{room_id}/messages/{message_id}": {"body": "intrusion"},
+    "/api/rooms/{room_id}/members/{user_id}/role": {"role": "moderator"},
+    "/api/rooms/{room_id}/owner": {"user_id": 1},
+    "/api/dms": {"user_id": 1},
+    "/api/me/blocks": {"user_id": 1},
 }
 
 
 def call(client: Client, method: str, path: str, room_id: int, token: str | None) -> Any:
-    url = path.replace("{room_id}", str(room_id))
-    if "{message_id}" in url:  # a real message of the room: a refusal must not be a mere "no such message"
+    # Other path parameters: the room's owner (every user-scoped room action is about someone else), a token,
+    # a real message of the room (a refusal must not be a mere "no such message").
+    owner_id = Room.objects.filter(pk=room_id).values_list("owner_id", flat=True).first() or 1
+    url = path.replace("{room_id}", str(room_id)).replace("{user_id}", str(owner_id)).replace("{token}", "x" * 43)
+    if "{message_id}" in url:
         message_id = Message.objects.filter(room_id=room_id, kind="TALK").values_list("id", flat=True).first()
         url = url.replace("{message_id}", str(message_id or 1))
-    url = url.replace("{emoji}", "tada")
+    url = url.replace("{emoji}", "%F0%9F%91%8D")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
     body = REQUEST_BODIES.get(path)
     return client.generic(method, url, json.dumps(body) if body else "", content_type="application/json", **headers)
@@ -252,6 +264,8 @@ def field_document(kind: str, name: str, field: Any, room_id: int) -> str:
             args.append(f"{arg_name}: {room_message_id(room_id)}")
         elif arg_name in FILLED_ARGS:
             args.append(f"{arg_name}: {FILLED_ARGS[arg_name]}")
+        elif arg_name in OTHER_ARGS:
+            args.append(f"{arg_name}: {OTHER_ARGS[arg_name]}")
         elif isinstance(arg.type, GraphQLNonNull):
             raise AssertionError(f"the walk does not know how to fill {name}({arg_name})")
     arg_text = f"({', '.join(args)})" if args else ""

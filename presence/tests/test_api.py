@@ -36,7 +36,8 @@ def test_members_lists_every_member_with_read_position_and_presence(presence_bac
     assert set(rows) == {alice.pk, bob.pk}  # carol left: members only
     assert rows[bob.pk]["connected"] is True and rows[alice.pk]["connected"] is False
     assert rows[bob.pk]["user"] == {"id": bob.pk, "username": bob.username, "nickname": "bob"}
-    assert set(rows[alice.pk]) == {"user", "joined_at", "last_read_seq", "connected", "left_at"}
+    assert set(rows[alice.pk]) == {"user", "joined_at", "last_read_seq", "connected", "left_at", "role"}
+    assert (rows[alice.pk]["role"], rows[bob.pk]["role"]) == ("owner", "member")
     assert rows[alice.pk]["joined_at"] is not None and rows[alice.pk]["left_at"] is None
     assert isinstance(rows[alice.pk]["last_read_seq"], int)
 

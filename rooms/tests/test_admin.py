@@ -161,3 +161,38 @@ def test_a_rejoin_from_the_admin_reuses_the_membership_row(admin_client: Client,
     assert Membership.objects.filter(room=room, user=bob).count() == 1
     assert Membership.objects.get(room=room, user=bob).is_active
     assert Room.objects.get(pk=room.pk).personnel == 2
+
+
+def test_moderation_rows_are_visible_read_only_and_an_invite_never_shows_its_token(
+    admin_client: Client, make_user: Any
+) -> None:
+    from rooms.models import Invite
+    from rooms.services import ban_member, block_user, create_invite, set_role
+
+    owner, member, other = make_user(), make_user(), make_user()
+    room = create_room(owner=owner, title="Moderated", max_personnel=5, visibility="private")
+    token = create_invite(room_id=room.pk, actor=owner).token
+    from rooms.services import accept_invite
+
+    accept_invite(token=token, user=member)
+    accept_invite(token=token, user=other)
+    set_role(room_id=room.pk, user_id=member.pk, actor=owner, role="moderator")
+    ban_member(room_id=room.pk, user_id=other.pk, actor=member)
+    block_user(user=owner, user_id=other.pk)
+    for path in ("roomevent", "ban", "invite", "block"):
+        page = admin_client.get(f"/admin/rooms/{path}/")
+        assert page.status_code == 200, path
+        assert token not in page.content.decode()
+        assert admin_client.get(f"/admin/rooms/{path}/add/").status_code == 403, path
+    events = admin_client.get("/admin/rooms/roomevent/").content.decode()
+    assert "role.changed" in events and "member.banned" in events
+    invite = Invite.objects.get(room=room)
+    detail = admin_client.get(f"/admin/rooms/invite/{invite.pk}/change/").content.decode()
+    assert token not in detail and invite.token_hash not in detail and invite.token_hash[:8] in detail
+    room_page = admin_client.get(f"/admin/rooms/room/{room.pk}/change/").content.decode()
+    assert "moderator" in room_page.lower() and "Owner" in room_page  # the roles, in the members inline
+    # Without the view permission, a staff user sees none of it.
+    staff = make_user(is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    assert client.get("/admin/rooms/invite/").status_code == 403

@@ -11,7 +11,10 @@ from rooms.services import create_room, join_room
 
 pytestmark = pytest.mark.django_db
 
-ROOM_KEYS = {"id", "title", "owner", "max_personnel", "personnel", "created_at", "last_seq"}
+ROOM_KEYS = {
+    "id", "title", "owner", "max_personnel", "personnel", "created_at", "last_seq",
+    "kind", "visibility", "history_visibility", "my_role",
+}
 
 
 def test_create_room_makes_the_creator_its_first_member(make_user: Any, client_for: Any) -> None:
@@ -24,6 +27,9 @@ def test_create_room_makes_the_creator_its_first_member(make_user: Any, client_f
     assert body["owner"] == {"id": alice.pk, "username": "alice", "nickname": "Alice"}
     assert body["personnel"] == 1 and body["max_personnel"] == 5
     assert body["last_seq"] == 1  # the creator's ENTER message
+    assert (body["kind"], body["visibility"], body["history_visibility"], body["my_role"]) == (
+        "room", "public", "all", "owner"
+    )
     assert Membership.objects.filter(room_id=body["id"], user=alice, is_active=True).exists()
 
 
