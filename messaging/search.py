@@ -29,7 +29,7 @@ from django.db import connection
 
 from accounts.models import User
 from core.domain import InvalidInput
-from rooms.models import Membership
+from rooms.models import HistoryVisibility, Membership
 
 from .models import MessageKind
 
@@ -118,12 +118,6 @@ def _sqlite_has_fts() -> bool:
         return cursor.fetchone() is not None
 
 
-def _readable_sql(user: User) -> tuple[str, list[Any]]:
-    """The rooms the user may read, as SQL: the membership rule is the queryset's (one definition)."""
-    sql, params = Membership.objects.active().filter(user_id=user.pk).values("room_id").query.sql_with_params()
-    return sql, list(params)
-
-
 def _filter_sql(filters: SearchFilters, alias: str) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     params: list[Any] = []
@@ -150,18 +144,40 @@ class MessageSearch:
     def __init__(self, user: User, query: ParsedQuery, filters: SearchFilters):
         self.user, self.query, self.filters = user, query, filters
         self._count: int | None = None
-        self._rooms: list[int] | None = None
+        self._rooms: tuple[str, list[Any]] | None = None
 
     # --- SQL per database ------------------------------------------------------------------------------
-    def _room_ids(self) -> list[int]:
-        """The caller's rooms, read once per search: as one array parameter they let PostgreSQL's planner
-        estimate and use the (room) index, where a subquery made it scan every hit of the word."""
+    def _readable(self) -> tuple[str, list[Any]]:
+        """What the caller may read, as one SQL condition on `m`: the rooms they are an active member of
+        (membership's one definition, Membership.objects.active()), read once per search and passed as one
+        array, and in a room that shows history "since_join" only the seqs after their join.
+
+        An array parameter rather than a subquery: PostgreSQL's planner then estimates the rooms and uses
+        the room index, where the subquery made it scan every hit of the word in every room."""
         if self._rooms is None:
-            self._rooms = list(Membership.objects.active().filter(user_id=self.user.pk).values_list("room_id", flat=True))
+            whole: list[int] = []
+            clauses: list[str] = []
+            params: list[Any] = []
+            memberships = Membership.objects.active().filter(user_id=self.user.pk)
+            for room_id, history, after in memberships.values_list(
+                "room_id", "room__history_visibility", "visible_after_seq"
+            ):
+                if history == HistoryVisibility.SINCE_JOIN and after:
+                    clauses.append("(m.room_id = %s AND m.seq > %s)")
+                    params += [room_id, after]
+                else:
+                    whole.append(room_id)
+            if whole and connection.vendor == "postgresql":
+                clauses.insert(0, "m.room_id = ANY(%s)")
+                params.insert(0, whole)
+            elif whole:
+                clauses.insert(0, f"m.room_id IN ({', '.join(['%s'] * len(whole))})")
+                params[:0] = whole
+            self._rooms = ("(" + " OR ".join(clauses) + ")" if clauses else "(1 = 0)", params)
         return self._rooms
 
     def _postgres(self, select: str, select_params: list[Any], tail: str, tail_params: list[Any]) -> tuple[str, list[Any]]:
-        readable_params = [self._room_ids()]
+        readable, readable_params = self._readable()
         parts, query_params = [], []
         if self.query.words:
             parts.append("to_tsquery('english'::regconfig, %s)")
@@ -172,14 +188,14 @@ class MessageSearch:
         where, where_params = _filter_sql(self.filters, "m")
         sql = (
             f"WITH q AS (SELECT {' && '.join(parts)} AS query) SELECT {select} FROM messaging_message m, q "  # noqa: S608
-            f"WHERE m.room_id = ANY(%s) AND m.deleted_at IS NULL AND m.kind = %s "
+            f"WHERE {readable} AND m.deleted_at IS NULL AND m.kind = %s "
             f"AND m.search_vector @@ q.query{where}{tail}"
         )
         params = [*query_params, *select_params, *readable_params, MessageKind.TALK.value, *where_params, *tail_params]
         return sql, params
 
     def _sqlite(self, select: str, select_params: list[Any], tail: str, tail_params: list[Any]) -> tuple[str, list[Any]]:
-        readable, readable_params = _readable_sql(self.user)
+        readable, readable_params = self._readable()
         where, where_params = _filter_sql(self.filters, "m")
         terms = self.query.words + self.query.cjk
         if _sqlite_has_fts():
@@ -190,7 +206,7 @@ class MessageSearch:
             match = "".join(" AND (lower(m.body) LIKE %s OR m.search_terms LIKE %s)" for _ in terms)
             match_params = [p for t in terms for p in (f"%{t}%", f"%{t}%")]
         sql = (
-            f"SELECT {select} FROM {source} WHERE m.room_id IN ({readable}) AND m.deleted_at IS NULL "  # noqa: S608
+            f"SELECT {select} FROM {source} WHERE {readable} AND m.deleted_at IS NULL "  # noqa: S608
             f"AND m.kind = %s{match}{where}{tail}"
         )
         params = [*select_params, *readable_params, MessageKind.TALK.value, *match_params, *where_params, *tail_params]

@@ -157,3 +157,17 @@ def test_graphql_search_answers_what_rest_does_and_refuses_bad_arguments_as_erro
     assert too_many["errors"][0]["extensions"]["code"] == "validation_error"
     anonymous = Client().post("/graphql", {"query": '{ searchMessages(q: "x") { count } }'}, content_type="application/json")
     assert anonymous.json()["errors"][0]["extensions"]["code"] == "not_authenticated"
+
+
+def test_search_honours_since_join_history_and_hides_private_rooms_from_outsiders(make_user):
+    from rooms.services import accept_invite, create_invite
+
+    owner, late, outsider = make_user(), make_user(), make_user()
+    private = create_room(owner=owner, title="inner circle", max_personnel=5, visibility="private")
+    say(private, owner, "budget draft before anyone joined")
+    accept_invite(token=create_invite(room_id=private.pk, actor=owner).token, user=late)
+    say(private, owner, "budget final after the join")
+    assert bodies(search(late, q="budget")) == ["budget final after the join"]  # since_join: no earlier history
+    assert sorted(bodies(search(owner, q="budget"))) == ["budget draft before anyone joined", "budget final after the join"]
+    assert bodies(search(outsider, q="budget")) == []
+    assert bodies(search(outsider, q="budget", room=private.pk)) == []
