@@ -381,9 +381,18 @@ function refreshQuotesOf(original) {
   }
 }
 
+// Opened at a message (`?at=SEQ`, a search hit): the page stays on it while the replay brings the newer
+// messages, until the reader scrolls, types or sends; then new messages stick to the bottom again.
+let anchored = config.atSeq !== null && config.atSeq !== undefined;
+
 function nearBottom() {
-  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  return !anchored && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
 }
+
+function releaseAnchor() {
+  anchored = false;
+}
+for (const type of ["wheel", "pointerdown", "keydown"]) scroller.addEventListener(type, releaseAnchor, { passive: true });
 
 function scrollToBottom() {
   scroller.scrollTop = scroller.scrollHeight;
@@ -410,8 +419,21 @@ function showMessage(message) {
       pending.delete(message.client_id);
     }
   }
-  if (stick || own) scrollToBottom();
+  if (stick || (own && !anchored)) scrollToBottom();
   return true;
+}
+
+// The message a search hit named (or the closest one before it: its seq may be a change's), centred and
+// marked until the reader moves on.
+function showTarget(seq) {
+  let target = null;
+  for (const [shownSeq, element] of rendered) {
+    if (shownSeq <= seq && (target === null || shownSeq > Number(target.dataset.seq))) target = element;
+  }
+  if (!target) return;
+  target.classList.add("search-target");
+  target.setAttribute("aria-current", "true");
+  target.scrollIntoView({ block: "center" });
 }
 
 // --- older history ----------------------------------------------------------------------------------
@@ -497,6 +519,7 @@ function transmit(clientId) {
 }
 
 function sendMessage(body) {
+  releaseAnchor();
   const clientId = newClientId();
   const reply = replyTarget ? replySummary(replyTarget) : null;
   const element = pendingElement(body, reply);
@@ -771,7 +794,7 @@ function onFrame(frame) {
   switch (frame.type) {
     case "message": {
       const message = frame.message;
-      if (showMessage(message) && message.seq > config.lastSeq && personnelElement) {
+      if (showMessage(message) && message.seq > config.renderedSeq && personnelElement) {
         // Personnel moves with ENTER/LEAVE written after the page was rendered.
         const [now, max] = personnelElement.textContent.split("/").map((part) => Number(part.trim()));
         const delta = message.kind === "ENTER" ? 1 : message.kind === "LEAVE" ? -1 : 0;
@@ -862,7 +885,8 @@ for (const message of config.history) showMessage(message);
 config.history = null; // what is shown now lives in the page's messages, kept current by the socket
 lastSeq = Math.max(lastSeq, config.lastSeq);
 updateOlderButton();
-scrollToBottom();
+if (anchored) showTarget(config.atSeq);
+else scrollToBottom();
 presence.start();
 socket.start();
 input.focus();
