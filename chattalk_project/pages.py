@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -329,6 +330,10 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "hasMore": has_more,
         "pageSize": HISTORY_PAGE,
         "messagesUrl": f"/api/rooms/{room.pk}/messages",
+        "attachmentsUrl": f"/api/rooms/{room.pk}/attachments",
+        # Checked here only to answer at once; the server refuses the same files whatever the page does.
+        "attachmentMaxBytes": settings.ATTACHMENT_MAX_BYTES,
+        "attachmentMaxPerMessage": settings.ATTACHMENT_MAX_PER_MESSAGE,
         "membersUrl": f"/api/rooms/{room.pk}/members",
         "chatSocketPath": f"/ws/rooms/{room.pk}/",
         "presenceSocketPath": f"/ws/rooms/{room.pk}/presence/",
@@ -408,6 +413,19 @@ def chat_strings() -> dict[str, str]:
         "reactionChipMine": _("{emoji}: {count}, you included. Press to remove yours."),
         "mentionsYou": _("mentions you"),
         "messageActions": _("Message actions"),
+        "imageAlt": _("Image {name} (opens the full size)"),
+        "download": _("Download {name}"),
+        "removeFile": _("Remove {name}"),
+        "uploading": _("Uploading {name}"),
+        "uploadsRunning": _("Wait until the files are uploaded."),
+        "upload_file_too_large": _("This file is too large."),
+        "upload_file_type_not_allowed": _("Files of this type cannot be shared."),
+        "upload_too_many_attachments": _("Too many files: send these first."),
+        "upload_rate_limited": _("Too many uploads; wait a minute."),
+        "upload_network_error": _("The upload failed: check the connection."),
+        "upload_aborted": _("The upload was stopped."),
+        "error_invalid_attachment": _("A file of this message can no longer be sent; attach it again."),
+        "error_too_many_attachments": _("Too many files in one message."),
     }
 
 
