@@ -85,7 +85,7 @@ def test_search_finds_a_message_of_my_room_only_and_its_link_opens_the_room_at_i
     # The header's box on the room list, then the results page.
     alice.goto("/rooms/")
     alice.get_by_test_id("header-search").get_by_role("searchbox").fill("address")
-    alice.get_by_test_id("header-search").get_by_role("button", name="Search").click()
+    alice.get_by_test_id("header-search").get_by_role("button", name="Find messages").click()
     expect(alice).to_have_url(re.compile(r"/search/\?q=address"))
     results = alice.get_by_test_id("search-result")
     expect(results).to_have_count(1)
@@ -127,7 +127,7 @@ def test_search_finds_a_message_of_my_room_only_and_its_link_opens_the_room_at_i
     # "This room" from the room page's header box keeps the search in it.
     alice.get_by_test_id("header-search").get_by_role("searchbox").fill("filler")
     alice.get_by_test_id("search-this-room").check()
-    alice.get_by_test_id("header-search").get_by_role("button", name="Search").click()
+    alice.get_by_test_id("header-search").get_by_role("button", name="Find messages").click()
     expect(alice).to_have_url(re.compile(rf"room={ours.pk}"))
     expect(alice.get_by_test_id("search-count")).to_have_text("90 messages found")
     expect(alice.get_by_role("link", name="Next")).to_have_count(1)
