@@ -14,6 +14,7 @@ urlpatterns = [
     path("rooms/<int:room_id>/", pages.room_detail, name="room-detail"),
     path("rooms/<int:room_id>/join/", pages.room_join, name="room-join"),
     path("rooms/<int:room_id>/leave/", pages.room_leave, name="room-leave"),
+    path("search/", pages.message_search, name="message-search"),
     # Django's set_language view: the language switch on every page posts here.
     path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -8,9 +8,13 @@ socket resumes from the exact seq the page was rendered at.
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import datetime
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -22,14 +26,17 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts import services as accounts_services
+from accounts.models import User
 from accounts.password_pool import on_password_pool
 from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from core.domain import DomainError, InvalidInput
-from core.query_params import page_param, text_param
+from core.query_params import integer_param, page_param, text_param
 from core.rate_limits import RateLimited
+from messaging.limits import MESSAGE_SEARCHES
 from messaging.models import MAX_DISTINCT_REACTIONS
-from messaging.services import REPLY_EXCERPT_CHARS, history, my_rooms_queryset
+from messaging.search import QUERY_MAX_CHARS, SearchFilters, search_messages
+from messaging.services import REPLY_EXCERPT_CHARS, history, my_rooms_queryset, search_results
 from rooms.limits import ROOM_CREATIONS, ROOM_WRITES
 from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room
 from rooms.services import (
@@ -46,6 +53,8 @@ ROOMS_PER_PAGE = 20
 # The reaction picker's fixed choices; any other emoji already on a message is offered as its own chip.
 QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢"]
 HISTORY_PAGE = 50
+SEARCH_RESULTS_PER_PAGE = 20
+MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
 NEXT_URL_MAX_LENGTH = 2000
 
 
@@ -282,12 +291,20 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
     """The chat page. Non-members go back to the list: the socket and the history are members only."""
     room = Room.objects.select_related("owner").filter(pk=room_id).first()
     try:
+        at_seq = integer_param(request.GET, "at", minimum=1)
+    except InvalidInput:
+        at_seq = None  # a malformed `at` only loses the jump: the newest messages, as without it
+    try:
         if room is None:
             raise RoomNotFound()
-        # History up to the seq read here; the socket then resumes after that very seq: no gap, no overlap.
-        initial, has_more = history(
-            room_id=room.pk, user=request.user, before_seq=room.last_seq + 1, limit=HISTORY_PAGE
-        )
+        if at_seq is None:
+            # History up to the seq read here; the socket then resumes after that very seq: no gap, no overlap.
+            initial, has_more = history(
+                room_id=room.pk, user=request.user, before_seq=room.last_seq + 1, limit=HISTORY_PAGE
+            )
+            resume_seq = room.last_seq
+        else:
+            initial, has_more, resume_seq = history_around(room, request.user, at_seq)
     except RoomNotFound:
         messages.error(request, _("No such room."))
         return redirect("room-list")
@@ -303,11 +320,19 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "quickReactions": QUICK_REACTIONS,
         "maxReactions": MAX_DISTINCT_REACTIONS,
         "replyExcerptChars": REPLY_EXCERPT_CHARS,
-        "lastSeq": room.last_seq,
+        # Where the socket resumes: the newest seq the page holds. Around a search hit that is the last message
+        # shown, and the replay brings everything after it; `renderedSeq` is the room as rendered (personnel).
+        "lastSeq": resume_seq,
+        "renderedSeq": room.last_seq,
+        "atSeq": at_seq,
         "history": initial,
         "hasMore": has_more,
         "pageSize": HISTORY_PAGE,
         "messagesUrl": f"/api/rooms/{room.pk}/messages",
+        "attachmentsUrl": f"/api/rooms/{room.pk}/attachments",
+        # Checked here only to answer at once; the server refuses the same files whatever the page does.
+        "attachmentMaxBytes": settings.ATTACHMENT_MAX_BYTES,
+        "attachmentMaxPerMessage": settings.ATTACHMENT_MAX_PER_MESSAGE,
         "membersUrl": f"/api/rooms/{room.pk}/members",
         "chatSocketPath": f"/ws/rooms/{room.pk}/",
         "presenceSocketPath": f"/ws/rooms/{room.pk}/presence/",
@@ -315,6 +340,19 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "strings": chat_strings(),
     }
     return render(request, "pages/room.html", {"room": room, "chat_config": chat_config})
+
+
+def history_around(room: Room, user: Any, at_seq: int) -> tuple[list[dict[str, Any]], bool, int]:
+    """The messages around `at_seq` (a search hit): half a page up to it, half after it, as history reads them
+    (members only, current state), whether older ones exist, and the seq the socket resumes from.
+
+    The resume point is the newest message shown (0 in an empty room): replay from there brings every
+    message and change after it, so the page reaches the newest messages with no gap.
+    """
+    before, has_more = history(room_id=room.pk, user=user, before_seq=at_seq + 1, limit=HISTORY_PAGE // 2)
+    after, _ = history(room_id=room.pk, user=user, after_seq=at_seq, limit=HISTORY_PAGE // 2)
+    shown = before + after
+    return shown, has_more, shown[-1]["seq"] if shown else 0
 
 
 def chat_strings() -> dict[str, str]:
@@ -374,6 +412,19 @@ def chat_strings() -> dict[str, str]:
         "reactionChipMine": _("{emoji}: {count}, you included. Press to remove yours."),
         "mentionsYou": _("mentions you"),
         "messageActions": _("Message actions"),
+        "imageAlt": _("Image {name} (opens the full size)"),
+        "download": _("Download {name}"),
+        "removeFile": _("Remove {name}"),
+        "uploading": _("Uploading {name}"),
+        "uploadsRunning": _("Wait until the files are uploaded."),
+        "upload_file_too_large": _("This file is too large."),
+        "upload_file_type_not_allowed": _("Files of this type cannot be shared."),
+        "upload_too_many_attachments": _("Too many files: send these first."),
+        "upload_rate_limited": _("Too many uploads; wait a minute."),
+        "upload_network_error": _("The upload failed: check the connection."),
+        "upload_aborted": _("The upload was stopped."),
+        "error_invalid_attachment": _("A file of this message can no longer be sent; attach it again."),
+        "error_too_many_attachments": _("Too many files in one message."),
     }
 
 
@@ -384,3 +435,73 @@ def list_strings() -> dict[str, str]:
         "error_generic": _("Something went wrong: {detail}"),
         "full": _("Full"),
     }
+
+
+def snippet_parts(snippet: str) -> list[tuple[str, bool]]:
+    """The search snippet (escaped text with <mark> around hits) as (plain text, is_hit) parts.
+
+    The template escapes each part again, so the page builds the marks itself and never trusts markup from
+    the snippet: only the server's own <mark> pairs survive, anything else stays text.
+    """
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for match in MARK_RE.finditer(snippet):
+        if match.start() > at:
+            parts.append((html.unescape(snippet[at : match.start()]), False))
+        parts.append((html.unescape(match.group(1)), True))
+        at = match.end()
+    if at < len(snippet):
+        parts.append((html.unescape(snippet[at:]), False))
+    return parts
+
+
+def search_query(request: HttpRequest) -> tuple[str, int | None, str, int]:
+    """The search page's q, room, sender (a username) and page; a malformed one is InvalidInput."""
+    q = text_param(request.GET, "q", max_length=QUERY_MAX_CHARS * 4).strip()
+    room_id = integer_param(request.GET, "room", minimum=1)
+    sender = text_param(request.GET, "sender", max_length=150).strip().lstrip("@")
+    return q, room_id, sender, page_param(request.GET)
+
+
+@login_required
+def message_search(request: HttpRequest) -> HttpResponse:
+    """Server-rendered message search: the REST search's service, rate limit and rules, as a page.
+
+    Each result links to the room page at its seq (`?at=`), which loads the history around it.
+    """
+    context: dict[str, Any] = {
+        "q": "",
+        "room_id": None,
+        "sender": "",
+        "my_rooms": [m.room for m in my_rooms_queryset(request.user)],
+        "page": None,
+        "results": [],
+    }
+    status = 200
+    try:
+        q, room_id, sender, page_number = search_query(request)
+        context.update(q=q, room_id=room_id, sender=sender)
+        if q:
+            MESSAGE_SEARCHES.hit(request.user.pk)
+            sender_id = None
+            if sender:
+                # An unknown name finds nothing (0 is no one's id), as the API's unknown sender id does.
+                sender_id = User.objects.filter(username=sender).values_list("pk", flat=True).first() or 0
+            hits = search_messages(user=request.user, q=q, filters=SearchFilters(room_id=room_id, sender_id=sender_id))
+            page = Paginator(hits, SEARCH_RESULTS_PER_PAGE).get_page(page_number)
+            results = search_results(list(page.object_list), request.user)
+            for result in results:
+                result["parts"] = snippet_parts(result["snippet"])
+                result["created"] = datetime.fromisoformat(result["message"]["created_at"])
+            context.update(page=page, results=results)
+    except RateLimited as exc:
+        messages.error(request, domain_error_text(exc))
+        response = render(request, "pages/search.html", context, status=429)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
+    except InvalidInput as exc:
+        for field, errors in (exc.fields or {}).items():
+            for error in errors:
+                messages.error(request, f"{field}: {error}")
+        status = 400
+    return render(request, "pages/search.html", context, status=status)

@@ -8,6 +8,7 @@
 // Bodies and names are always set as text (textContent), never parsed as HTML.
 
 import { api, format, readJson, showError } from "./api.js";
+import { attachmentsElement, formatSize, uploadFile } from "./attachments.js";
 import { PresenceList } from "./presence.js";
 import { ReconnectingSocket, newClientId } from "./socket.js";
 
@@ -277,6 +278,7 @@ function talkContent(message, ui) {
     body.append(...bodyNodes(message.body));
     parts.push(body);
   }
+  if (message.attachments && message.attachments.length) parts.push(attachmentsElement(message.attachments, t, lang));
   parts.push(reactionsElement(message));
   const actions = document.createElement("div");
   actions.className = "message-actions";
@@ -381,9 +383,18 @@ function refreshQuotesOf(original) {
   }
 }
 
+// Opened at a message (`?at=SEQ`, a search hit): the page stays on it while the replay brings the newer
+// messages, until the reader scrolls, types or sends; then new messages stick to the bottom again.
+let anchored = config.atSeq !== null && config.atSeq !== undefined;
+
 function nearBottom() {
-  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  return !anchored && scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
 }
+
+function releaseAnchor() {
+  anchored = false;
+}
+for (const type of ["wheel", "pointerdown", "keydown"]) scroller.addEventListener(type, releaseAnchor, { passive: true });
 
 function scrollToBottom() {
   scroller.scrollTop = scroller.scrollHeight;
@@ -410,8 +421,21 @@ function showMessage(message) {
       pending.delete(message.client_id);
     }
   }
-  if (stick || own) scrollToBottom();
+  if (stick || (own && !anchored)) scrollToBottom();
   return true;
+}
+
+// The message a search hit named (or the closest one before it: its seq may be a change's), centred and
+// marked until the reader moves on.
+function showTarget(seq) {
+  let target = null;
+  for (const [shownSeq, element] of rendered) {
+    if (shownSeq <= seq && (target === null || shownSeq > Number(target.dataset.seq))) target = element;
+  }
+  if (!target) return;
+  target.classList.add("search-target");
+  target.setAttribute("aria-current", "true");
+  target.scrollIntoView({ block: "center" });
 }
 
 // --- older history ----------------------------------------------------------------------------------
@@ -463,14 +487,14 @@ function setState(state, code) {
     const text = t[`closed_${code}`] || format(t.error_generic, { detail: code });
     stateElement.textContent = text;
     showError(errorElement, text);
-    form.querySelector("button").disabled = true;
+    for (const button of form.querySelectorAll("button")) button.disabled = true;
     return;
   }
   stateElement.textContent = t[state] || state;
 }
 
 // --- sending ------------------------------------------------------------------------------------------
-function pendingElement(body, reply) {
+function pendingElement(body, reply, files) {
   const li = document.createElement("li");
   li.className = "message kind-talk mine pending";
   li.setAttribute("data-testid", "pending-message");
@@ -485,6 +509,12 @@ function pendingElement(body, reply) {
   text.className = "body";
   text.textContent = body;
   li.append(sender, status, text);
+  if (files.length) {
+    const names = document.createElement("div");
+    names.className = "pending-attachments";
+    names.textContent = files.map((file) => `📎 ${file.name}`).join("  ");
+    li.append(names);
+  }
   return li;
 }
 
@@ -493,14 +523,24 @@ function transmit(clientId) {
   if (!local || local.acked || local.failed || !chat.synced) return;
   const frame = { type: "send", client_id: clientId, body: local.body };
   if (local.replyTo !== null) frame.reply_to = local.replyTo;
+  if (local.attachments.length) frame.attachments = local.attachments.map((attachment) => attachment.id);
   if (socket.send(frame)) local.sentAt = Date.now();
 }
 
-function sendMessage(body) {
+function sendMessage(body, attachments) {
+  releaseAnchor();
   const clientId = newClientId();
   const reply = replyTarget ? replySummary(replyTarget) : null;
-  const element = pendingElement(body, reply);
-  pending.set(clientId, { body, replyTo: reply ? reply.id : null, element, sentAt: 0, acked: false, failed: false });
+  const element = pendingElement(body, reply, attachments);
+  pending.set(clientId, {
+    body,
+    attachments,
+    replyTo: reply ? reply.id : null,
+    element,
+    sentAt: 0,
+    acked: false,
+    failed: false,
+  });
   pendingList.append(element);
   setReplyTarget(null);
   scrollToBottom();
@@ -530,11 +570,160 @@ function markFailed(clientId, text) {
 
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  const body = input.value.trim();
-  if (!body) return;
+  if (uploads.some((upload) => upload.state === "uploading")) {
+    showError(errorElement, t.uploadsRunning);
+    return;
+  }
+  const attachments = uploads.filter((upload) => upload.state === "done").map((upload) => upload.attachment);
+  let body = input.value.trim();
+  if (!body && !attachments.length) return;
+  // The server wants a body with every message: files alone are sent with their names as the text.
+  if (!body) body = attachments.map((attachment) => attachment.name).join(", ");
   input.value = "";
+  clearUploads();
   typingSentAt = 0; // others clear our "typing…" when the message lands; the next keystroke says it again
-  sendMessage(body);
+  sendMessage(body, attachments);
+});
+
+// --- attaching files: button, drag and drop, paste ------------------------------------------------------
+// Each file is uploaded at once (its own progress bar); the send then carries the uploaded ids. A refusal
+// (too large, a type not allowed, too many) stays in the tray with the reason until it is dismissed.
+const tray = document.getElementById("upload-tray");
+const attachInput = document.getElementById("attach-input");
+const attachButton = document.getElementById("attach-button");
+const dropZone = form.closest(".chat-main") || form;
+const uploads = []; // {file, state: "uploading"|"done"|"failed", attachment, element, progress, abort}
+
+function uploadRefusal(error) {
+  if (error.code === "validation_error" && error.fields) {
+    return format(t.error_validation_error, { detail: Object.values(error.fields).flat().join(" ") });
+  }
+  return t[`upload_${error.code}`] || t[`error_${error.code}`] || format(t.error_generic, { detail: error.detail });
+}
+
+function drawUpload(upload) {
+  const { element, file } = upload;
+  element.className = `upload upload-${upload.state}`;
+  element.dataset.state = upload.state;
+  const name = document.createElement("span");
+  name.className = "upload-name";
+  name.textContent = file.name || "file";
+  const size = document.createElement("span");
+  size.className = "upload-size";
+  size.textContent = formatSize(file.size, lang);
+  const parts = [name, size];
+  if (upload.state === "uploading") parts.push(upload.progress);
+  if (upload.state === "failed") {
+    const reason = document.createElement("span");
+    reason.className = "upload-error";
+    reason.setAttribute("role", "alert");
+    reason.setAttribute("data-testid", "upload-error");
+    reason.textContent = upload.error;
+    parts.push(reason);
+  }
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "link";
+  remove.textContent = "✕";
+  remove.setAttribute("aria-label", format(t.removeFile, { name: file.name || "file" }));
+  remove.addEventListener("click", () => removeUpload(upload));
+  parts.push(remove);
+  element.replaceChildren(...parts);
+  tray.hidden = uploads.length === 0;
+}
+
+function removeUpload(upload) {
+  if (upload.state === "uploading") upload.abort();
+  const index = uploads.indexOf(upload);
+  if (index >= 0) uploads.splice(index, 1);
+  upload.element.remove();
+  tray.hidden = uploads.length === 0;
+  input.focus();
+}
+
+function clearUploads() {
+  uploads.splice(0);
+  tray.replaceChildren();
+  tray.hidden = true;
+}
+
+function failUpload(upload, text) {
+  upload.state = "failed";
+  upload.error = text;
+  drawUpload(upload);
+}
+
+function addFiles(files) {
+  for (const file of files) {
+    const element = document.createElement("li");
+    element.setAttribute("data-testid", "upload");
+    const progress = document.createElement("progress");
+    progress.max = 1;
+    progress.value = 0;
+    progress.setAttribute("data-testid", "upload-progress");
+    progress.setAttribute("aria-label", format(t.uploading, { name: file.name || "file" }));
+    const upload = { file, state: "uploading", attachment: null, element, progress, abort: () => {}, error: "" };
+    uploads.push(upload);
+    tray.append(element);
+    drawUpload(upload);
+    const waiting = uploads.filter((u) => u.state !== "failed").length;
+    if (file.size > config.attachmentMaxBytes) {
+      failUpload(upload, t.upload_file_too_large);
+      continue;
+    }
+    if (waiting > config.attachmentMaxPerMessage) {
+      failUpload(upload, t.upload_too_many_attachments);
+      continue;
+    }
+    const request = uploadFile(config.attachmentsUrl, file, (loaded, total) => {
+      progress.value = total ? loaded / total : 0;
+      element.dataset.percent = String(Math.round((100 * loaded) / (total || 1))); // the furthest it got
+    });
+    upload.abort = request.abort;
+    request.done.then(
+      (attachment) => {
+        if (!uploads.includes(upload)) return; // removed meanwhile
+        upload.state = "done";
+        upload.attachment = attachment;
+        drawUpload(upload);
+      },
+      (error) => {
+        if (uploads.includes(upload)) failUpload(upload, uploadRefusal(error));
+      },
+    );
+  }
+}
+
+attachButton.addEventListener("click", () => attachInput.click());
+attachInput.addEventListener("change", () => {
+  addFiles([...attachInput.files]);
+  attachInput.value = "";
+  input.focus();
+});
+input.addEventListener("paste", (event) => {
+  const files = event.clipboardData ? [...event.clipboardData.files] : [];
+  if (!files.length) return; // text pastes as text
+  event.preventDefault();
+  addFiles(files);
+});
+function carriesFiles(event) {
+  return Boolean(event.dataTransfer && [...event.dataTransfer.types].includes("Files"));
+}
+dropZone.addEventListener("dragover", (event) => {
+  if (!carriesFiles(event)) return;
+  event.preventDefault();
+  event.dataTransfer.dropEffect = "copy";
+  dropZone.classList.add("dragging");
+});
+dropZone.addEventListener("dragleave", (event) => {
+  if (!dropZone.contains(event.relatedTarget)) dropZone.classList.remove("dragging");
+});
+dropZone.addEventListener("drop", (event) => {
+  dropZone.classList.remove("dragging");
+  if (!carriesFiles(event)) return;
+  event.preventDefault();
+  addFiles([...event.dataTransfer.files]);
+  input.focus();
 });
 input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
@@ -771,7 +960,7 @@ function onFrame(frame) {
   switch (frame.type) {
     case "message": {
       const message = frame.message;
-      if (showMessage(message) && message.seq > config.lastSeq && personnelElement) {
+      if (showMessage(message) && message.seq > config.renderedSeq && personnelElement) {
         // Personnel moves with ENTER/LEAVE written after the page was rendered.
         const [now, max] = personnelElement.textContent.split("/").map((part) => Number(part.trim()));
         const delta = message.kind === "ENTER" ? 1 : message.kind === "LEAVE" ? -1 : 0;
@@ -862,7 +1051,8 @@ for (const message of config.history) showMessage(message);
 config.history = null; // what is shown now lives in the page's messages, kept current by the socket
 lastSeq = Math.max(lastSeq, config.lastSeq);
 updateOlderButton();
-scrollToBottom();
+if (anchored) showTarget(config.atSeq);
+else scrollToBottom();
 presence.start();
 socket.start();
 input.focus();
