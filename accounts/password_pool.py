@@ -1,38 +1,49 @@
-"""A bounded pool of threads that runs password hashes, and nothing else.
+"""Where password hashes run: a bounded pool of threads that runs hashes and nothing else, behind a gate
+that lets a few login, signup and password-change requests in at a time.
 
 Why: a password hash costs CPU by design (Argon2id about 42 ms, a stored PBKDF2 hash until its login
 upgrades it about ten times more: docs/BENCHMARKS.md, "Password hashing"). Under ASGI, Django runs each
 sync view in a thread of its own, so a storm of 100 logins would mean 100 threads hashing at once: every
 login would finish only at the end of the storm, and the event loop (every WebSocket of the process) would
 share two cores with 100 CPU-bound threads. The hashers (accounts/hashers.py) hand each hash to this pool
-instead, so a storm queues here, first come first served, and hashes on at most PASSWORD_HASH_WORKERS
-cores at once (argon2-cffi and hashlib release the GIL while they hash).
+instead, so hashes queue here, first come first served, on at most PASSWORD_HASH_WORKERS threads (one per
+core by default: argon2-cffi and hashlib release the GIL while they hash).
 
-Only the hash runs here. The rest of a login (DRF parsing, throttles, the user lookup, the session, the
-tokens) stays on the request's own thread, where it runs alongside the other requests; when this pool ran
-whole login views, its one thread spent more than half of each login on that Python and database work,
-stretched further by waiting for the GIL, and the storm queued behind it (docs/BENCHMARKS.md, "Login ramp").
+Only the hash runs here. The rest of a login (DRF parsing, the user lookup, the session, the tokens) stays
+on the request's own thread. When this pool ran whole login views, its one thread spent about half of each
+login on that Python and database work, stretched further by waiting for the GIL, and a storm queued
+behind it (docs/BENCHMARKS.md, "Login ramp").
 
 While a thread waits for its hash it gives its database connection back to the pool (when it is outside
-any transaction): a login queued behind hundreds of others must not keep one of the process's few pooled
-connections from the room lists and sends of users already logged in.
+any transaction): a login queued behind others must not keep one of the process's few pooled connections
+from the room lists and sends of users already logged in.
 
-The pool's threads run at a lower CPU priority (PASSWORD_HASH_NICE, Linux: nice is per thread): they use
-every core nobody else wants, but the event loop and the other requests' threads come first, so chat and
-the views of logged-in users are not starved by a storm of logins, whatever the pool's size.
+The pool's threads run at a lower CPU priority (PASSWORD_HASH_NICE; Linux sets nice per thread): they use
+every core nobody else wants, but the event loop and the other requests' threads come first.
+
+The gate (`gated`, PASSWORD_VIEW_CONCURRENCY) bounds the requests of those views that run at once. Without
+it, a storm of 999 logins was 999 threads doing their lookups and sessions alongside the room lists of
+users already in, sharing the GIL and the connection pool with them; behind the gate the others wait on
+the event loop, in order, holding no thread and no connection, and a request whose client went away
+leaves the queue without costing a hash (Django cancels the view of a disconnected request).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
+from django.http import HttpRequest, HttpResponse
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +101,31 @@ def run_hash(function: Callable[..., T], *args: object) -> T:
         return function(*args)
     release_idle_connections()
     return password_executor().submit(function, *args).result()
+
+
+# --- the gate in front of the views that hash ----------------------------------------------------------
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _gate() -> asyncio.Semaphore:
+    """One per event loop (the server has one; tests may run several)."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(settings.PASSWORD_VIEW_CONCURRENCY)
+    return gate
+
+
+def gated(view: Callable[..., HttpResponse]) -> Callable[..., Any]:
+    """At most PASSWORD_VIEW_CONCURRENCY requests of the views that hash run at once; the others wait their
+    turn on the event loop, first come first served, holding no connection and no CPU."""
+
+    @functools.wraps(view)
+    async def in_turn(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if settings.PASSWORD_HASH_WORKERS <= 0 or settings.PASSWORD_VIEW_CONCURRENCY <= 0:
+            return await sync_to_async(view)(request, *args, **kwargs)
+        async with _gate():
+            return await sync_to_async(view)(request, *args, **kwargs)
+
+    in_turn.csrf_exempt = getattr(view, "csrf_exempt", False)  # type: ignore[attr-defined]
+    return in_turn

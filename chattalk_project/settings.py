@@ -289,6 +289,11 @@ AUTH_REFRESH_COOKIE = "chattalk_refresh"
 # the default inside pytest, whose test transaction lives on one thread.
 PASSWORD_HASH_WORKERS = env_int("PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else (os.cpu_count() or 2))
 PASSWORD_HASH_NICE = env_int("PASSWORD_HASH_NICE", 10)
+# Login, signup and password-change requests that run at once (accounts.password_pool.gated); the others wait for a turn on
+# the event loop, holding no thread's CPU and no database connection, and leave the queue if their client
+# goes away. Enough to keep every hash thread busy while others do their database work; few enough that
+# users already logged in do not share the GIL and the connection pool with a whole storm (0: no limit).
+PASSWORD_VIEW_CONCURRENCY = env_int("PASSWORD_VIEW_CONCURRENCY", 3 * PASSWORD_HASH_WORKERS)
 
 # --- Proxies ------------------------------------------------------------------------------------------
 # The one rule for forwarded client addresses: X-Forwarded-For is believed only on connections from these
