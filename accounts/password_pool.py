@@ -6,8 +6,9 @@ upgrades it about ten times more: docs/BENCHMARKS.md, "Password hashing"). Under
 sync view in a thread of its own, so a storm of 100 logins would mean 100 threads hashing at once: every
 login would finish only at the end of the storm, and the event loop (every WebSocket of the process) would
 share two cores with 100 CPU-bound threads. The hashers (accounts/hashers.py) hand each hash to this pool
-instead, so hashes queue here, first come first served, on at most PASSWORD_HASH_WORKERS threads (one per
-core by default: argon2-cffi and hashlib release the GIL while they hash).
+instead, so hashes queue here, first come first served, on at most PASSWORD_HASH_WORKERS threads (cores - 1
+by default; argon2-cffi and hashlib release the GIL while they hash, but a memory-hard hash on every core
+slowed everything else of the machine more than it sped up logins: docs/BENCHMARKS.md, "Login ramp").
 
 Only the hash runs here. The rest of a login (DRF parsing, the user lookup, the session, the tokens) stays
 on the request's own thread. When this pool ran whole login views, its one thread spent about half of each

@@ -282,12 +282,16 @@ SIMPLE_JWT = {
 }
 # HttpOnly cookie holding the refresh token (path /api/auth/), set by login and refresh; see docs/API.md.
 AUTH_REFRESH_COOKIE = "chattalk_refresh"
-# Threads that run password hashes (and nothing else) off the request threads and the event loop: one per
-# core, since the hashers release the GIL (accounts/password_pool.py, docs/BENCHMARKS.md "Login ramp"). They
-# run at nice PASSWORD_HASH_NICE (Linux, per thread; 0 = normal priority), so that the event loop and the
-# views of users already logged in come before a storm of logins. 0 workers hashes on the caller's thread:
-# the default inside pytest, whose test transaction lives on one thread.
-PASSWORD_HASH_WORKERS = env_int("PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else (os.cpu_count() or 2))
+# Threads that run password hashes (and nothing else) off the request threads and the event loop
+# (accounts/password_pool.py). One core is left to the event loop, the other requests and the database:
+# argon2-cffi releases the GIL, but a hash on every core (two 19 MiB memory-hard hashes at once on two
+# cores) made the room lists of users already logged in 3-8x slower in a login storm for no more logins
+# (docs/BENCHMARKS.md, "Login ramp"). They run at nice PASSWORD_HASH_NICE (Linux, per thread; 0 = normal
+# priority). 0 workers hashes on the caller's thread: the default inside pytest, whose test transaction
+# lives on one thread.
+PASSWORD_HASH_WORKERS = env_int(
+    "PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else max(1, (os.cpu_count() or 2) - 1)
+)
 PASSWORD_HASH_NICE = env_int("PASSWORD_HASH_NICE", 10)
 # Login, signup and password-change requests that run at once (accounts.password_pool.gated); the others wait for a turn on
 # the event loop, holding no thread's CPU and no database connection, and leave the queue if their client
