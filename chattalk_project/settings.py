@@ -285,7 +285,7 @@ AUTH_REFRESH_COOKIE = "chattalk_refresh"
 # Threads that run password hashes (and nothing else) off the request threads and the event loop
 # (accounts/password_pool.py). One core is left to the event loop, the other requests and the database:
 # argon2-cffi releases the GIL, but a hash on every core (two 19 MiB memory-hard hashes at once on two
-# cores) made the room lists of users already logged in 3-8x slower in a login storm for no more logins
+# cores) made the room lists of users already logged in 2-8x slower in a login storm for no more logins
 # (docs/BENCHMARKS.md, "Login ramp"). They run at nice PASSWORD_HASH_NICE (Linux, per thread; 0 = normal
 # priority). 0 workers hashes on the caller's thread: the default inside pytest, whose test transaction
 # lives on one thread.
