@@ -1,7 +1,7 @@
 """REST views of /api/auth/: parse the body, call accounts.services, shape the answer, set cookies.
 
-Login, signup and the password change hash passwords, so accounts/urls.py runs them on the password pool
-(password_pool.py).
+Login, signup and the password change hash passwords: the hashers run each hash on the password pool
+(password_pool.py) while the rest of the view runs on the request's thread like any other view.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class LogoutView(APIView):
 
 
 class PasswordChangeView(APIView):
-    """The caller's own password. Runs on the password pool (two hashes); throttled per user, since a
+    """The caller's own password (two hashes, each on the password pool); throttled per user, since a
     stolen access token must not buy unlimited guesses of the current password."""
 
     permission_classes = [IsAuthenticated]

@@ -3,12 +3,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, TypedDict
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import hashers
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractUser
 from django.db import models, router, transaction
 from django.utils.crypto import salted_hmac
 
 from .names import SKELETON_MAX_LENGTH, name_skeleton
+from .password_pool import run_hash
 
 SESSION_AUTH_HASH_SALT = "accounts.User.get_session_auth_hash"
 
@@ -72,18 +76,24 @@ class User(AbstractUser):
         return salted_hmac(SESSION_AUTH_HASH_SALT, basis, secret=secret, algorithm="sha256").hexdigest()
 
     def check_password(self, raw_password: str) -> bool:
+        """Django's check, with the verification and, when the stored hash is not the preferred hasher's,
+        the upgraded hash made in one job of the password pool (accounts/password_pool.py): a login's rehash
+        must not queue a second time, behind every login that arrived after it. The upgraded hash is saved
+        here, on the caller's thread, as Django's own setter does; that save is not a password change."""
         self._checking_password = True
         try:
-            return super().check_password(raw_password)
+            correct, upgraded = run_hash(_verify_and_rehash, raw_password, self.password)
+            if upgraded is not None:
+                self.password = upgraded
+                self._password = None
+                self.save(update_fields=["password"])
+            return correct
         finally:
             self._checking_password = False
 
     async def acheck_password(self, raw_password: str) -> bool:
-        self._checking_password = True
-        try:
-            return await super().acheck_password(raw_password)
-        finally:
-            self._checking_password = False
+        """Off the event loop (Django's async check hashes on the calling thread)."""
+        return await sync_to_async(self.check_password)(raw_password)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         """Every path that stores a new password hash for an existing user comes through here (the admin's
@@ -127,3 +137,15 @@ class User(AbstractUser):
         update_fields = save_kwargs.get("update_fields")
         if update_fields is not None and {"username", "nickname"} & set(update_fields):
             save_kwargs["update_fields"] = {*update_fields, "username_skeleton", "nickname_skeleton"}
+
+
+def _verify_and_rehash(raw_password: str, encoded: str) -> tuple[bool, str | None]:
+    """(whether the password is correct, its hash with the preferred hasher if the stored one must be
+    replaced). Django's check_password, with a setter that only computes the new hash."""
+    upgraded: str | None = None
+
+    def setter(raw: str) -> None:
+        nonlocal upgraded
+        upgraded = make_password(raw)
+
+    return hashers.check_password(raw_password, encoded, setter), upgraded

@@ -1,30 +1,69 @@
-"""A bounded pool of threads for the views that hash passwords (login, signup).
+"""Where password hashes run: a bounded pool of threads that runs hashes and nothing else, behind a gate
+that lets a few login, signup and password-change requests in at a time.
 
-Why: a password hash costs CPU by design (Argon2id, and a stored PBKDF2 hash until its login upgrades it,
-about ten times more: docs/BENCHMARKS.md, "Password hashing"). Under ASGI, Django runs each sync view in a thread of its own, so a
-storm of 100 logins means 100 threads hashing at once: every login finishes only at the end of the storm,
-and the event loop (every WebSocket of the process) has to share two cores with 100 CPU-bound threads.
-argon2-cffi and hashlib release the GIL while they hash, so a pool with one thread per core hashes on
-every core, makes the storm queue (first come, first served, each login done in its turn), and leaves the
-event loop and the other views' threads their share of the CPU. The pool is used by nothing else, so chat
-sends (which run on the loop's default executor) never wait behind a password hash.
+Why: a password hash costs CPU by design (Argon2id about 42 ms, a stored PBKDF2 hash until its login
+upgrades it about ten times more: docs/BENCHMARKS.md, "Password hashing"). Under ASGI, Django runs each
+sync view in a thread of its own, so a storm of 100 logins would mean 100 threads hashing at once: every
+login would finish only at the end of the storm, and the event loop (every WebSocket of the process) would
+share two cores with 100 CPU-bound threads. The hashers (accounts/hashers.py) hand each hash to this pool
+instead, so hashes queue here, first come first served, on at most PASSWORD_HASH_WORKERS threads (cores - 1
+by default; argon2-cffi and hashlib release the GIL while they hash, but a memory-hard hash on every core
+slowed everything else of the machine more than it sped up logins: docs/BENCHMARKS.md, "Login ramp").
+
+Only the hash runs here. The rest of a login (DRF parsing, the user lookup, the session, the tokens) stays
+on the request's own thread. When this pool ran whole login views, its one thread spent about half of each
+login on that Python and database work, stretched further by waiting for the GIL, and a storm queued
+behind it (docs/BENCHMARKS.md, "Login ramp").
+
+While a thread waits for its hash it gives its database connection back to the pool (when it is outside
+any transaction): a login queued behind others must not keep one of the process's few pooled connections
+from the room lists and sends of users already logged in.
+
+The pool's threads run at a lower CPU priority (PASSWORD_HASH_NICE; Linux sets nice per thread): they use
+every core nobody else wants, but the event loop and the other requests' threads come first.
+
+The gate (`gated`, PASSWORD_VIEW_CONCURRENCY) bounds the requests of those views that run at once. Without
+it, a storm of 999 logins was 999 threads doing their lookups and sessions alongside the room lists of
+users already in, sharing the GIL and the connection pool with them; behind the gate the others wait on
+the event loop, in order, holding no thread and no connection, and a request whose client went away
+leaves the queue without costing a hash (Django cancels the view of a disconnected request).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
-from channels.db import DatabaseSyncToAsync
 from django.conf import settings
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _executor: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
+
+
+def _lower_priority() -> None:
+    """Runs in each pool thread as it starts. On Linux setpriority(PRIO_PROCESS, tid) applies to that one
+    thread; elsewhere (or without permission) the thread keeps the normal priority."""
+    nice = settings.PASSWORD_HASH_NICE
+    if nice <= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (AttributeError, OSError) as exc:  # pragma: no cover - not Linux
+        logger.warning("password hash threads keep the normal CPU priority: %s", exc)
 
 
 def password_executor() -> ThreadPoolExecutor:
@@ -33,25 +72,61 @@ def password_executor() -> ThreadPoolExecutor:
     with _lock:
         if _executor is None:
             _executor = ThreadPoolExecutor(
-                max_workers=settings.PASSWORD_HASH_WORKERS, thread_name_prefix="password-hash"
+                max_workers=settings.PASSWORD_HASH_WORKERS,
+                thread_name_prefix="password-hash",
+                initializer=_lower_priority,
             )
         return _executor
 
 
-def on_password_pool(view: Callable[..., HttpResponse]) -> Callable[..., Any]:
-    """Turn a sync view into an async one that runs the whole view on the password pool.
+def release_idle_connections() -> None:
+    """Give this thread's pooled database connections back while it waits: only those outside a
+    transaction (closing inside one would roll it back), and only with a connection pool (without one,
+    closing would mean reconnecting afterwards)."""
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None or connection.in_atomic_block:
+            continue
+        if getattr(connection, "pool", None) is None:
+            continue
+        connection.close()
 
-    The view keeps its DRF parsing, throttling and error handling; database connections of the pool's
-    threads are opened and closed as in any worker thread (DatabaseSyncToAsync).
+
+def run_hash(function: Callable[..., T], *args: object) -> T:
+    """Run one password hash (or verification) on the pool and wait for it on this thread.
+
+    With PASSWORD_HASH_WORKERS = 0 (the pytest process, whose test transaction lives on one thread) it runs
+    here. Called from the pool itself (a hasher that hashes twice, as PBKDF2's harden_runtime does), it runs
+    here too rather than wait for a slot it may be holding.
     """
+    if settings.PASSWORD_HASH_WORKERS <= 0 or threading.current_thread().name.startswith("password-hash"):
+        return function(*args)
+    release_idle_connections()
+    return password_executor().submit(function, *args).result()
+
+
+# --- the gate in front of the views that hash ----------------------------------------------------------
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _gate() -> asyncio.Semaphore:
+    """One per event loop (the server has one; tests may run several)."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(settings.PASSWORD_VIEW_CONCURRENCY)
+    return gate
+
+
+def gated(view: Callable[..., HttpResponse]) -> Callable[..., Any]:
+    """At most PASSWORD_VIEW_CONCURRENCY requests of the views that hash run at once; the others wait their
+    turn on the event loop, first come first served, holding no connection and no CPU."""
 
     @functools.wraps(view)
-    async def pooled(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if settings.PASSWORD_HASH_WORKERS <= 0:
-            # No pool (the pytest process): run where a sync view runs, on the request's own thread.
+    async def in_turn(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if settings.PASSWORD_HASH_WORKERS <= 0 or settings.PASSWORD_VIEW_CONCURRENCY <= 0:
             return await sync_to_async(view)(request, *args, **kwargs)
-        run = DatabaseSyncToAsync(view, thread_sensitive=False, executor=password_executor())
-        return await run(request, *args, **kwargs)
+        async with _gate():
+            return await sync_to_async(view)(request, *args, **kwargs)
 
-    pooled.csrf_exempt = getattr(view, "csrf_exempt", False)  # type: ignore[attr-defined]
-    return pooled
+    in_turn.csrf_exempt = getattr(view, "csrf_exempt", False)  # type: ignore[attr-defined]
+    return in_turn

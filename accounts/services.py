@@ -20,6 +20,7 @@ from typing import Any
 
 import jwt
 from django.contrib import auth
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
@@ -192,11 +193,21 @@ def signup(*, username: Any, password: Any, email: Any = None, nickname: Any = N
     errors = look_alike_name_errors(username=username, nickname=nickname, user_id=None)
     if errors:
         raise InvalidInput(fields=errors)
+    # Hashed before the transaction: the hash waits its turn on the password pool, and a transaction would
+    # keep a pooled database connection for as long (accounts/password_pool.py).
+    password_hash = make_password(password)
     try:
         with transaction.atomic():
-            return User.objects.create_user(
-                username=username, password=password, email=email, nickname=nickname, is_staff=False
+            user = User(
+                username=User.normalize_username(username),
+                email=User.objects.normalize_email(email),
+                nickname=nickname,
+                is_staff=False,
+                is_superuser=False,
+                password=password_hash,
             )
+            user.save()
+            return user
     except IntegrityError:  # a concurrent signup of the same name won the race
         raise UsernameTaken(fields={"username": ["A user with that username already exists."]}) from None
 
@@ -438,8 +449,8 @@ def change_password(*, request: HttpRequest, user: User, old_password: Any, new_
         validate_password(new, user=user)
     except ValidationError as exc:
         raise InvalidInput(fields={"new_password": list(exc.messages)}) from None
+    user.set_password(new)  # hashed before the transaction, as in signup
     with transaction.atomic():
-        user.set_password(new)
         user.save(update_fields=["password"])
         pair = issue_tokens(user)
     session = getattr(request, "session", None)

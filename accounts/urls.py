@@ -3,15 +3,15 @@
 from django.urls import path
 
 from . import api
-from .password_pool import on_password_pool
+from .password_pool import gated
 
 app_name = "accounts"
 
 urlpatterns = [
-    path("signup", on_password_pool(api.SignupView.as_view()), name="signup"),
-    path("login", on_password_pool(api.LoginView.as_view()), name="login"),
+    path("signup", gated(api.SignupView.as_view()), name="signup"),
+    path("login", gated(api.LoginView.as_view()), name="login"),
     path("refresh", api.RefreshView.as_view(), name="refresh"),
     path("logout", api.LogoutView.as_view(), name="logout"),
-    path("password", on_password_pool(api.PasswordChangeView.as_view()), name="password"),
+    path("password", gated(api.PasswordChangeView.as_view()), name="password"),
     path("me", api.MeView.as_view(), name="me"),
 ]

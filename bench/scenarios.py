@@ -546,10 +546,19 @@ def login_storm(
 
 
 # --- login ramp ------------------------------------------------------------------------------------------
-def login_ramp(base_url: str, *, users: int, ramp_seconds: float, lists_per_user: int = 3) -> dict[str, Any]:
+def login_ramp(
+    base_url: str,
+    *,
+    users: int,
+    ramp_seconds: float,
+    lists_per_user: int = 3,
+    server_pids: list[int] | None = None,
+) -> dict[str, Any]:
     """The original chat's own load scenario: `users` start evenly spread over `ramp_seconds`; each logs in
     (real password hashing), creates a room, then lists rooms `lists_per_user` times. Failures per step
-    (any status but 2xx, or no answer within 60 s) and the latencies: what a crowd arriving at once sees."""
+    (any status but 2xx, or no answer within 60 s) and the latencies: what a crowd arriving at once sees.
+    The CPU of this client, of the server and of the whole machine is reported too: the client shares the
+    machine's cores with the server, and a saturated client would be measuring itself."""
     require_loopback(base_url)
     base = base_url.rstrip("/")
     usernames = [seeding.username_for(BENCH_USER_PREFIX, i) for i in range(1, users + 1)]
@@ -585,9 +594,22 @@ def login_ramp(base_url: str, *, users: int, ramp_seconds: float, lists_per_user
         await asyncio.gather(*(one_user(i, name) for i, name in enumerate(usernames)))
         return time.monotonic() - started
 
+    load_at_start = loadavg()
+    pids = server_pids or []
+    cpu_before, client_before = CpuSnapshot.take(pids), time.process_time()
     elapsed = asyncio.run(crowd())
+    client_cpu = time.process_time() - client_before
+    server_cpu, machine_cpu = CpuSnapshot.take(pids).since(cpu_before)
     Room.objects.filter(title__startswith="ramp ").delete()
-    result: dict[str, Any] = {"users": users, "ramp_seconds": ramp_seconds, "seconds": round(elapsed, 1)}
+    result: dict[str, Any] = {
+        "users": users,
+        "ramp_seconds": ramp_seconds,
+        "seconds": round(elapsed, 1),
+        "load_at_start": load_at_start,
+        "client_cpu_seconds": round(client_cpu, 1),
+        "server_cpu_seconds": round(server_cpu, 1) if pids else None,
+        "machine_busy_cpu_seconds": round(machine_cpu, 1),
+    }
     for name, spent in times.items():
         result[f"{name}_failures"] = sum(failures[name].values())
         result[f"{name}_outcomes"] = failures[name] or None

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import services as accounts_services
 from accounts.models import User
-from accounts.password_pool import on_password_pool
+from accounts.password_pool import gated
 from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from core.domain import DomainError, InvalidInput
@@ -123,7 +123,7 @@ def throttled_response(request: HttpRequest, template: str, context: dict[str, A
     return response
 
 
-@on_password_pool
+@gated
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("room-list")
@@ -147,7 +147,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/signup.html", {"form": form})
 
 
-@on_password_pool
+@gated
 def login_page(request: HttpRequest) -> HttpResponse:
     try:
         next_url = text_param(request.POST, "next", max_length=NEXT_URL_MAX_LENGTH) or text_param(

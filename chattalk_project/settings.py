@@ -253,12 +253,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Argon2id with OWASP's parameters (accounts/hashers.py). The others only verify hashes stored before
 # (Django's default was PBKDF2); each is replaced by an Argon2id hash at that user's next login.
+# All of them hash on the password pool (accounts/password_pool.py).
 PASSWORD_HASHERS = [
     "accounts.hashers.Argon2idPasswordHasher",
-    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
-    "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
-    "django.contrib.auth.hashers.BCryptSHA256PasswordHasher",
-    "django.contrib.auth.hashers.ScryptPasswordHasher",
+    "accounts.hashers.PBKDF2PasswordHasher",
+    "accounts.hashers.PBKDF2SHA1PasswordHasher",
+    "accounts.hashers.BCryptSHA256PasswordHasher",
+    "accounts.hashers.ScryptPasswordHasher",
 ]
 TESTING = "pytest" in sys.modules or env_bool("TESTING", False)
 if TESTING and not env_bool("REAL_PASSWORD_HASHER", False):
@@ -277,13 +278,22 @@ SIMPLE_JWT = {
 }
 # HttpOnly cookie holding the refresh token (path /api/auth/), set by login and refresh; see docs/API.md.
 AUTH_REFRESH_COOKIE = "chattalk_refresh"
-# Threads that run login and signup (password hashing) off the event loop. One core is left to the event
-# loop and the database: with a thread per core, a login storm starved chat (docs/BENCHMARKS.md); logins
-# queue longer instead. 0 runs them like any sync view: the
-# default inside pytest, whose test transaction lives on one thread.
+# Threads that run password hashes (and nothing else) off the request threads and the event loop
+# (accounts/password_pool.py). One core is left to the event loop, the other requests and the database:
+# argon2-cffi releases the GIL, but a hash on every core (two 19 MiB memory-hard hashes at once on two
+# cores) made the room lists of users already logged in 2-8x slower in a login storm for no more logins
+# (docs/BENCHMARKS.md, "Login ramp"). They run at nice PASSWORD_HASH_NICE (Linux, per thread; 0 = normal
+# priority). 0 workers hashes on the caller's thread: the default inside pytest, whose test transaction
+# lives on one thread.
 PASSWORD_HASH_WORKERS = env_int(
     "PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else max(1, (os.cpu_count() or 2) - 1)
 )
+PASSWORD_HASH_NICE = env_int("PASSWORD_HASH_NICE", 10)
+# Login, signup and password-change requests that run at once (accounts.password_pool.gated); the others wait for a turn on
+# the event loop, holding no thread's CPU and no database connection, and leave the queue if their client
+# goes away. Enough to keep every hash thread busy while others do their database work; few enough that
+# users already logged in do not share the GIL and the connection pool with a whole storm (0: no limit).
+PASSWORD_VIEW_CONCURRENCY = env_int("PASSWORD_VIEW_CONCURRENCY", 3 * PASSWORD_HASH_WORKERS)
 
 # --- Proxies ------------------------------------------------------------------------------------------
 # The one rule for forwarded client addresses: X-Forwarded-For is believed only on connections from these

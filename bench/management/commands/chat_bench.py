@@ -233,7 +233,7 @@ class Command(BaseCommand):
             result = scenarios.join_stampede(url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"])
         elif scenario == "ramp":
             result = scenarios.login_ramp(
-                url, users=o["users"], ramp_seconds=o["ramp_seconds"], lists_per_user=o["lists"]
+                url, users=o["users"], ramp_seconds=o["ramp_seconds"], lists_per_user=o["lists"], server_pids=pids
             )
         else:
             result = scenarios.login_storm(
