@@ -504,4 +504,7 @@ def message_search(request: HttpRequest) -> HttpResponse:
             for error in errors:
                 messages.error(request, f"{field}: {error}")
         status = 400
+    except DomainError as exc:  # a room filter naming a room the viewer may not read
+        messages.error(request, domain_error_text(exc))
+        status = exc.http_status
     return render(request, "pages/search.html", context, status=status)

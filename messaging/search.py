@@ -30,6 +30,7 @@ from django.db import connection
 from accounts.models import User
 from core.domain import InvalidInput
 from rooms.models import HistoryVisibility, Membership
+from rooms.services import require_member
 
 from .models import MessageKind
 
@@ -267,4 +268,7 @@ def _shorten(text: str) -> str:
 def search_messages(*, user: User, q: Any, filters: SearchFilters) -> MessageSearch:
     """The lazy, paged result of a search by `user`: only messages of rooms they are an active member of,
     never deleted ones, ranked best first."""
-    return MessageSearch(user, parse_query(q), filters)
+    query = parse_query(q)
+    if filters.room_id is not None:
+        require_member(filters.room_id, user)  # a room one may not read is refused as on every room path
+    return MessageSearch(user, query, filters)

@@ -170,4 +170,5 @@ def test_search_honours_since_join_history_and_hides_private_rooms_from_outsider
     assert bodies(search(late, q="budget")) == ["budget final after the join"]  # since_join: no earlier history
     assert sorted(bodies(search(owner, q="budget"))) == ["budget draft before anyone joined", "budget final after the join"]
     assert bodies(search(outsider, q="budget")) == []
-    assert bodies(search(outsider, q="budget", room=private.pk)) == []
+    refused = search(outsider, q="budget", room=private.pk)
+    assert refused.status_code == 404 and refused.json()["code"] == "not_found"  # its existence is not revealed

@@ -260,7 +260,7 @@ def test_a_denylisted_token_whose_close_event_was_lost_is_closed_by_the_periodic
 ):
     from rest_framework_simplejwt.tokens import AccessToken
 
-    from accounts.tokens import revoke_access_jti
+    from accounts.tokens import mark_credentials_changed, revoke_access_jti
 
     server = server_factory()
     room, (alice, _) = room_with_members(2)
@@ -270,7 +270,9 @@ def test_a_denylisted_token_whose_close_event_was_lost_is_closed_by_the_periodic
         a = await ChatClient(server.ws_url, room.pk, str(token)).connect()
         await a.send_json({"type": "ping"})
         await a.wait_until(lambda c: c.of_type("pong"))
-        revoke_access_jti(str(token["jti"]), float(token["exp"]))  # the shared denylist, no event
+        # What a logout commits (the denylist entry and the user's change marker), without its close event.
+        revoke_access_jti(str(token["jti"]), float(token["exp"]))
+        await asyncio.to_thread(mark_credentials_changed, alice.pk)
         assert await a.wait_closed(timeout=8) == 4401
 
     asyncio.run(scenario())
