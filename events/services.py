@@ -70,16 +70,17 @@ def rewrite_event_data(
     transaction of the change. What Kafka already holds is the consumers' to redact on the deletion event
     (docs/API.md). Returns how many rows changed.
     """
-    changed = 0
+    changed = []
     for row in OutboxEvent.objects.select_for_update().filter(room_id=room_id).filter(condition).order_by("id"):
         payload = dict(row.payload)
         data = rewrite(payload.get("data") or {})
         if data != payload.get("data"):
             payload["data"] = data
             row.payload = payload
-            row.save(update_fields=["payload"])
-            changed += 1
-    return changed
+            changed.append(row)
+    if changed:
+        OutboxEvent.objects.bulk_update(changed, ["payload"])  # one statement, however many rows
+    return len(changed)
 
 
 def outbox_backlog() -> dict[str, Any]:
