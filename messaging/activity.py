@@ -252,7 +252,9 @@ class RoomFeed:
         self.sent: tuple[int, int, int] | None = None
 
     # --- from the stream (realtime.streams.StreamListener) ---------------------------------------------
-    def deliver_event(self, seq: int, text: str) -> None:
+    def deliver_event(self, seq: int, text: str, visible_seq: int | None = None) -> None:
+        """`visible_seq` (the changed message's seq, for a since_join room) does not matter to counts: unread
+        and mentions only count messages after the read position, which starts at the join."""
         if not self.active:
             return
         try:
