@@ -55,6 +55,8 @@ QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢"]
 HISTORY_PAGE = 50
 SEARCH_RESULTS_PER_PAGE = 20
 MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
+# The sidebar's first paint; /ws/me/ then adds any other room with activity (it follows up to WS_ME_MAX_ROOMS).
+SIDEBAR_ROOMS = 100
 NEXT_URL_MAX_LENGTH = 2000
 
 
@@ -184,6 +186,35 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         accounts_services.logout(request=request, user=request.user, access=None, refresh_token=None)
     return redirect("login")
+
+
+def sidebar_context(user: Any, current_room_id: int | None = None) -> dict[str, Any]:
+    """The sidebar's first paint: the viewer's rooms with the counts of /api/me/rooms (same queryset), the
+    room on screen marked. sidebar.js keeps it live from /ws/me/, which sends every room's counts on connect."""
+    rooms = [
+        {
+            "id": m.room_id,
+            "title": m.room.title,
+            "unread": m.unread,
+            "mentions": m.mentions,
+            "current": m.room_id == current_room_id,
+        }
+        for m in my_rooms_queryset(user)[:SIDEBAR_ROOMS]
+    ]
+    config = {
+        "currentRoomId": current_room_id,
+        "socketPath": "/ws/me/",
+        "roomUrl": "/rooms/{id}/",
+        "roomApiUrl": "/api/rooms/{id}",
+        "strings": {
+            "unreadLabel": _("unread"),
+            "mentionsLabel": _("mentioning you"),
+            "mentionTitle": _("{name} mentioned you in {room}"),
+            "notificationsOn": _("Notifications are on for mentions."),
+            "notificationsBlocked": _("Notifications are blocked in this browser's settings."),
+        },
+    }
+    return {"sidebar_rooms": rooms, "sidebar_config": config, "sidebar_unread_total": sum(r["unread"] for r in rooms)}
 
 
 def room_list_query(request: HttpRequest) -> tuple[str, int]:
@@ -339,7 +370,8 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "language": request.LANGUAGE_CODE,
         "strings": chat_strings(),
     }
-    return render(request, "pages/room.html", {"room": room, "chat_config": chat_config})
+    context = {"room": room, "chat_config": chat_config, **sidebar_context(request.user, room.pk)}
+    return render(request, "pages/room.html", context)
 
 
 def history_around(room: Room, user: Any, at_seq: int) -> tuple[list[dict[str, Any]], bool, int]:
@@ -364,6 +396,7 @@ def chat_strings() -> dict[str, str]:
         "connecting": _("connecting…"),
         "connected": _("connected"),
         "reconnecting": _("reconnecting…"),
+        "connectionLost": _("Connection lost. Reconnecting…"),
         "sending": _("sending…"),
         "failed": _("not sent"),
         "online": _("online"),
