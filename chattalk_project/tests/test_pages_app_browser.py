@@ -7,6 +7,7 @@ Real server processes and Debian's headless Chromium, as in test_pages_browser.p
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -27,7 +28,6 @@ from chattalk_project.tests.test_pages_browser import (
 from core.testing import ServerProcess
 from messaging.services import send_message
 from rooms.models import Room
-from rooms.services import join_room, leave_room
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -51,22 +51,31 @@ def no_horizontal_overflow(page: Page) -> bool:
 
 
 def test_sidebar_badges_and_page_title_follow_another_users_messages_live_without_a_reload(
-    browser: Browser, server: ServerProcess
+    browser: Browser,  # noqa: F811
+    server: ServerProcess,  # noqa: F811
 ) -> None:
-    def rooms() -> tuple[Room, Room]:
-        return room_with_members("Alpha", 5, "alice", "bob"), room_with_members("Beta", 5, "alice", "bob")
+    def rooms() -> tuple[Room, Room, Room]:
+        return (
+            room_with_members("Alpha", 5, "alice", "bob"),
+            room_with_members("Beta", 5, "alice", "bob"),
+            room_with_members("Gamma", 5, "alice"),
+        )
 
-    alpha, beta = off_loop(rooms)
-    context, bob = new_page(browser, server)
+    alpha, beta, gamma = off_loop(rooms)
+    context_a, alice = new_page(browser, server)
+    context_b, bob = new_page(browser, server)
+    log_in(alice, "alice")
     log_in(bob, "bob")
     open_room(bob, alpha)
     expect(sidebar_row(bob, alpha)).to_have_class("current")
     expect(sidebar_row(bob, alpha).locator("a")).to_have_attribute("aria-current", "page")
+    expect(sidebar_row(bob, gamma)).to_have_count(0)
     expect(sidebar_row(bob, beta).get_by_test_id("sidebar-unread")).to_be_hidden()
     expect(bob).to_have_title("Alpha · ChatTalk")
     wait_for_user_socket(bob)
 
-    off_loop(say, beta, "alice", "are you there @bob?")
+    open_room(alice, beta)
+    send(alice, "are you there @bob?")
     unread = sidebar_row(bob, beta).get_by_test_id("sidebar-unread")
     mentions = sidebar_row(bob, beta).get_by_test_id("sidebar-mentions")
     expect(unread).to_be_visible()
@@ -74,18 +83,18 @@ def test_sidebar_badges_and_page_title_follow_another_users_messages_live_withou
     expect(mentions).to_be_visible()
     expect(mentions.locator(".count")).to_have_text("1")
     expect(bob).to_have_title("(1) Alpha · ChatTalk")
-    off_loop(say, beta, "alice", "no mention this time")
+    send(alice, "no mention this time")
     expect(unread.locator(".count")).to_have_text("2")
     expect(mentions.locator(".count")).to_have_text("1")
     expect(bob).to_have_title("(2) Alpha · ChatTalk")
-    # A message in the room on screen is read at once: no badge for it, nothing added to the title.
-    off_loop(say, alpha, "alice", "here in Alpha")
+    # A message in the room on screen is read at once: it ends with no badge and adds nothing to the title.
+    open_room(alice, alpha)
+    send(alice, "here in Alpha")
     expect(bob.get_by_test_id("message-body").filter(has_text="here in Alpha")).to_have_count(1)
-    bob.wait_for_timeout(500)
     expect(sidebar_row(bob, alpha).get_by_test_id("sidebar-unread")).to_be_hidden()
     expect(bob).to_have_title("(2) Alpha · ChatTalk")
 
-    # Opening Beta reads it: its badges go, the title total with them.
+    # Opening Beta from the sidebar reads it: its badges go, and the title total with them.
     sidebar_row(bob, beta).locator("a").click()
     expect(bob.get_by_test_id("room-title")).to_have_text("Beta")
     wait_for_user_socket(bob)
@@ -94,25 +103,26 @@ def test_sidebar_badges_and_page_title_follow_another_users_messages_live_withou
     expect(sidebar_row(bob, beta).get_by_test_id("sidebar-mentions")).to_be_hidden()
     expect(bob).to_have_title("Beta · ChatTalk")
 
-    # A room joined elsewhere appears; a room left elsewhere disappears.
-    def gamma_joined() -> Room:
-        room = room_with_members("Gamma", 5, "alice")
-        join_room(room_id=room.pk, user=User.objects.get(username="bob"))
-        say(room, "alice", "welcome")
-        return room
-
-    gamma = off_loop(gamma_joined)
+    # A room joined in another tab appears in this one; left there, it disappears here.
+    other_tab = context_b.new_page()
+    other_tab.goto("/rooms/")
+    other_tab.locator(f"tr[data-room-id='{gamma.pk}']").get_by_role("button", name="Join").click()
+    expect(other_tab.get_by_test_id("room-title")).to_have_text("Gamma")
     expect(sidebar_row(bob, gamma).locator(".sidebar-title")).to_have_text("Gamma")
-    expect(sidebar_row(bob, gamma).get_by_test_id("sidebar-unread").locator(".count")).to_have_text("1")
-    expect(bob).to_have_title("(1) Beta · ChatTalk")
-    off_loop(lambda: leave_room(room_id=gamma.pk, user=User.objects.get(username="bob")))
+    open_room(alice, gamma)
+    send(alice, "welcome @bob")
+    expect(other_tab.get_by_test_id("message-body").filter(has_text="welcome")).to_have_count(1)
+    other_tab.get_by_test_id("leave-form").get_by_role("button", name="Leave room").click()
+    expect(other_tab).to_have_url(re.compile(r"/rooms/$"))
     expect(sidebar_row(bob, gamma)).to_have_count(0)
     expect(bob).to_have_title("Beta · ChatTalk")
-    context.close()
+    context_a.close()
+    context_b.close()
 
 
 def test_phone_layout_pins_the_composer_and_nothing_overflows_with_a_long_nickname(
-    browser: Browser, server: ServerProcess
+    browser: Browser,  # noqa: F811
+    server: ServerProcess,  # noqa: F811
 ) -> None:
     long_name = "Bartholomew-Maximilian-Fitzgerald-the-Third"
 
@@ -167,7 +177,8 @@ def test_phone_layout_pins_the_composer_and_nothing_overflows_with_a_long_nickna
 
 
 def test_keyboard_alone_reaches_the_composer_with_tab_and_sends_with_enter(
-    browser: Browser, server: ServerProcess
+    browser: Browser,  # noqa: F811
+    server: ServerProcess,  # noqa: F811
 ) -> None:
     room = off_loop(room_with_members, "Keys", 5, "alice", "bob")
     context, page = new_page(browser, server)
@@ -213,12 +224,16 @@ window.Notification = FakeNotification;
 
 
 def test_mention_notifications_come_only_after_the_user_enabled_them_and_only_while_the_tab_is_hidden(
-    browser: Browser, server: ServerProcess
+    browser: Browser,  # noqa: F811
+    server: ServerProcess,  # noqa: F811
 ) -> None:
     def rooms() -> tuple[Room, Room]:
         return room_with_members("Here", 5, "alice", "bob"), room_with_members("Elsewhere", 5, "alice", "bob")
 
     here, elsewhere = off_loop(rooms)
+    context_a, alice = new_page(browser, server)
+    log_in(alice, "alice")
+    open_room(alice, elsewhere)
     context, page = new_page(browser, server)
     context.add_init_script(FAKE_NOTIFICATIONS)
     log_in(page, "bob")
@@ -229,7 +244,7 @@ def test_mention_notifications_come_only_after_the_user_enabled_them_and_only_wh
     assert page.evaluate("window.__asked") == 0  # never asked unprompted
 
     page.evaluate("window.__hidden = true")
-    off_loop(say, elsewhere, "alice", "@bob before you enabled them")
+    send(alice, "@bob before you enabled them")
     expect(sidebar_row(page, elsewhere).get_by_test_id("sidebar-mentions").locator(".count")).to_have_text("1")
     assert page.evaluate("window.__shown") == []
 
@@ -239,13 +254,14 @@ def test_mention_notifications_come_only_after_the_user_enabled_them_and_only_wh
     assert page.evaluate("window.__asked") == 1
     expect(page.get_by_test_id("sidebar")).to_contain_text("Notifications are on")
 
-    off_loop(say, elsewhere, "alice", "@bob while you look")  # tab visible: the page itself shows it
+    send(alice, "@bob while you look")  # tab visible: the page itself shows it
     expect(sidebar_row(page, elsewhere).get_by_test_id("sidebar-mentions").locator(".count")).to_have_text("2")
     assert page.evaluate("window.__shown") == []
 
     page.evaluate("window.__hidden = true")
-    off_loop(say, elsewhere, "alice", "@bob while you are away")
+    send(alice, "@bob while you are away")
     page.wait_for_function("window.__shown.length === 1")
     shown = page.evaluate("window.__shown")
     assert shown == [{"title": "Alice mentioned you in Elsewhere", "body": "@bob while you are away"}]
     context.close()
+    context_a.close()
