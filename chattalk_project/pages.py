@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -188,9 +189,9 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     return redirect("login")
 
 
-def sidebar_context(user: Any, current_room_id: int | None = None) -> dict[str, Any]:
-    """The sidebar's first paint: the viewer's rooms with the counts of /api/me/rooms (same queryset), the
-    room on screen marked. sidebar.js keeps it live from /ws/me/, which sends every room's counts on connect."""
+def sidebar_context(memberships: Iterable[Any], current_room_id: int | None = None) -> dict[str, Any]:
+    """The sidebar's first paint from my_rooms_queryset's rows (the counts of /api/me/rooms), the room on
+    screen marked. sidebar.js keeps it live from /ws/me/, which sends every room's counts on connect."""
     rooms = [
         {
             "id": m.room_id,
@@ -199,7 +200,7 @@ def sidebar_context(user: Any, current_room_id: int | None = None) -> dict[str, 
             "mentions": m.mentions,
             "current": m.room_id == current_room_id,
         }
-        for m in my_rooms_queryset(user)[:SIDEBAR_ROOMS]
+        for m in memberships
     ]
     config = {
         "currentRoomId": current_room_id,
@@ -226,16 +227,16 @@ def room_list_query(request: HttpRequest) -> tuple[str, int]:
 def room_list_context(
     request: HttpRequest, create_form: CreateRoomForm | None = None, *, search: str = "", page: int = 1
 ) -> dict[str, Any]:
-    """All rooms (search + pages) and the viewer's own rooms with their unread badges."""
+    """All rooms (search + pages) and the viewer's own rooms with their unread badges (the sidebar)."""
     rooms = search_rooms(search)
     mine = list(my_rooms_queryset(request.user))
     return {
         "page": Paginator(rooms, ROOMS_PER_PAGE).get_page(page),
         "search": search,
-        "my_memberships": mine,
         "member_of": {m.room_id for m in mine},
         "create_form": create_form or CreateRoomForm(),
         "list_strings": list_strings(),
+        **sidebar_context(mine[:SIDEBAR_ROOMS]),
     }
 
 
@@ -370,7 +371,7 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "language": request.LANGUAGE_CODE,
         "strings": chat_strings(),
     }
-    context = {"room": room, "chat_config": chat_config, **sidebar_context(request.user, room.pk)}
+    context = {"room": room, "chat_config": chat_config, **sidebar_context(my_rooms_queryset(request.user)[:SIDEBAR_ROOMS], room.pk)}
     return render(request, "pages/room.html", context)
 
 
