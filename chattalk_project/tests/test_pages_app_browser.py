@@ -220,6 +220,16 @@ class FakeNotification {
   close() {}
 }
 window.Notification = FakeNotification;
+window.__mentionFrames = 0;  // `mention` frames the user socket received, notified or not
+const NativeSocket = window.WebSocket;
+window.WebSocket = class extends NativeSocket {
+  constructor(...args) {
+    super(...args);
+    if (String(args[0]).includes("/ws/me/")) {
+      super.addEventListener("message", (e) => { if (e.data.includes('"type":"mention"')) window.__mentionFrames += 1; });
+    }
+  }
+};
 """
 
 
@@ -246,6 +256,7 @@ def test_mention_notifications_come_only_after_the_user_enabled_them_and_only_wh
     page.evaluate("window.__hidden = true")
     send(alice, "@bob before you enabled them")
     expect(sidebar_row(page, elsewhere).get_by_test_id("sidebar-mentions").locator(".count")).to_have_text("1")
+    page.wait_for_function("() => window.__mentionFrames === 1")
     assert page.evaluate("window.__shown") == []
 
     page.evaluate("window.__hidden = false")
@@ -256,11 +267,12 @@ def test_mention_notifications_come_only_after_the_user_enabled_them_and_only_wh
 
     send(alice, "@bob while you look")  # tab visible: the page itself shows it
     expect(sidebar_row(page, elsewhere).get_by_test_id("sidebar-mentions").locator(".count")).to_have_text("2")
+    page.wait_for_function("() => window.__mentionFrames === 2")
     assert page.evaluate("window.__shown") == []
 
     page.evaluate("window.__hidden = true")
     send(alice, "@bob while you are away")
-    page.wait_for_function("window.__shown.length === 1")
+    page.wait_for_function("() => window.__shown.length === 1")
     shown = page.evaluate("window.__shown")
     assert shown == [{"title": "Alice mentioned you in Elsewhere", "body": "@bob while you are away"}]
     context.close()
