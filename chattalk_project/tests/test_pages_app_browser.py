@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from accounts.models import User
+from chattalk_project.tests.test_docs_browser import serious_findings
 from chattalk_project.tests.test_pages_browser import (
     browser,  # noqa: F401 - the fixture
     log_in,
@@ -277,3 +278,36 @@ def test_mention_notifications_come_only_after_the_user_enabled_them_and_only_wh
     assert shown == [{"title": "Alice mentioned you in Elsewhere", "body": "@bob while you are away"}]
     context.close()
     context_a.close()
+
+
+def test_axe_finds_nothing_serious_in_the_sidebar_the_reconnecting_banner_and_the_phone_layout(
+    browser: Browser,  # noqa: F811
+    server: ServerProcess,  # noqa: F811
+) -> None:
+    def world() -> Room:
+        room = room_with_members("Checked", 5, "alice", "bob")
+        busy = room_with_members("Busy", 5, "alice", "bob")
+        say(busy, "alice", "@bob a mention")
+        say(busy, "alice", "and more")
+        return room
+
+    room = off_loop(world)
+    found: dict[str, dict[str, list[str]]] = {}
+    context, page = new_page(browser, server, viewport=PHONE, is_mobile=True)
+    log_in(page, "bob")
+    page.get_by_test_id("sidebar-toggle").click()
+    found["/rooms/ phone, sidebar open"] = serious_findings(page)
+    open_room(page, room)
+    found["room phone"] = serious_findings(page)
+    context.close()
+
+    context, page = new_page(browser, server)
+    log_in(page, "bob")
+    open_room(page, room)
+    wait_for_user_socket(page)
+    found["room desktop"] = serious_findings(page)
+    server.stop()
+    expect(page.get_by_test_id("connection-state")).to_be_visible()
+    found["room while reconnecting"] = serious_findings(page)
+    context.close()
+    assert {state: rules for state, rules in found.items() if rules} == {}
