@@ -56,8 +56,6 @@ QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢"]
 HISTORY_PAGE = 50
 SEARCH_RESULTS_PER_PAGE = 20
 MARK_RE = re.compile(r"<mark>(.*?)</mark>", re.DOTALL)
-# The sidebar's first paint; /ws/me/ then adds any other room with activity (it follows up to WS_ME_MAX_ROOMS).
-SIDEBAR_ROOMS = 100
 NEXT_URL_MAX_LENGTH = 2000
 
 
@@ -191,7 +189,10 @@ def logout_page(request: HttpRequest) -> HttpResponse:
 
 def sidebar_context(memberships: Iterable[Any], current_room_id: int | None = None) -> dict[str, Any]:
     """The sidebar's first paint from my_rooms_queryset's rows (the counts of /api/me/rooms), the room on
-    screen marked. sidebar.js keeps it live from /ws/me/, which sends every room's counts on connect."""
+    screen marked. sidebar.js keeps it live from /ws/me/, which sends every room's counts on connect.
+
+    The caller passes the same rooms the user socket follows (the WS_ME_MAX_ROOMS most recently active), so
+    the only rows the script must add, one GET each, are rooms joined after the page was rendered."""
     rooms = [
         {
             "id": m.room_id,
@@ -236,7 +237,7 @@ def room_list_context(
         "member_of": {m.room_id for m in mine},
         "create_form": create_form or CreateRoomForm(),
         "list_strings": list_strings(),
-        **sidebar_context(mine[:SIDEBAR_ROOMS]),
+        **sidebar_context(mine[: settings.WS_ME_MAX_ROOMS]),
     }
 
 
@@ -371,7 +372,8 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "language": request.LANGUAGE_CODE,
         "strings": chat_strings(),
     }
-    context = {"room": room, "chat_config": chat_config, **sidebar_context(my_rooms_queryset(request.user)[:SIDEBAR_ROOMS], room.pk)}
+    sidebar = sidebar_context(my_rooms_queryset(request.user)[: settings.WS_ME_MAX_ROOMS], room.pk)
+    context = {"room": room, "chat_config": chat_config, **sidebar}
     return render(request, "pages/room.html", context)
 
 
