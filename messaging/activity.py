@@ -252,7 +252,9 @@ class RoomFeed:
         self.sent: tuple[int, int, int] | None = None
 
     # --- from the stream (realtime.streams.StreamListener) ---------------------------------------------
-    def deliver_event(self, seq: int, text: str) -> None:
+    def deliver_event(self, seq: int, text: str, visible_seq: int | None = None) -> None:
+        """`visible_seq` (a change of an older message) needs no check here: a change the user may not see
+        concerns a message before their join, which is at or below their read position and counts nothing."""
         if not self.active:
             return
         try:
