@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -186,6 +187,38 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     return redirect("login")
 
 
+def sidebar_context(memberships: Iterable[Any], current_room_id: int | None = None) -> dict[str, Any]:
+    """The sidebar's first paint from my_rooms_queryset's rows (the counts of /api/me/rooms), the room on
+    screen marked. sidebar.js keeps it live from /ws/me/, which sends every room's counts on connect.
+
+    The caller passes the same rooms the user socket follows (the WS_ME_MAX_ROOMS most recently active), so
+    the only rows the script must add, one GET each, are rooms joined after the page was rendered."""
+    rooms = [
+        {
+            "id": m.room_id,
+            "title": m.room.title,
+            "unread": m.unread,
+            "mentions": m.mentions,
+            "current": m.room_id == current_room_id,
+        }
+        for m in memberships
+    ]
+    config = {
+        "currentRoomId": current_room_id,
+        "socketPath": "/ws/me/",
+        "roomUrl": "/rooms/{id}/",
+        "roomApiUrl": "/api/rooms/{id}",
+        "strings": {
+            "unreadLabel": _("unread"),
+            "mentionsLabel": _("mentioning you"),
+            "mentionTitle": _("{name} mentioned you in {room}"),
+            "notificationsOn": _("Notifications are on for mentions."),
+            "notificationsBlocked": _("Notifications are blocked in this browser's settings."),
+        },
+    }
+    return {"sidebar_rooms": rooms, "sidebar_config": config, "sidebar_unread_total": sum(r["unread"] for r in rooms)}
+
+
 def room_list_query(request: HttpRequest) -> tuple[str, int]:
     """The list's `search` and `page`; a malformed one is InvalidInput, as in the REST API."""
     search = text_param(request.GET, "search", max_length=TITLE_MAX_LENGTH).strip()
@@ -195,16 +228,16 @@ def room_list_query(request: HttpRequest) -> tuple[str, int]:
 def room_list_context(
     request: HttpRequest, create_form: CreateRoomForm | None = None, *, search: str = "", page: int = 1
 ) -> dict[str, Any]:
-    """All rooms (search + pages) and the viewer's own rooms with their unread badges."""
+    """All rooms (search + pages) and the viewer's own rooms with their unread badges (the sidebar)."""
     rooms = search_rooms(search)
     mine = list(my_rooms_queryset(request.user))
     return {
         "page": Paginator(rooms, ROOMS_PER_PAGE).get_page(page),
         "search": search,
-        "my_memberships": mine,
         "member_of": {m.room_id for m in mine},
         "create_form": create_form or CreateRoomForm(),
         "list_strings": list_strings(),
+        **sidebar_context(mine[: settings.WS_ME_MAX_ROOMS]),
     }
 
 
@@ -339,7 +372,9 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "language": request.LANGUAGE_CODE,
         "strings": chat_strings(),
     }
-    return render(request, "pages/room.html", {"room": room, "chat_config": chat_config})
+    sidebar = sidebar_context(my_rooms_queryset(request.user)[: settings.WS_ME_MAX_ROOMS], room.pk)
+    context = {"room": room, "chat_config": chat_config, **sidebar}
+    return render(request, "pages/room.html", context)
 
 
 def history_around(room: Room, user: Any, at_seq: int) -> tuple[list[dict[str, Any]], bool, int]:
@@ -364,6 +399,7 @@ def chat_strings() -> dict[str, str]:
         "connecting": _("connecting…"),
         "connected": _("connected"),
         "reconnecting": _("reconnecting…"),
+        "connectionLost": _("Connection lost. Reconnecting…"),
         "sending": _("sending…"),
         "failed": _("not sent"),
         "online": _("online"),

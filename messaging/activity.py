@@ -253,8 +253,8 @@ class RoomFeed:
 
     # --- from the stream (realtime.streams.StreamListener) ---------------------------------------------
     def deliver_event(self, seq: int, text: str, visible_seq: int | None = None) -> None:
-        """`visible_seq` (the changed message's seq, for a since_join room) does not matter to counts: unread
-        and mentions only count messages after the read position, which starts at the join."""
+        """`visible_seq` (a change of an older message) needs no check here: a change the user may not see
+        concerns a message before their join, which is at or below their read position and counts nothing."""
         if not self.active:
             return
         try:

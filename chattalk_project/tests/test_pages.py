@@ -217,3 +217,36 @@ def test_the_join_and_leave_forms_are_limited_per_user(settings) -> None:
     assert statuses.count(302) <= 4 and 429 in statuses
     refused = answers[statuses.index(429)]
     assert int(refused["Retry-After"]) >= 1 and "Too many attempts" in refused.content.decode()
+
+
+def test_sidebar_lists_only_the_viewers_rooms_with_their_counts_and_the_title_total() -> None:
+    alice, bob, carol = user("alice"), user("bob"), user("carol")
+    here = create_room(owner=alice, title="Here", max_personnel=5)
+    busy = create_room(owner=alice, title="Busy", max_personnel=5)
+    secret = create_room(owner=carol, title="Carol's secret", max_personnel=5)
+    for room in (here, busy):
+        join_room(room_id=room.pk, user=bob)
+    send_message(room_id=busy.pk, sender=alice, client_id="side-1", body="@bob look")
+    send_message(room_id=busy.pk, sender=alice, client_id="side-2", body="and this")
+    send_message(room_id=secret.pk, sender=carol, client_id="side-3", body="nobody else's business")
+
+    for path in (f"/rooms/{here.pk}/", "/rooms/"):
+        response = logged_in("bob").get(path)
+        assert response.status_code == 200
+        rows = {room["id"]: room for room in response.context["sidebar_rooms"]}
+        assert set(rows) == {here.pk, busy.pk}  # never another user's room
+        assert (rows[busy.pk]["unread"], rows[busy.pk]["mentions"]) == (2, 1)
+        assert (rows[here.pk]["unread"], rows[here.pk]["mentions"]) == (0, 0)
+        assert rows[here.pk]["current"] is (path != "/rooms/")
+        html = response.content.decode()
+        assert html.count('data-testid="sidebar-room"') == 2
+        assert "Carol&#x27;s secret" not in html.split('id="sidebar"')[1].split("</nav>")[0]
+        assert "<title>(2) " in html
+    config = json.loads(
+        logged_in("bob")
+        .get(f"/rooms/{here.pk}/")
+        .content.decode()
+        .split('id="sidebar-config" type="application/json">')[1]
+        .split("</script>")[0]
+    )
+    assert config["currentRoomId"] == here.pk and config["socketPath"] == "/ws/me/"

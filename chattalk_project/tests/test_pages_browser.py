@@ -226,9 +226,19 @@ def test_page_reconnects_after_a_server_restart_and_shows_a_message_sent_meanwhi
     send(page_b, "before the restart")
     expect(page_a.locator("#message-list [data-testid=message-body]", has_text="before the restart")).to_have_count(1)
 
+    banner = page_a.get_by_test_id("connection-state")
+    presence = page_a.locator(".presence")
+    expect(banner).to_be_hidden()  # nothing to say while connected
+    expect(presence).not_to_have_class(re.compile(r"\bstale\b"))
+
     server.stop()
-    expect(page_a.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
-    expect(page_a.get_by_test_id("connection-state")).to_have_text("reconnecting…")
+    # A banner says the connection is lost; who is online cannot be known meanwhile: the list is greyed out.
+    expect(banner).to_have_attribute("data-state", "reconnecting")
+    expect(banner).to_be_visible()
+    expect(banner).to_have_text("Connection lost. Reconnecting…")
+    expect(banner).to_have_attribute("role", "status")
+    expect(presence).to_have_class(re.compile(r"\bstale\b"))
+    expect(page_a.get_by_test_id("presence-list")).to_have_attribute("aria-disabled", "true")
     expect(page_b.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
     # Bob writes while the server is down: the page keeps it as "sending…" and sends it after reconnecting.
     send(page_b, "sent while the server was down")
@@ -242,6 +252,9 @@ def test_page_reconnects_after_a_server_restart_and_shows_a_message_sent_meanwhi
                 page.locator("#message-list [data-testid=message-body]", has_text="sent while the server was down")
             ).to_have_count(1)
             expect(page.get_by_test_id("pending-message")).to_have_count(0)
+        expect(banner).to_be_hidden()
+        expect(presence).not_to_have_class(re.compile(r"\bstale\b"))
+        expect(page_a.get_by_test_id("presence-list")).to_have_attribute("aria-disabled", "false")
         send(page_a, "after the restart")
         expect(page_b.locator("#message-list [data-testid=message-body]", has_text="after the restart")).to_have_count(
             1
@@ -353,18 +366,20 @@ def test_room_list_shows_unread_badges_that_clear_once_the_room_is_read(
     room = off_loop(room_with_unread)
     context, page = new_page(browser, server)
     log_in(page, "alice")
-    mine = page.get_by_test_id("my-rooms").locator(f"li[data-room-id='{room.pk}']")
-    expect(mine.get_by_test_id("unread-badge")).to_have_text("3")
+    mine = page.get_by_test_id("sidebar").locator(f"li[data-room-id='{room.pk}']")
+    expect(mine.get_by_test_id("sidebar-unread").locator(".count")).to_have_text("3")
+    expect(page).to_have_title("(3) Rooms · ChatTalk")
 
     open_room(page, room)
     expect(page.get_by_test_id("message-body")).to_have_count(3)
     expect(page.locator("#messages")).to_have_attribute("data-read-seq", str(room.last_seq + 3))
     for _ in range(20):  # the read position went over the socket; the server stores it right after
         page.goto("/rooms/")
-        if mine.get_by_test_id("unread-badge").count() == 0:
+        if mine.get_by_test_id("sidebar-unread").is_hidden():
             break
         page.wait_for_timeout(100)
-    expect(mine.get_by_test_id("unread-badge")).to_have_count(0)
+    expect(mine.get_by_test_id("sidebar-unread")).to_be_hidden()
+    expect(page).to_have_title("Rooms · ChatTalk")
     context.close()
 
 
@@ -456,7 +471,10 @@ LOSE_NEXT_ACK = """
   const Native = window.WebSocket;
   window.__socketsOpened = 0;
   window.WebSocket = class extends Native {
-    constructor(...args) { super(...args); if (String(args[0]).includes("/presence/") === false) window.__socketsOpened += 1; }
+    constructor(...args) {
+      super(...args);
+      const url = String(args[0]);
+      if (url.includes("/ws/rooms/") && !url.includes("/presence/")) window.__socketsOpened += 1; }
     addEventListener(type, listener, options) {
       if (type !== "message") return super.addEventListener(type, listener, options);
       return super.addEventListener(type, (event) => {

@@ -14,3 +14,13 @@ for (const element of document.querySelectorAll("time[data-local]")) {
   const when = new Date(element.dateTime);
   if (!Number.isNaN(when.getTime())) element.textContent = formatter.format(when);
 }
+
+// A skip link to a form field moves the focus there, not only the scroll position.
+for (const link of document.querySelectorAll("a.skip-link")) {
+  link.addEventListener("click", (event) => {
+    const target = document.getElementById(link.hash.slice(1));
+    if (!target) return;
+    event.preventDefault();
+    target.focus();
+  });
+}

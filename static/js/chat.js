@@ -9,6 +9,7 @@
 
 import { api, format, readJson, showError } from "./api.js";
 import { attachmentsElement, formatSize, uploadFile } from "./attachments.js";
+import { ConnectionBanner } from "./connection.js";
 import { PresenceList } from "./presence.js";
 import { ReconnectingSocket, newClientId } from "./socket.js";
 
@@ -481,16 +482,17 @@ scroller.addEventListener("scroll", () => {
 });
 
 // --- connection state ---------------------------------------------------------------------------------
+const banner = new ConnectionBanner({ element: stateElement, presenceElement: document.querySelector(".presence") });
+
 function setState(state, code) {
-  stateElement.dataset.state = state;
   if (state === "closed") {
     const text = t[`closed_${code}`] || format(t.error_generic, { detail: code });
-    stateElement.textContent = text;
+    banner.set(state, text);
     showError(errorElement, text);
     for (const button of form.querySelectorAll("button")) button.disabled = true;
     return;
   }
-  stateElement.textContent = t[state] || state;
+  banner.set(state, t[state === "reconnecting" ? "connectionLost" : state] || state);
 }
 
 // --- sending ------------------------------------------------------------------------------------------
