@@ -563,13 +563,18 @@ def reactions_of(user: User, message_ids: list[int]) -> dict[int, set[str]]:
 
 
 def with_my_reactions(messages: list[dict[str, Any]], user: User) -> list[dict[str, Any]]:
-    """Per-caller reads (REST, GraphQL) mark the caller's own reactions with `me` (frames never do)."""
+    """Per-caller reads (REST, GraphQL) mark the caller's own reactions with `me` (frames never do).
+
+    Returns copies: a change's Message dict is also the frame published after commit (possibly encoded a
+    moment later on the serving loop), so marking it in place once leaked `me` into every member's frame."""
     mine = reactions_of(user, [m["id"] for m in messages if m["reactions"]])
+    marked = []
     for message in messages:
         if message["reactions"]:
             emojis = mine.get(message["id"], set())
-            message["reactions"] = [{**r, "me": r["emoji"] in emojis} for r in message["reactions"]]
-    return messages
+            message = {**message, "reactions": [{**r, "me": r["emoji"] in emojis} for r in message["reactions"]]}
+        marked.append(message)
+    return marked
 
 
 def post_membership_message(*, room_id: int, user: User, kind: str, at: datetime) -> Message:
@@ -763,7 +768,8 @@ def search_results(hits: list[tuple[int, str]], user: User) -> list[dict[str, An
                 "snippet": snippet,
             }
         )
-    with_my_reactions([r["message"] for r in results], user)
+    for result, message in zip(results, with_my_reactions([r["message"] for r in results], user), strict=True):
+        result["message"] = message
     return results
 
 

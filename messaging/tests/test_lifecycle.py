@@ -36,6 +36,7 @@ from messaging.services import (
     replay_page,
     send_message,
     set_reaction,
+    with_my_reactions,
 )
 from rooms.models import Room
 from rooms.services import NotRoomMember, RoomNotFound, create_room
@@ -389,3 +390,13 @@ def test_my_rooms_reports_mentions_beside_unread(room_with_members):
     say(room, alice, "no mention")
     mine = api(bob).get("/api/me/rooms").json()["results"]
     assert [(r["id"], r["unread"], r["mentions"]) for r in mine] == [(room.pk, 2, 1)]
+
+
+def test_marking_the_callers_reactions_never_changes_the_message_that_the_frame_carries(room_with_members):
+    room, (alice, bob) = room_with_members(2)
+    sent = say(room, alice, "shared bytes")
+    message = set_reaction(room_id=room.pk, message_id=sent["id"], actor=bob, emoji="fire", on=True)
+    frame_reactions = message["reactions"]
+    marked = with_my_reactions([message], bob)[0]
+    assert marked["reactions"][0]["me"] is True
+    assert message["reactions"] is frame_reactions and "me" not in message["reactions"][0]
