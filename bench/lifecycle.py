@@ -31,7 +31,11 @@ from .fanout import make_body, percentile
 from .scenarios import BenchRoom, drop_room, prepare_room, warm_up
 from .servers import CpuSnapshot, loadavg
 
-OPERATIONS = ("send", "edit", "react", "delete")
+# "delete" removes the messages that "edit" and "react" changed (its edit history, reaction and their stored
+# events go too); "resend" sends a fresh set and "plain_delete" deletes those: a deletion of a message that
+# was never changed, the like-for-like comparison with a send.
+OPERATIONS = ("send", "edit", "react", "delete", "resend", "plain_delete")
+SENDS = ("send", "resend")
 
 
 def _seq_of(frame: dict[str, Any]) -> int:
@@ -82,7 +86,7 @@ class _Socket:
 
 def _operation_frame(operation: str, n: int, targets: list[int], body_bytes: int) -> tuple[str, dict[str, Any]]:
     """(the key its answer comes under, the frame) of an actor's n-th operation of a phase."""
-    if operation == "send":
+    if operation in SENDS:
         client_id = f"{uuid.uuid4().hex[:12]}.{n}"
         return client_id, {"type": "send", "client_id": client_id, "body": make_body(body_bytes, n)}
     target = targets[n % len(targets)]
@@ -135,8 +139,8 @@ def change_costs(
             for operation in OPERATIONS:
                 await asyncio.sleep(settle)  # the previous phase's closing work is not charged to this one
                 phases.append(await phase(operation, sockets, targets))
-                if operation == "send":
-                    targets = [list(s.acked_ids) for s in sockets[:actors]]
+                if operation in SENDS:
+                    targets = [list(s.acked_ids)[-operations:] for s in sockets[:actors]]
         finally:
             await asyncio.gather(*(s.sock.close() for s in sockets if s.sock is not None), return_exceptions=True)
 

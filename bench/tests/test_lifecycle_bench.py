@@ -27,12 +27,12 @@ def run_bench(server: Any, *args: str) -> dict[str, Any]:
 def test_chat_bench_changes_measures_send_edit_react_and_delete_each_fully_delivered(server_factory, capsys):
     server = server_factory(env={"RATE_LIMITS": "off"})
     result = run_bench(server, "--scenario=changes", "--members=5", "--senders=2", "--operations=3", "--rate=20")
-    assert [p["operation"] for p in result["phases"]] == ["send", "edit", "react", "delete"]
+    assert [p["operation"] for p in result["phases"]] == ["send", "edit", "react", "delete", "resend", "plain_delete"]
     for phase in result["phases"]:
         assert (phase["operations"], phase["unanswered"], phase["errors"]) == (6, 0, {}), phase
         assert phase["deliveries"] == 6 * 5 and phase["behind_after_drain"] == 0
         assert phase["server_cpu_us_per_operation"] is not None and phase["loadavg_at_start"] >= 0
-    assert set(result["cpu_ratio_to_send"]) == {"send", "edit", "react", "delete"}
+    assert set(result["cpu_ratio_to_send"]) == {"send", "edit", "react", "delete", "resend", "plain_delete"}
     assert result["cpu_ratio_to_send"]["send"] == 1.0
     assert "server CPU vs send" in capsys.readouterr().out
     assert not Room.objects.filter(title__startswith="bench ").exists(), "the bench room is dropped"
