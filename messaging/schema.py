@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import graphene
+from django.conf import settings
 
 from accounts.schema import PublicUser
 from core.domain import DomainError
@@ -28,7 +29,6 @@ from .models import MAX_DISTINCT_REACTIONS, MAX_REACTION_USERS_SHOWN
 from .search import QUERY_MAX_CHARS, SearchFilters, search_messages
 
 MISSED_DEFAULT_LIMIT = 50
-MAX_ATTACHMENTS_PER_MESSAGE = 10
 MY_ROOMS_MAX = 200
 SEARCH_DEFAULT_FIRST = 20
 SEARCH_MAX_FIRST = 50
@@ -40,8 +40,8 @@ LIST_BOUNDS = {
     "Message.reactions": ListBound(None, MAX_DISTINCT_REACTIONS, MAX_DISTINCT_REACTIONS),
     "Reaction.users": ListBound(None, MAX_REACTION_USERS_SHOWN, MAX_REACTION_USERS_SHOWN),
     "Message.mentions": ListBound(None, services.MAX_MENTIONS_PER_MESSAGE, services.MAX_MENTIONS_PER_MESSAGE),
-    # Always empty until uploads exist; charged as a small list so that the bound holds when they do.
-    "Message.attachments": ListBound(None, MAX_ATTACHMENTS_PER_MESSAGE, MAX_ATTACHMENTS_PER_MESSAGE),
+    # The send's own limit (messaging.attachments.clean_attachment_ids), read from the same setting.
+    "Message.attachments": ListBound(None, settings.ATTACHMENT_MAX_PER_MESSAGE, settings.ATTACHMENT_MAX_PER_MESSAGE),
 }
 
 

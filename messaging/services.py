@@ -204,10 +204,6 @@ def clean_reply_to(value: Any) -> int | None:
     return value
 
 
-def clean_attachments(value: Any) -> list[int]:
-    return clean_attachment_ids(value)
-
-
 def mentioned_members(room_id: int, body: str, author_id: int | None, message_seq: int | None = None) -> list[int]:
     """Ids of the room's active members named as @username in `body`, in order of first mention. With the
     seq of an existing message (an edit): only members who may read it (history visibility)."""
@@ -329,7 +325,7 @@ def send_message(
     client_id = clean_client_id(client_id)
     body = clean_body(body)
     reply_to_id = clean_reply_to(reply_to)
-    attachment_ids = clean_attachments(attachments)
+    attachment_ids = clean_attachment_ids(attachments)
     existing = _existing_send(room_id, sender, client_id)
     if existing is not None:
         return SendResult(message=message_to_dict(existing), created=False)

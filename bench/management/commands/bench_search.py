@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
+from django.db.models import Count
 from django.test import Client
 from django.test.utils import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
@@ -86,8 +87,6 @@ class Command(BaseCommand):
             )
 
     def member_of_about_20_rooms(self) -> User:
-        from django.db.models import Count
-
         candidates = (
             Membership.objects.active()
             .filter(user__username__startswith="load-")
