@@ -29,8 +29,8 @@ from django.db import connection
 
 from accounts.models import User
 from core.domain import InvalidInput
-from rooms.models import HistoryVisibility, Membership
-from rooms.services import require_member
+from rooms.models import Membership
+from rooms.services import history_floor, require_member
 
 from .models import MessageKind
 
@@ -159,15 +159,19 @@ class MessageSearch:
             whole: list[int] = []
             clauses: list[str] = []
             params: list[Any] = []
-            memberships = Membership.objects.active().filter(user_id=self.user.pk)
-            for room_id, history, after in memberships.values_list(
-                "room_id", "room__history_visibility", "visible_after_seq"
-            ):
-                if history == HistoryVisibility.SINCE_JOIN and after:
+            memberships = (
+                Membership.objects.active()
+                .filter(user_id=self.user.pk)
+                .select_related("room")
+                .only("room_id", "visible_after_seq", "room__history_visibility")
+            )
+            for membership in memberships:
+                floor = history_floor(membership)  # the one rule of what a member may read
+                if floor:
                     clauses.append("(m.room_id = %s AND m.seq > %s)")
-                    params += [room_id, after]
+                    params += [membership.room_id, floor]
                 else:
-                    whole.append(room_id)
+                    whole.append(membership.room_id)
             if whole and connection.vendor == "postgresql":
                 clauses.insert(0, "m.room_id = ANY(%s)")
                 params.insert(0, whole)
