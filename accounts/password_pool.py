@@ -22,29 +22,25 @@ from the room lists and sends of users already logged in.
 The pool's threads run at a lower CPU priority (PASSWORD_HASH_NICE; Linux sets nice per thread): they use
 every core nobody else wants, but the event loop and the other requests' threads come first.
 
-The gate (`gated`, PASSWORD_VIEW_CONCURRENCY) bounds the requests of those views that run at once. Without
-it, a storm of 999 logins was 999 threads doing their lookups and sessions alongside the room lists of
-users already in, sharing the GIL and the connection pool with them; behind the gate the others wait on
-the event loop, in order, holding no thread and no connection, and a request whose client went away
-leaves the queue without costing a hash (Django cancels the view of a disconnected request).
+Turns (`takes_password_turn`, PASSWORD_VIEW_CONCURRENCY) bound the requests of those views that run at
+once. Without them, a storm of 999 logins was 999 threads doing their lookups and sessions alongside the
+room lists of users already in, sharing the GIL and the connection pool with them; with them the others
+wait on the event loop before Django (core.turns.TurnGate), in order, holding no thread and no connection,
+and a request whose client went away leaves the queue without costing a hash.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 
 logger = logging.getLogger(__name__)
 
@@ -104,29 +100,20 @@ def run_hash(function: Callable[..., T], *args: object) -> T:
     return password_executor().submit(function, *args).result()
 
 
-# --- the gate in front of the views that hash ----------------------------------------------------------
-_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+# --- turns for the views that hash --------------------------------------------------------------------
+PASSWORD_TURN = "takes_password_turn"
 
 
-def _gate() -> asyncio.Semaphore:
-    """One per event loop (the server has one; tests may run several)."""
-    loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None:
-        gate = _gates[loop] = asyncio.Semaphore(settings.PASSWORD_VIEW_CONCURRENCY)
-    return gate
+def takes_password_turn(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Marks a view that hashes a password: its POSTs wait for one of PASSWORD_VIEW_CONCURRENCY turns on the
+    event loop before Django runs them (core.turns.TurnGate, wired in chattalk_project/asgi.py)."""
+    setattr(view, PASSWORD_TURN, True)
+    return view
 
 
-def gated(view: Callable[..., HttpResponse]) -> Callable[..., Any]:
-    """At most PASSWORD_VIEW_CONCURRENCY requests of the views that hash run at once; the others wait their
-    turn on the event loop, first come first served, holding no connection and no CPU."""
-
-    @functools.wraps(view)
-    async def in_turn(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if settings.PASSWORD_HASH_WORKERS <= 0 or settings.PASSWORD_VIEW_CONCURRENCY <= 0:
-            return await sync_to_async(view)(request, *args, **kwargs)
-        async with _gate():
-            return await sync_to_async(view)(request, *args, **kwargs)
-
-    in_turn.csrf_exempt = getattr(view, "csrf_exempt", False)  # type: ignore[attr-defined]
-    return in_turn
+def password_turns() -> int:
+    """How many requests of the views that hash run at once; 0 (no gate) when hashes run on the caller's
+    thread (PASSWORD_HASH_WORKERS=0, as in tests) or the limit is off."""
+    if settings.PASSWORD_HASH_WORKERS <= 0:
+        return 0
+    return max(0, settings.PASSWORD_VIEW_CONCURRENCY)

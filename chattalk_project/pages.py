@@ -28,7 +28,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import services as accounts_services
 from accounts.models import User
-from accounts.password_pool import gated
+from accounts.password_pool import takes_password_turn
 from accounts.services import InvalidCredentials
 from accounts.throttling import LOGIN_THROTTLES, SIGNUP_THROTTLES, form_throttle_wait
 from core.domain import DomainError, InvalidInput
@@ -124,7 +124,7 @@ def throttled_response(request: HttpRequest, template: str, context: dict[str, A
     return response
 
 
-@gated
+@takes_password_turn
 def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("room-list")
@@ -148,7 +148,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/signup.html", {"form": form})
 
 
-@gated
+@takes_password_turn
 def login_page(request: HttpRequest) -> HttpResponse:
     try:
         next_url = text_param(request.POST, "next", max_length=NEXT_URL_MAX_LENGTH) or text_param(

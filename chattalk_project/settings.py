@@ -289,9 +289,9 @@ PASSWORD_HASH_WORKERS = env_int(
     "PASSWORD_HASH_WORKERS", 0 if "pytest" in sys.modules else max(1, (os.cpu_count() or 2) - 1)
 )
 PASSWORD_HASH_NICE = env_int("PASSWORD_HASH_NICE", 10)
-# Login, signup and password-change requests that run at once (accounts.password_pool.gated); the others wait for a turn on
-# the event loop, holding no thread's CPU and no database connection, and leave the queue if their client
-# goes away. Enough to keep every hash thread busy while others do their database work; few enough that
+# Login, signup and password-change requests that run at once (accounts.password_pool.takes_password_turn);
+# the others wait for a turn on the event loop before Django (core.turns.TurnGate), holding no thread and
+# no database connection, and leave the queue if their client goes away. Enough to keep every hash thread busy while others do their database work; few enough that
 # users already logged in do not share the GIL and the connection pool with a whole storm (0: no limit).
 PASSWORD_VIEW_CONCURRENCY = env_int("PASSWORD_VIEW_CONCURRENCY", 3 * PASSWORD_HASH_WORKERS)
 

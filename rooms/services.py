@@ -250,18 +250,24 @@ def create_room(
         history_visibility = HistoryVisibility.ALL if visibility == Visibility.PUBLIC else HistoryVisibility.SINCE_JOIN
     else:
         history_visibility = clean_history_visibility(history_visibility)
+    now = timezone.now()
     with transaction.atomic():
+        # The creator's seat is taken with the room itself: nobody else can see the room before this commits,
+        # so there is no seat to race for, no ban and no earlier membership, and none of join's checks apply.
         room = Room.objects.create(
             title=title,
             owner=owner,
             max_personnel=max_personnel,
+            personnel=1,
             visibility=visibility,
             history_visibility=history_visibility,
         )
-        record_event("room.created", room_id=room.pk, data=room_event_data(room))
-        _join(room.pk, owner, invited=True)
-        room.refresh_from_db()
-    room.my_role = Role.OWNER  # type: ignore[attr-defined]
+        # The event describes the room as created, before its first seat, as it always has.
+        record_event("room.created", room_id=room.pk, data={**room_event_data(room), "personnel": 0})
+        membership = Membership.objects.create(
+            room=room, user=owner, is_active=True, role=Role.OWNER, joined_at=now, visible_after_seq=0
+        )
+        _joined(room, owner, membership, now)
     return room
 
 
@@ -338,8 +344,14 @@ def _join(
         return _unchanged(room_id, user)
     room = Room.objects.select_related("owner").get(pk=room_id)
     membership = Membership.objects.get(room_id=room_id, user=user)
-    # In this transaction, with the membership: messaging writes the ENTER message (taking the room's next
-    # seq), presence shows the new member after commit (messaging.receivers, presence.receivers).
+    _joined(room, user, membership, now)
+    return MembershipChange(room=room, membership=membership, changed=True)
+
+
+def _joined(room: Room, user: User, membership: Membership, now: datetime) -> None:
+    """What follows every seat taken (a join, an invitation, a room's creation), in its transaction."""
+    # With the membership: messaging writes the ENTER message (taking the room's next seq), presence shows
+    # the new member after commit (messaging.receivers, presence.receivers).
     signals.member_joined.send(sender=Room, room=room, user=user, membership=membership, at=now)
     # A new member starts with nothing unread: the read position is the room's newest seq, ENTER included.
     room.refresh_from_db(fields=["last_seq"])
@@ -347,7 +359,6 @@ def _join(
     membership.last_read_seq = room.last_seq
     room.my_role = membership.role  # type: ignore[attr-defined]
     _record_membership_event("member.joined", room, user, now)
-    return MembershipChange(room=room, membership=membership, changed=True)
 
 
 def leave_room(*, room_id: int, user: User) -> MembershipChange:

@@ -69,10 +69,14 @@ def test_a_login_waiting_for_its_password_hash_holds_no_database_connection(serv
 
 
 def _thread_nice_values(pid: int) -> dict[int, int]:
-    """Each thread's nice value, from /proc (field 19 of stat, after the command name)."""
+    """Each thread's nice value, from /proc (field 19 of stat, after the command name). A request's thread
+    may end between the listing and its read: it is left out."""
     values = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
         values[int(task.name)] = int(fields[16])
     return values
 
