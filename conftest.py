@@ -46,6 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite: pins SQLite behaviour; deselected when DATABASE_URL is set")
     config.addinivalue_line("markers", "browser: drives headless Chromium through Playwright")
     config.addinivalue_line("markers", "soak: long-running; only in the soak run")
+    config.addinivalue_line(
+        "markers",
+        "cluster: drives scripts/netcluster (root, network namespaces, HAProxy, PgBouncer, Sentinel); only in"
+        " the cluster run (-m cluster), a separate step of scripts/test",
+    )
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -67,13 +72,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     available = set(configured_services())
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         available.add("sqlite")
-    # Soak tests run only when asked for by marker (`-m soak`).
-    run_soak = "soak" in (config.getoption("markexpr", "") or "")
+    # Soak and cluster tests run only when asked for by marker (`-m soak`, `-m cluster`): one is long, the
+    # other starts a cluster of eight processes in network namespaces (its own step in scripts/test).
+    markexpr = config.getoption("markexpr", "") or ""
+    asked = {name for name in ("soak", "cluster") if name in markexpr}
     keep, drop = [], []
     for item in items:
         needed = {m.name for m in item.iter_markers() if m.name in SERVICE_MARKERS + EMBEDDED_MARKERS}
-        soak = item.get_closest_marker("soak") is not None
-        (keep if needed <= available and (run_soak or not soak) else drop).append(item)
+        only_if_asked = {name for name in ("soak", "cluster") if item.get_closest_marker(name) is not None}
+        (keep if needed <= available and only_if_asked <= asked else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -15,6 +15,7 @@ With REDIS_URL set the cache is Redis, so every process sees a revocation at onc
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from django.utils.crypto import constant_time_compare
 from core.domain import ServiceUnavailable
 from realtime.frames import CLOSE_NOT_AUTHENTICATED
 from realtime.watch import Changes, SocketSnapshot
+
+logger = logging.getLogger(__name__)
 
 DENYLIST_PREFIX = "jwt-deny:"
 USER_CUTOFF_PREFIX = "jwt-user-cutoff:"
@@ -67,6 +70,28 @@ def _forget_shared_cache(setting: str, **kwargs: object) -> None:
         _shared_cache = None
 
 
+REPLICA_WAIT_MS = 1000  # how long a revocation waits for a Redis replica to hold it (Sentinel only)
+
+
+def _store_revocation(key: str, value: object, ttl: int) -> None:
+    """Write one denylist entry. Behind Redis Sentinel the write waits (WAIT 1) until a replica holds it:
+    replication is asynchronous, and a primary killed just after a logout would otherwise take the entry
+    with it, and the promoted replica would accept the logged-out token until it expired. One connection
+    carries the SET and the WAIT (WAIT counts only its own connection's writes). When no replica answers in
+    REPLICA_WAIT_MS the entry is still on the primary: the logout succeeds, and the gap is logged."""
+    cache = denylist_cache()
+    if not settings.REDIS_SENTINELS:
+        cache.set(key, value, timeout=ttl)
+        return
+    client = cache.client  # django-redis' client: its key prefix and value encoding, which get_many reads
+    with client.get_client(write=True).pipeline(transaction=False) as pipe:
+        pipe.set(client.make_key(key), client.encode(value), ex=ttl)
+        pipe.wait(1, REPLICA_WAIT_MS)
+        _, replicas = pipe.execute()
+    if not replicas:
+        logger.warning("token revocation: no Redis replica acknowledged it within %s ms", REPLICA_WAIT_MS)
+
+
 def access_lifetime() -> timedelta:
     return settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
 
@@ -74,7 +99,7 @@ def access_lifetime() -> timedelta:
 def revoke_access_jti(jti: str, expires_at: float) -> None:
     """Refuse one access token until it expires on its own (plus a margin for clock skew)."""
     ttl = max(1, int(expires_at - time.time()) + 5)
-    denylist_cache().set(DENYLIST_PREFIX + jti, 1, timeout=ttl)
+    _store_revocation(DENYLIST_PREFIX + jti, 1, ttl)
 
 
 def revoke_all_tokens_issued_before(user_id: int, cutoff: float, ttl_seconds: int | None = None) -> None:
@@ -84,12 +109,12 @@ def revoke_all_tokens_issued_before(user_id: int, cutoff: float, ttl_seconds: in
     """
     if ttl_seconds is None:
         ttl_seconds = int(access_lifetime().total_seconds()) + 60
-    denylist_cache().set(USER_CUTOFF_PREFIX + str(user_id), cutoff, timeout=ttl_seconds)
+    _store_revocation(USER_CUTOFF_PREFIX + str(user_id), cutoff, ttl_seconds)
 
 
 def revoke_family_access_tokens(family: str) -> None:
     """Every access token made from a refresh token of this family is refused until it would expire."""
-    denylist_cache().set(FAMILY_DENY_PREFIX + family, 1, timeout=int(access_lifetime().total_seconds()) + 60)
+    _store_revocation(FAMILY_DENY_PREFIX + family, 1, int(access_lifetime().total_seconds()) + 60)
 
 
 def generation_is_current(token_generation: object, user_generation: int) -> bool:

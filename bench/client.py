@@ -4,7 +4,8 @@ Why not the `websockets` library: on a 2-core machine the load generator shares 
 test, and every microsecond the client spends per received frame is taken from the server. This client parses
 server frames in `data_received` with no per-frame task, future or copy, and hands the raw text to one
 callback. It speaks just enough of RFC 6455 for a benchmark: text frames (fragmented too), ping/pong, close
-codes; it masks what it sends. Only loopback targets are accepted.
+codes; it masks what it sends. Only loopback targets are accepted, and the test cluster's own addresses
+(scripts/netcluster's bridge, NETCLUSTER_SUBNET, 10.231.0.0/24 by default).
 
 It offers permessage-deflate (RFC 7692) by default, with the very header Chromium sends, because every
 browser does and a server that accepts it pays per socket for it (a deflate window and a compression per
@@ -27,6 +28,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# The addresses scripts/netcluster creates (its bridge and namespaces): a test cluster on this machine.
+CLUSTER_SUBNET_PREFIX = os.environ.get("NETCLUSTER_SUBNET", "10.231.0") + "."
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 RSV1, RSV2_RSV3 = 0x40, 0x30
@@ -96,11 +99,12 @@ class DeflateParameters:
 
 
 def require_loopback(url: str) -> tuple[str, int, str]:
-    """(host, port, path+query) of a ws:// or http:// URL on this machine; anything else is refused."""
+    """(host, port, path+query) of a ws:// or http:// URL on this machine (loopback, or the test cluster's
+    namespaces); anything else is refused."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    if host not in LOOPBACK_HOSTS and not host.startswith("127."):
-        raise ValueError(f"benchmarks only target this machine (127.0.0.0/8 or ::1), not {host!r}")
+    if host not in LOOPBACK_HOSTS and not host.startswith(("127.", CLUSTER_SUBNET_PREFIX)):
+        raise ValueError(f"benchmarks only target this machine (127.0.0.0/8, ::1, the test cluster), not {host!r}")
     port = parts.port or 80
     path = parts.path or "/"
     if parts.query:

@@ -32,7 +32,17 @@ def check_database() -> dict[str, Any]:
 def check_redis() -> dict[str, Any]:
     import redis
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    if settings.REDIS_SENTINELS:  # ask the sentinels for the primary, as the layer and the cache do
+        from redis.sentinel import Sentinel
+
+        from .settings import redis_sentinel_target
+
+        name, db, password = redis_sentinel_target(settings.REDIS_URL)
+        timeouts = {"socket_connect_timeout": 2, "socket_timeout": 2}
+        sentinel = Sentinel(settings.REDIS_SENTINELS, sentinel_kwargs=timeouts, **timeouts)
+        client = sentinel.master_for(name, db=db, password=password)
+    else:
+        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()
     finally:

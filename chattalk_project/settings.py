@@ -179,6 +179,16 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+# PgBouncer in transaction mode (DATABASE_TRANSACTION_POOLING=1) hands each transaction whatever server
+# connection is free, so nothing may outlive a transaction on the server: no server-side cursors (Django's
+# .iterator() would DECLARE a cursor WITH HOLD that the next transaction's connection does not have) and no
+# prepared statements (psycopg prepares a query after 5 uses; PgBouncer 1.18 does not carry them over). The
+# app takes no session advisory locks and does not LISTEN; the relay does take one, so it connects through a
+# session-mode pool (scripts/netcluster gives it one).
+DATABASE_TRANSACTION_POOLING = env_bool("DATABASE_TRANSACTION_POOLING", False)
+if DATABASE_TRANSACTION_POOLING and _default_db["ENGINE"] == "django.db.backends.postgresql":
+    _default_db["DISABLE_SERVER_SIDE_CURSORS"] = True
+    _default_db.setdefault("OPTIONS", {})["prepare_threshold"] = None
 _test_db_name = env_str("TEST_DB_NAME")
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory: the tests' real server processes must open the same test database.
@@ -196,14 +206,55 @@ CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "chattalk")
 REDIS_POOL_SIZE = env_int("REDIS_POOL_SIZE", 1000)
 # One hub channel per process carries every room's traffic: capacity must cover a burst, not one socket.
 CHANNEL_CAPACITY = env_int("CHANNEL_CAPACITY", 100_000)
+# Redis Sentinel: REDIS_SENTINELS="host:port,host:port,..." and REDIS_URL=redis://MASTER_NAME/DB, where the URL's
+# host is the name the sentinels monitor (django-redis' convention) and its path the database. The channel
+# layer, the cache (denylist, rate limits) and /readyz then ask the sentinels for the primary, and follow a
+# failover: a connection that fails, or that finds its server turned replica, asks again.
+REDIS_SENTINELS: list[tuple[str, int]] = [
+    (address.rpartition(":")[0], int(address.rpartition(":")[2])) for address in env_list("REDIS_SENTINELS")
+]
+REDIS_SOCKET_TIMEOUT = 10  # above channels-redis' 5 s blocking read (BZPOPMIN), see below
+
+
+def redis_sentinel_target(url: str) -> tuple[str, int, str | None]:
+    """(master name, db, password) of a REDIS_URL used with REDIS_SENTINELS."""
+    parts = urlsplit(url)
+    return parts.hostname or "", int((parts.path or "/0").strip("/") or 0), parts.password
+
+
+if REDIS_URL and REDIS_SENTINELS:
+    _master_name, _redis_db, _redis_password = redis_sentinel_target(REDIS_URL)
+    _layer_host: dict[str, object] = {
+        "master_name": _master_name,
+        "sentinels": REDIS_SENTINELS,
+        "sentinel_kwargs": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        "db": _redis_db,
+        "password": _redis_password,
+        "max_connections": REDIS_POOL_SIZE,
+        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        "socket_connect_timeout": 2,
+    }
+    _cache_options: dict[str, object] = {
+        "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+        # The default client, not django-redis' SentinelClient: that one reads from replicas, and a denylist
+        # read from a lagging replica would let a token through just after its logout.
+        "SENTINELS": REDIS_SENTINELS,
+        "SENTINEL_KWARGS": {"socket_timeout": 2, "socket_connect_timeout": 2},
+        "SOCKET_CONNECT_TIMEOUT": 2,
+        "SOCKET_TIMEOUT": 5,
+        "CONNECTION_POOL_KWARGS": {"max_connections": REDIS_POOL_SIZE},
+    }
+else:
+    # socket_timeout above channels-redis' 5 s blocking read (BZPOPMIN): redis-py's default of 5 s
+    # races it, and an idle hub's receive then fails every few seconds (see test_faults.py).
+    _layer_host = {"address": REDIS_URL, "max_connections": REDIS_POOL_SIZE, "socket_timeout": REDIS_SOCKET_TIMEOUT}
+    _cache_options = {"CONNECTION_POOL_KWARGS": {"max_connections": REDIS_POOL_SIZE}}
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # socket_timeout above channels-redis' 5 s blocking read (BZPOPMIN): redis-py's default of 5 s
-                # races it, and an idle hub's receive then fails every few seconds (see test_faults.py).
-                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_POOL_SIZE, "socket_timeout": 10}],
+                "hosts": [_layer_host],
                 "prefix": CHANNEL_LAYER_PREFIX,
                 "capacity": CHANNEL_CAPACITY,
                 "expiry": 60,
@@ -216,7 +267,7 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CHANNEL_LAYER_PREFIX,
-            "OPTIONS": {"CONNECTION_POOL_KWARGS": {"max_connections": REDIS_POOL_SIZE}},
+            "OPTIONS": _cache_options,
         }
     }
 else:

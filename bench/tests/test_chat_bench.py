@@ -133,7 +133,8 @@ def test_a_client_id_stored_under_two_seqs_is_reported_as_duplicate() -> None:
 
 def test_benchmarks_refuse_targets_off_this_machine() -> None:
     assert require_loopback("ws://127.0.0.1:8100/ws/rooms/1/")[1] == 8100
-    for url in ("ws://10.0.0.5:8000/", "http://192.168.1.2/", "ws://example.com/"):
+    assert require_loopback("http://10.231.0.1:18080/readyz")[1] == 18080  # scripts/netcluster's balancer
+    for url in ("ws://10.0.0.5:8000/", "http://192.168.1.2/", "ws://example.com/", "ws://10.231.1.5/"):
         with pytest.raises(ValueError):
             require_loopback(url)
 

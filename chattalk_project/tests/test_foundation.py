@@ -277,3 +277,61 @@ def test_a_database_that_is_busy_or_away_answers_503_unavailable_not_500(monkeyp
     response = client.get("/api/rooms")
     assert response.status_code == 503
     assert response.json()["code"] == "unavailable" and response["Retry-After"] == "1"
+
+
+def test_redis_sentinels_make_the_layer_and_the_cache_ask_the_sentinels_for_the_primary_and_read_only_from_it():
+    script = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "host = settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0];"
+        "options = settings.CACHES['default']['OPTIONS'];"
+        "print(json.dumps({'layer': {k: host.get(k) for k in ('master_name', 'sentinels', 'db', 'address')},"
+        "'factory': options.get('CONNECTION_FACTORY'), 'client': options.get('CLIENT_CLASS'),"
+        "'cache_sentinels': options.get('SENTINELS'), 'location': settings.CACHES['default']['LOCATION']}))"
+    )
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "chattalk_project.settings",
+        "REDIS_URL": "redis://chattalk/3",
+        "REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26380",
+    }
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    sentinels = [["10.0.0.1", 26379], ["10.0.0.2", 26380]]
+    assert found["layer"] == {"master_name": "chattalk", "sentinels": sentinels, "db": 3, "address": None}
+    assert found["factory"] == "django_redis.pool.SentinelConnectionFactory"
+    assert found["client"] is None  # django-redis' SentinelClient would read the denylist from a lagging replica
+    assert (found["cache_sentinels"], found["location"]) == (sentinels, "redis://chattalk/3")
+
+
+def test_transaction_pooling_turns_off_server_side_cursors_and_prepared_statements():
+    script = (
+        "import json, django; from django.conf import settings; django.setup();"
+        "db = settings.DATABASES['default'];"
+        "print(json.dumps([db.get('DISABLE_SERVER_SIDE_CURSORS', False), 'prepare_threshold' in db['OPTIONS'],"
+        " db['OPTIONS'].get('prepare_threshold')]))"
+    )
+    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "chattalk_project.settings"}
+    url = {"DATABASE_URL": "postgres://u:p@pgbouncer:6432/x"}
+
+    def found(env: dict[str, str]) -> list[object]:
+        result = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", script],
+            cwd=BASE_DIR,
+            env={**base, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert found({**url, "DATABASE_TRANSACTION_POOLING": "1"}) == [True, True, None]
+    assert found(url) == [False, False, None]
