@@ -237,6 +237,12 @@ EVENTS_RETENTION = timedelta(hours=env_int("EVENTS_RETENTION_HOURS", 72))
 KAFKA_CLIENT_CONFIG = env_str("KAFKA_CLIENT_CONFIG")
 EVENTS_RELAY_BATCH_SIZE = env_int("EVENTS_RELAY_BATCH_SIZE", 500)
 EVENTS_RELAY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RELAY_BACKOFF_MAX_SECONDS", 30)
+# Relays in parallel: the outbox is cut into this many partitions (room id modulo the count), each leased by one
+# relay for EVENTS_RELAY_LEASE_SECONDS and renewed every third of it (events.leases). Same value on every relay.
+EVENTS_RELAY_PARTITIONS = env_int("EVENTS_RELAY_PARTITIONS", 16)
+EVENTS_RELAY_LEASE_SECONDS = env_int("EVENTS_RELAY_LEASE_SECONDS", 10)
+# Replication of the topics the relay creates; -1 is the broker's default.replication.factor.
+KAFKA_TOPIC_REPLICATION = env_int("KAFKA_TOPIC_REPLICATION", -1)
 
 # --- MongoDB (presence) -------------------------------------------------------------------------------
 MONGODB_URI = env_str("MONGODB_URI")

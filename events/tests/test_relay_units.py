@@ -150,13 +150,14 @@ def relay_with(monkeypatch):
     def make(producer: ScriptedProducer) -> Relay:
         relay = Relay(producer_factory=lambda: producer, batch_size=100)
         monkeypatch.setattr(relay, "_ensure_topics", lambda topics: None)
-        assert relay.lock.try_acquire()  # only the lock holder may mark rows sent
+        relay.leases.prepare()
+        assert relay.leases.round(take_all=True).held  # only a lease holder may mark rows sent
         relays.append(relay)
         return relay
 
     yield make
     for relay in relays:
-        relay.lock.release()  # the session outlives the test: leave no lock behind for the next one
+        relay.leases.release_all()
 
 
 @pytest.mark.django_db
@@ -254,3 +255,18 @@ def test_kafka_client_config_reaches_every_client(settings):
     for config in (producer_config(), consumer_config("g")):
         assert config["security.protocol"] == "SASL_SSL" and config["bootstrap.servers"] == "kafka-1:9093"
     assert producer_config()["enable.idempotence"] is True  # the relay's guarantees are not overridable here
+
+
+@pytest.mark.django_db
+def test_a_relay_whose_partitions_were_taken_over_marks_none_of_their_rows(two_rooms_of_events, relay_with):
+    from events.models import RelayLease
+
+    relay = relay_with(ScriptedProducer())
+    # Another relay took room 1's partition over (a new epoch) while this one still believes it owns it.
+    taken = 1 % relay.leases.partition_count
+    RelayLease.objects.filter(partition=taken).update(owner="successor", epoch=relay.leases.epochs[taken] + 1)
+    result = relay.relay_batch()
+    assert result.sent == 3  # room 2's rows only
+    assert sent_bodies() == {"b0", "b1", "b2"}
+    assert taken not in relay.leases.held
+    assert relay.relay_batch().selected == 0  # room 1 is the successor's now
