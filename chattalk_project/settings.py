@@ -387,6 +387,8 @@ WS_IDLE_SECONDS = env_int("WS_IDLE_SECONDS", 120)
 WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 20)
 WS_MESSAGES_BURST = env_int("WS_MESSAGES_BURST", 40)
 WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20)
+# With Redis the cap counts every process's sockets; a seat not renewed by its process (it died) expires after this.
+WS_SOCKET_CAP_TTL_SECONDS = env_int("WS_SOCKET_CAP_TTL_SECONDS", 45)
 WS_REPLAY_PAGE_SIZE = env_int("WS_REPLAY_PAGE_SIZE", 500)
 # The user socket (/ws/me/) follows at most this many of the user's rooms, the most recently active first.
 WS_ME_MAX_ROOMS = env_int("WS_ME_MAX_ROOMS", 500)

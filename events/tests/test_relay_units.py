@@ -270,3 +270,42 @@ def test_a_relay_whose_partitions_were_taken_over_marks_none_of_their_rows(two_r
     assert sent_bodies() == {"b0", "b1", "b2"}
     assert taken not in relay.leases.held
     assert relay.relay_batch().selected == 0  # room 1 is the successor's now
+
+
+def test_created_topics_take_the_configured_partitions_and_replication(settings):
+    from confluent_kafka.admin import NewTopic
+
+    from events.kafka import ensure_topics
+
+    settings.KAFKA_TOPIC_PARTITIONS, settings.KAFKA_TOPIC_REPLICATION = 12, 3
+    requested: list[NewTopic] = []
+
+    class Done:
+        def result(self, timeout: float) -> None:
+            return None
+
+    class Admin:
+        def list_topics(self, timeout: float) -> Any:
+            return type("Metadata", (), {"topics": {"chattalk.rooms": object()}})()
+
+        def create_topics(self, topics: list[NewTopic], request_timeout: float) -> dict[str, Done]:
+            requested.extend(topics)
+            return {topic.topic: Done() for topic in topics}
+
+    created = ensure_topics(admin=Admin())  # type: ignore[arg-type]
+    assert sorted(created) == ["chattalk.memberships", "chattalk.messages", "chattalk.presence"]
+    assert {(t.num_partitions, t.replication_factor) for t in requested} == {(12, 3)}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "check_id"),
+    [
+        ("KAFKA_TOPIC_REPLICATION", 0, "events.E005"),
+        ("EVENTS_RELAY_PARTITIONS", 0, "events.E006"),
+        ("EVENTS_RELAY_LEASE_SECONDS", 0, "events.E006"),
+    ],
+)
+def test_system_check_refuses_relay_settings_that_cannot_work(settings, name, value, check_id):
+    assert check_id not in {m.id for m in kafka_settings_check(None)}
+    setattr(settings, name, value)
+    assert check_id in {m.id for m in kafka_settings_check(None)}
