@@ -6,12 +6,14 @@ filter by what they look for; nothing relies on "latest" offsets (Tansu reports 
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
 import uuid
 from collections import defaultdict
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,7 +276,9 @@ def test_three_relays_share_the_outbox_each_publishes_some_and_every_event_arriv
             relay.stop(signal.SIGKILL)
 
 
-def test_a_relay_killed_mid_stream_hands_its_partitions_over_and_per_room_order_holds(topic_prefix, make_user):
+def test_a_relay_killed_mid_stream_hands_its_partitions_over_and_per_room_order_holds(
+    topic_prefix, make_user, settings
+):
     relays = [RelayProcess(parallel_relay_env(topic_prefix, 4), name=f"relay-kill-{n}").start() for n in range(2)]
     try:
         wait_until(lambda: sorted(lease_overview().values()) == [2, 2], 30, what="two relays hold 2 partitions each")
@@ -285,9 +289,13 @@ def test_a_relay_killed_mid_stream_hands_its_partitions_over_and_per_room_order_
         send_rounds(rooms, users, 0, 20)
         victim, survivor = relays
         victim.stop(signal.SIGKILL)  # mid-stream: no goodbye, its leases stay until they expire
+        killed_at = time.monotonic()
+        unsent_at_kill = unsent_rows.count()
         send_rounds(rooms, users, 20, 20)
         wait_until(lambda: lease_overview() == {survivor_name(survivor): 4}, 30, what="the survivor holds all")
+        took_over = time.monotonic() - killed_at
         wait_until(lambda: not unsent_rows.exists(), 40, interval=0.2, what="all rooms' events sent")
+        drained = time.monotonic() - killed_at
         expected = OutboxEvent.objects.filter(room_id__in=room_ids).count()
         result = consume_room_events(room_ids, expected=expected, timeout=30.0)
         # At least once: a row the victim had delivered but not marked is sent again by the survivor; the
@@ -296,6 +304,16 @@ def test_a_relay_killed_mid_stream_hands_its_partitions_over_and_per_room_order_
         assert_per_room_order(result, outbox_ids_by_room(room_ids))
         assert_talk_in_order(result, rooms, 40)
         assert "holds 4 of 4 outbox partitions" in survivor.log()
+        figures = {
+            "events": expected,
+            "unsent_at_kill": unsent_at_kill,
+            "duplicates_seen_by_consumer": result.duplicates,
+            "seconds_kill_to_takeover_seen": round(took_over, 2),
+            "seconds_kill_to_all_sent": round(drained, 2),
+        }
+        report = Path(settings.BASE_DIR) / "var" / "faults" / "relay_killed_mid_stream.json"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(figures, indent=2) + "\n")
         assert survivor.stop() == 0
     finally:
         for relay in relays:
