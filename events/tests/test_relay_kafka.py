@@ -289,11 +289,11 @@ def test_a_relay_killed_mid_stream_hands_its_partitions_over_and_per_room_order_
         send_rounds(rooms, users, 0, 20)
         victim, survivor = relays
         victim.stop(signal.SIGKILL)  # mid-stream: no goodbye, its leases stay until they expire
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), datetime.now()
         unsent_at_kill = unsent_rows.count()
         send_rounds(rooms, users, 20, 20)
         wait_until(lambda: lease_overview() == {survivor_name(survivor): 4}, 30, what="the survivor holds all")
-        took_over = time.monotonic() - killed_at
+        took_over = (takeover_logged_at(survivor.log()) - killed_wall).total_seconds()
         wait_until(lambda: not unsent_rows.exists(), 40, interval=0.2, what="all rooms' events sent")
         drained = time.monotonic() - killed_at
         expected = OutboxEvent.objects.filter(room_id__in=room_ids).count()
@@ -318,6 +318,13 @@ def test_a_relay_killed_mid_stream_hands_its_partitions_over_and_per_room_order_
     finally:
         for relay in relays:
             relay.stop(signal.SIGKILL)
+
+
+def takeover_logged_at(log: str) -> datetime:
+    """When the relay last logged that it holds every partition (local time, as datetime.now())."""
+    found = re.findall(r"^(\S+ \S+) INFO events.relay .*holds (\d+) of \2 outbox partitions", log, re.MULTILINE)
+    assert found, log[-2000:]
+    return datetime.strptime(found[-1][0], "%Y-%m-%d %H:%M:%S,%f")  # the last: at start it may hold all too
 
 
 def survivor_name(relay: RelayProcess) -> str:
