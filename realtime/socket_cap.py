@@ -120,9 +120,6 @@ class RedisSocketCap:
                 pipe.expire(key, int(self.ttl * 2) + 1)
             await pipe.execute()
 
-    async def close(self) -> None:
-        await self.redis.aclose()
-
 
 def new_socket_cap() -> SocketCap:
     """Chosen by settings: shared through Redis when there is one, else the process's own count."""
