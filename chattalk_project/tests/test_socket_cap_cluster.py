@@ -73,6 +73,9 @@ def test_the_cap_counts_a_users_sockets_on_every_process_and_a_killed_process_st
         assert await refused(ChatClient(second.ws_url, room, token))
         assert await refused(PresenceClient(first.ws_url, room, token))
         assert all(client.close_code is None for client in held)
+        # Past a seat's unrenewed life: the processes renew their seats (one batch each), so the cap still holds.
+        await asyncio.sleep(TTL_SECONDS * 1.5)
+        assert await refused(ChatClient(first.ws_url, room, token))
         # Per user: someone else still gets in.
         other = ChatClient(second.ws_url, room, cast.token(cast.owner))
         assert await try_open(other)
