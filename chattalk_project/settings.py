@@ -288,6 +288,12 @@ EVENTS_RETENTION = timedelta(hours=env_int("EVENTS_RETENTION_HOURS", 72))
 KAFKA_CLIENT_CONFIG = env_str("KAFKA_CLIENT_CONFIG")
 EVENTS_RELAY_BATCH_SIZE = env_int("EVENTS_RELAY_BATCH_SIZE", 500)
 EVENTS_RELAY_BACKOFF_MAX_SECONDS = env_int("EVENTS_RELAY_BACKOFF_MAX_SECONDS", 30)
+# Relays in parallel: the outbox is cut into this many partitions (room id modulo the count), each leased by one
+# relay for EVENTS_RELAY_LEASE_SECONDS and renewed every third of it (events.leases). Same value on every relay.
+EVENTS_RELAY_PARTITIONS = env_int("EVENTS_RELAY_PARTITIONS", 16)
+EVENTS_RELAY_LEASE_SECONDS = env_int("EVENTS_RELAY_LEASE_SECONDS", 10)
+# Replication of the topics the relay creates; -1 is the broker's default.replication.factor.
+KAFKA_TOPIC_REPLICATION = env_int("KAFKA_TOPIC_REPLICATION", -1)
 
 # --- MongoDB (presence) -------------------------------------------------------------------------------
 MONGODB_URI = env_str("MONGODB_URI")
@@ -432,6 +438,8 @@ WS_IDLE_SECONDS = env_int("WS_IDLE_SECONDS", 120)
 WS_MESSAGES_PER_SECOND = env_int("WS_MESSAGES_PER_SECOND", 20)
 WS_MESSAGES_BURST = env_int("WS_MESSAGES_BURST", 40)
 WS_MAX_SOCKETS_PER_USER = env_int("WS_MAX_SOCKETS_PER_USER", 20)
+# With Redis the cap counts every process's sockets; a seat not renewed by its process (it died) expires after this.
+WS_SOCKET_CAP_TTL_SECONDS = env_int("WS_SOCKET_CAP_TTL_SECONDS", 45)
 WS_REPLAY_PAGE_SIZE = env_int("WS_REPLAY_PAGE_SIZE", 500)
 # The user socket (/ws/me/) follows at most this many of the user's rooms, the most recently active first.
 WS_ME_MAX_ROOMS = env_int("WS_ME_MAX_ROOMS", 500)

@@ -32,6 +32,14 @@ def kafka_settings_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
         )
     if settings.KAFKA_TOPIC_PARTITIONS < 1:
         problems.append(Error("KAFKA_TOPIC_PARTITIONS must be at least 1.", id="events.E002"))
+    if settings.KAFKA_TOPIC_REPLICATION == 0 or settings.KAFKA_TOPIC_REPLICATION < -1:
+        problems.append(
+            Error("KAFKA_TOPIC_REPLICATION must be at least 1, or -1 for the broker's default.", id="events.E005")
+        )
+    if settings.EVENTS_RELAY_PARTITIONS < 1 or settings.EVENTS_RELAY_LEASE_SECONDS < 1:
+        problems.append(
+            Error("EVENTS_RELAY_PARTITIONS and EVENTS_RELAY_LEASE_SECONDS must be at least 1.", id="events.E006")
+        )
     if settings.EVENTS_RELAY_BATCH_SIZE < 1:
         problems.append(Error("EVENTS_RELAY_BATCH_SIZE must be at least 1.", id="events.E003"))
     return problems

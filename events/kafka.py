@@ -127,7 +127,14 @@ def ensure_topics(
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=settings.KAFKA_TOPIC_PARTITIONS, replication_factor=-1) for name in missing],
+        [
+            NewTopic(
+                name,
+                num_partitions=settings.KAFKA_TOPIC_PARTITIONS,
+                replication_factor=settings.KAFKA_TOPIC_REPLICATION,
+            )
+            for name in missing
+        ],
         request_timeout=timeout,
     )
     created = []

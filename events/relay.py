@@ -11,9 +11,10 @@ How order per room holds:
   first unsent row (a later row that did get through is sent again; consumers dedupe by event_id). Until that
   row is through, batches take only it from its room, so a room stuck behind a row Kafka keeps refusing does
   not fill the batches of everyone else.
-- Only one relay publishes at a time: the leader holds a PostgreSQL session advisory lock, and re-checks it
-  in the transaction that marks rows sent. Other relays are hot standbys that take over when the leader's
-  session ends. On SQLite there is no such lock: run a single relay.
+- Several relays publish at once, each the rooms of the outbox partitions it leases (events.leases: room id
+  modulo EVENTS_RELAY_PARTITIONS, leases in the database with an epoch as fencing token, renewed every third
+  of EVENTS_RELAY_LEASE_SECONDS, taken over after a crashed owner's expiry plus a grace). One room is in one
+  partition, so one relay at a time publishes it; the marking transaction re-checks the leases.
 
 Why produced messages never time out (message.timeout.ms=0): librdkafka documents that messages timing out
 while the broker is away can leave a gap (1, 4, 5 written; 2, 3 failed). Re-sending 2 and 3 would then put them
@@ -44,56 +45,16 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from .kafka import ensure_topics, new_producer
+from .leases import PartitionLeases, partition_of, rows_in_partitions
 from .models import OutboxEvent
 from .services import outbox_backlog, prune_sent_events
-from .topics import kafka_topic_name
+from .topics import ALL_TOPICS, kafka_topic_name
 
 logger = logging.getLogger("events.relay")
 
-# pg_try_advisory_lock(int4, int4): ('CHAT', 1) is "the outbox relay".
-ADVISORY_LOCK_CLASS = 0x43484154
-ADVISORY_LOCK_OBJECT = 1
 NOT_REPORTED = "no delivery report"
 STALL_LOG_SECONDS = 5.0  # while a batch waits for the broker: a log line (and a topic check) this often
 MAX_HELD_ROOMS = 1000  # beyond this many held-back rooms (an outage, not a bad row), select plainly
-
-
-class LostLeadership(Exception):
-    """The advisory lock is gone (the database session ended): stop publishing until it is won again."""
-
-
-class LeaderLock:
-    """One relay at a time. On PostgreSQL a session advisory lock; elsewhere (SQLite) always held."""
-
-    def __init__(self) -> None:
-        self.enforced = connection.vendor == "postgresql"
-
-    def try_acquire(self) -> bool:
-        if not self.enforced:
-            return True
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_CLASS, ADVISORY_LOCK_OBJECT])
-            return bool(cursor.fetchone()[0])
-
-    def held(self) -> bool:
-        if not self.enforced:
-            return True
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
-                " AND classid = %s AND objid = %s AND objsubid = 2 AND granted)",
-                [ADVISORY_LOCK_CLASS, ADVISORY_LOCK_OBJECT],
-            )
-            return bool(cursor.fetchone()[0])
-
-    def release(self) -> None:
-        if not self.enforced:
-            return
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [ADVISORY_LOCK_CLASS, ADVISORY_LOCK_OBJECT])
-        except DatabaseFailure:
-            pass  # the session is gone, and the lock with it
 
 
 def plan_marks(rows: Iterable[tuple[int, str]], outcomes: dict[int, str | None]) -> tuple[list[int], dict[int, str]]:
@@ -160,13 +121,16 @@ class Relay:
         self.stop_grace = stop_grace
         self.stall_restart = stall_restart
         self.producer_factory = producer_factory or self._default_producer
-        self.lock = LeaderLock()
+        self.leases = PartitionLeases(
+            partition_count=settings.EVENTS_RELAY_PARTITIONS, lease_seconds=settings.EVENTS_RELAY_LEASE_SECONDS
+        )
         self.stats = RelayStats()
         self._stop = threading.Event()
         self._stop_requested_at: float | None = None
         self._producer: Producer | None = None
         self._known_topics: set[str] = set()
-        self._leading = False
+        self._next_lease_round = float("-inf")
+        self._contract_topics_at = float("-inf")  # when the contract topics may be tried again; inf once created
         self._once = False
         self._held: dict[str, int] = {}  # key -> its first unsent row, which failed
         self._last_holdback_log = 0.0
@@ -189,41 +153,40 @@ class Relay:
         With once, a failed attempt raises instead of retrying: cron and tests want the error.
         """
         self._once = once
-        if not self.lock.enforced:
-            logger.info("relay: %s has no advisory locks: run a single relay against it", connection.vendor)
+        self.leases.prepare()
         failures = 0
         outage_started: float | None = None
         waiting_logged = False
         backlog = outbox_backlog()
         logger.info(
-            "relay: starting; backlog %d pending, oldest %s s", backlog["pending"], backlog["oldest_age_seconds"]
+            "relay %s: starting; backlog %d pending, oldest %s s",
+            self.leases.name,
+            backlog["pending"],
+            backlog["oldest_age_seconds"],
         )
         try:
             while not self.stopping:
                 try:
-                    if not self._lead():
+                    self._create_contract_topics()
+                    if not self._lease_partitions():
                         if once:
-                            # That relay is draining the outbox: nothing for a cron run to do.
-                            logger.info("relay: another relay holds the outbox lock and publishes; exiting")
+                            # Those relays drain the outbox: nothing for a cron run to do.
+                            logger.info("relay: other relays lease every outbox partition and publish; exiting")
                             break
                         if not waiting_logged:
-                            logger.info("relay: standing by, another relay holds the outbox lock")
+                            logger.info("relay: standing by, other relays lease every outbox partition")
                             waiting_logged = True
-                        self._stop.wait(1.0)
+                        self._stop.wait(self.leases.renew_interval)
                         continue
                     if waiting_logged:
-                        logger.info("relay: won the outbox lock, publishing")
+                        logger.info("relay: leased partitions, publishing")
                         waiting_logged = False
                     result = self.relay_batch()
-                except LostLeadership:
-                    logger.warning("relay: lost the outbox lock (database session ended); stopping publication")
-                    self._drop_leadership(reconnect=True)
-                    continue
                 except DatabaseFailure as exc:
                     failures += 1
                     delay = backoff_seconds(failures, self.backoff_max)
                     logger.warning("relay: database error: %s; retrying in %.1f s", str(exc).strip()[:300], delay)
-                    self._drop_leadership(reconnect=True)
+                    self._reset_publishing(reconnect=True)
                     if once:
                         raise
                     self._stop.wait(delay)
@@ -278,34 +241,66 @@ class Relay:
                     self._stop.wait(self.poll_interval)
         finally:
             self._close_producer()
-            self._drop_leadership()
+            self._reset_publishing()
+            try:
+                self.leases.release_all()  # nothing is in flight: the others may take our partitions at once
+            except DatabaseFailure:
+                pass  # they expire instead
             self.report()
         return self.stats.sent_total
 
-    def _lead(self) -> bool:
-        if self._leading:
-            return True
-        self._leading = self.lock.try_acquire()
-        return self._leading
+    def _lease_partitions(self) -> bool:
+        """A lease round when one is due (renew, rebalance); True while we hold partitions we may publish."""
+        now = time.monotonic()
+        if now >= self._next_lease_round or not self.leases.valid():
+            result = self.leases.round(take_all=self._once)
+            self._next_lease_round = now + self.leases.renew_interval
+            if result.lost:
+                logger.warning("relay: partitions %s were taken over by another relay", sorted(result.lost))
+            if result.lost or result.gained or result.released:
+                self._held.clear()  # another relay may have published meanwhile: start again from what is unsent
+                logger.info(
+                    "relay %s: holds %d of %d outbox partitions %s (%d live relays)",
+                    self.leases.name,
+                    len(result.held),
+                    self.leases.partition_count,
+                    sorted(result.held),
+                    result.live_relays,
+                )
+        return self.leases.valid()
 
-    def _drop_leadership(self, *, reconnect: bool = False) -> None:
-        # Whatever is still queued in the producer must not go out after another relay took over.
+    def _reset_publishing(self, *, reconnect: bool = False) -> None:
+        # Whatever is still queued in the producer must not go out late, after another relay took over.
         self._close_producer(purge=True)
-        if self._leading:
-            self.lock.release()
-        self._leading = False
         self._held.clear()  # another relay may publish meanwhile: start again from what is unsent
+        self._next_lease_round = float("-inf")  # renew (or learn what we lost) before the next batch
         if reconnect:
-            # A broken session cannot be reused; the next query opens a new one (and must win the lock again).
+            # A broken session cannot be reused; the next query opens a new one.
             try:
                 connection.close()
             except DatabaseFailure:
                 pass
 
+    def _create_contract_topics(self) -> None:
+        """Every contract topic exists from the relay's start on, so that a consumer may subscribe before the
+        first event of a topic. Kafka away at start: tried again with the backoff, without holding up the outbox."""
+        now = time.monotonic()
+        if now < self._contract_topics_at:
+            return
+        try:
+            self._ensure_topics(set(ALL_TOPICS))
+        except KafkaException as exc:
+            self._contract_topics_at = now + self.backoff_max
+            logger.warning("relay: could not create the contract topics (%s); trying again later", _describe(exc))
+            return
+        self._contract_topics_at = float("inf")
+
     # --- one batch ----------------------------------------------------------------------------------
     def relay_batch(self) -> BatchResult:
         """Produce the oldest unsent rows, wait for their delivery reports, mark the delivered prefix per room."""
-        rows = list(self._unsent_rows().values_list("id", "topic", "key", "payload")[: self.batch_size])
+        selected = list(self._unsent_rows().values_list("id", "topic", "key", "payload", "room_id")[: self.batch_size])
+        partitions = {row[0]: partition_of(row[4], self.leases.partition_count) for row in selected}
+        rows = [(row_id, topic, key, payload) for row_id, topic, key, payload, _room in selected]
         result = BatchResult(selected=len(rows))
         if not rows:
             return result
@@ -325,7 +320,7 @@ class Relay:
                 stopped_keys.add(key)
         unreported, result.stalled_seconds = self._wait_for_reports(producer, {topic for _i, topic, _k, _p in rows})
         sent_ids, failures = plan_marks(((row_id, key) for row_id, _t, key, _p in rows), outcomes)
-        self._mark(sent_ids, failures)
+        sent_ids = self._mark(sent_ids, failures, partitions)
         self._hold_back(rows, sent_ids, failures)
         result.sent = len(sent_ids)
         self.stats.sent_total += len(sent_ids)
@@ -341,7 +336,11 @@ class Relay:
     def _unsent_rows(self) -> QuerySet[OutboxEvent]:
         """Unsent rows in id order; of a held-back room only its first unsent row, so that a room stuck behind
         a row Kafka keeps refusing cannot fill every batch and stall the other rooms."""
-        rows = OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id")
+        rows = rows_in_partitions(
+            OutboxEvent.objects.filter(sent_at__isnull=True).order_by("id"),
+            self.leases.held,
+            self.leases.partition_count,
+        )
         if not self._held:
             return rows
         still_unsent = set(
@@ -425,12 +424,35 @@ class Relay:
                             now - last_progress,
                         )
                         break
+            if not self._keep_leases_while_waiting(now, remaining):
+                break
             producer.flush(0.5)
         remaining = len(producer)
         if remaining:
             producer.purge()
             producer.poll(0)
         return remaining, stalled
+
+    def _keep_leases_while_waiting(self, now: float, remaining: int) -> bool:
+        """Renew (never rebalance) while a batch waits for the broker; False once a lease is lost or may have
+        expired: the batch stops and its unacknowledged rows are purged, before the new owner may start."""
+        if now >= self._next_lease_round:
+            self._next_lease_round = now + self.leases.renew_interval
+            try:
+                lost = self.leases.round(rebalance=False).lost
+            except DatabaseFailure as exc:
+                logger.warning("relay: could not renew the partition leases: %s", str(exc).strip()[:200])
+                lost = set()
+            if lost:
+                logger.warning("relay: partitions %s were taken over while a batch waited", sorted(lost))
+                return False
+        if not self.leases.valid():
+            logger.warning(
+                "relay: the partition leases could not be renewed in time; purging %d unacknowledged events",
+                remaining,
+            )
+            return False
+        return True
 
     def _recreate_lost_topics(self, topics: set[str]) -> bool:
         """A restarted cluster may have lost our topics; queued messages wait for them to exist again.
@@ -444,18 +466,30 @@ class Relay:
             return False  # still unreachable: keep waiting
         return True
 
-    def _mark(self, sent_ids: list[int], failures: dict[int, str]) -> None:
+    def _mark(self, sent_ids: list[int], failures: dict[int, str], partitions: dict[int, int]) -> list[int]:
+        """Mark the delivered rows sent, and count the failures, of the partitions still ours; returns the rows
+        marked. A partition lost meanwhile is left to its new owner, which sends its unmarked rows again."""
         now = timezone.now()
+        involved = {partitions[row_id] for row_id in [*sent_ids, *failures]}
         with transaction.atomic():
-            # Only the lock holder marks: a relay whose session ended must not overwrite its successor's view.
-            if not self.lock.held():
-                raise LostLeadership()
+            # The fencing check: owner, epoch and expiry of our leases, locked until the marks are written.
+            confirmed = self.leases.confirm(involved)
+            sent_ids = [row_id for row_id in sent_ids if partitions[row_id] in confirmed]
+            failures = {row_id: error for row_id, error in failures.items() if partitions[row_id] in confirmed}
             if sent_ids:
                 OutboxEvent.objects.filter(id__in=sent_ids, sent_at__isnull=True).update(
                     sent_at=now, attempts=F("attempts") + 1, last_error=""
                 )
             for row_id, error in failures.items():
                 OutboxEvent.objects.filter(id=row_id).update(attempts=F("attempts") + 1, last_error=error[:1000])
+        lost = involved - confirmed
+        if lost:
+            logger.warning(
+                "relay: lost partitions %s before marking their rows; their new owner sends them", sorted(lost)
+            )
+            self.leases.forget(lost)
+            self._reset_publishing()
+        return sent_ids
 
     # --- kafka clients ------------------------------------------------------------------------------
     def _default_producer(self) -> Producer:

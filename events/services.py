@@ -60,9 +60,7 @@ def record_event(
     )
 
 
-def rewrite_event_data(
-    room_id: int, condition: Q, rewrite: Callable[[dict[str, Any]], dict[str, Any]]
-) -> int:
+def rewrite_event_data(room_id: int, condition: Q, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     """Rewrite the `data` of a room's stored events (pending or already relayed) that match `condition`.
 
     For content that must not outlive its deletion: an outbox row still waiting for Kafka must not carry a

@@ -28,6 +28,7 @@ from django.conf import settings
 from .auth import SocketAuth
 from .frames import CLOSE_FORBIDDEN, CLOSE_IDLE, CLOSE_NOT_AUTHENTICATED, CLOSE_NOT_FOUND, encode
 from .groups import GroupSubscriptions, room_group, user_group
+from .socket_cap import SocketCap, new_socket_cap
 from .streams import RoomStream, RoomStreams, StreamSource
 from .watch import (
     CHANGE_MARGIN_SECONDS,
@@ -51,6 +52,7 @@ class HubSocket(Protocol):
     """What the hub needs of a local socket (realtime.sockets.SocketBase)."""
 
     kind: str
+    connection_id: str  # its seat under the per-user socket cap (realtime.socket_cap)
     user_id: int
     room_id: int | None
     auth: SocketAuth | None
@@ -89,6 +91,7 @@ class Hub:
         self.socket_counts: Counter[str] = Counter()  # by socket kind, for /metrics
         self.room_socket_counts: Counter[int] = Counter()  # sockets per room id, for the re-check's changes
         self.group_listeners: dict[str, set[GroupListener]] = {}
+        self.socket_cap: SocketCap = new_socket_cap()
         self._expiries: list[tuple[float, int, HubSocket]] = []  # heap of (expires_at, n, socket)
         self._expiry_numbers = itertools.count()
         self._started: asyncio.Future[None] | None = None
@@ -117,6 +120,8 @@ class Hub:
                     self._watch_loop,
                 )
             ]
+            if self.socket_cap.shared:
+                self._tasks.append(asyncio.ensure_future(self._socket_cap_loop()))
             self._started.set_result(None)
         await asyncio.shield(self._started)
 
@@ -170,6 +175,16 @@ class Hub:
             for socket in tuple(sockets):
                 if socket.last_activity < limit:
                     socket.close_with(CLOSE_IDLE, "idle too long")
+
+    async def _socket_cap_loop(self) -> None:
+        """Renew the seats of every local socket under the cluster-wide cap: one round trip per process."""
+        while True:
+            await asyncio.sleep(self.socket_cap.renew_interval)
+            seats = {user_id: [s.connection_id for s in sockets] for user_id, sockets in self.users.items()}
+            try:
+                await self.socket_cap.renew(seats)
+            except Exception:  # noqa: BLE001 - Redis away: the next round renews; seats last a whole TTL
+                logger.warning("socket cap: renewing this process's seats failed; retrying", exc_info=True)
 
     async def _refresh_loop(self) -> None:
         assert self.subscriptions is not None

@@ -24,7 +24,6 @@ from typing import Any
 from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
 from core.request_id import current_request_id
 
@@ -116,6 +115,7 @@ class SocketBase(AsyncWebsocketConsumer):
         self.connection_id = uuid.uuid4().hex
         self.state = SocketState.CONNECTING
         self.registered = False
+        self.seat_taken = False  # under the per-user socket cap (realtime.socket_cap)
         self._out: deque[str] = deque()
         self._writing = False
         user = self.scope.get("user")
@@ -141,8 +141,13 @@ class SocketBase(AsyncWebsocketConsumer):
                 refusal = (frames.CLOSE_NOT_AUTHENTICATED, error or "login")
         else:
             refusal = await self.check_access()
-            if refusal is None and self.hub.sockets_of(self.user_id) >= settings.WS_MAX_SOCKETS_PER_USER:
-                refusal = (frames.CLOSE_TOO_MANY, "too many sockets for this user")
+            if refusal is None:
+                # Last, so that only a socket that may open takes a seat; given back in unregister().
+                self.seat_taken = await self.hub.socket_cap.take_seat(
+                    self.user_id, self.connection_id, self.hub.sockets_of(self.user_id)
+                )
+                if not self.seat_taken:
+                    refusal = (frames.CLOSE_TOO_MANY, "too many sockets for this user")
         if refusal is not None:
             await self.accept_then_close(*refusal)
             return False
@@ -167,6 +172,9 @@ class SocketBase(AsyncWebsocketConsumer):
     async def unregister(self) -> bool:
         """On disconnect; True the first time (the socket was registered)."""
         self.state = SocketState.CLOSING
+        if getattr(self, "seat_taken", False):
+            self.seat_taken = False
+            await self.hub.socket_cap.give_back_seat(self.user_id, self.connection_id)
         if not getattr(self, "registered", False):
             return False
         self.registered = False

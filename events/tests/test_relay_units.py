@@ -150,13 +150,14 @@ def relay_with(monkeypatch):
     def make(producer: ScriptedProducer) -> Relay:
         relay = Relay(producer_factory=lambda: producer, batch_size=100)
         monkeypatch.setattr(relay, "_ensure_topics", lambda topics: None)
-        assert relay.lock.try_acquire()  # only the lock holder may mark rows sent
+        relay.leases.prepare()
+        assert relay.leases.round(take_all=True).held  # only a lease holder may mark rows sent
         relays.append(relay)
         return relay
 
     yield make
     for relay in relays:
-        relay.lock.release()  # the session outlives the test: leave no lock behind for the next one
+        relay.leases.release_all()
 
 
 @pytest.mark.django_db
@@ -254,3 +255,57 @@ def test_kafka_client_config_reaches_every_client(settings):
     for config in (producer_config(), consumer_config("g")):
         assert config["security.protocol"] == "SASL_SSL" and config["bootstrap.servers"] == "kafka-1:9093"
     assert producer_config()["enable.idempotence"] is True  # the relay's guarantees are not overridable here
+
+
+@pytest.mark.django_db
+def test_a_relay_whose_partitions_were_taken_over_marks_none_of_their_rows(two_rooms_of_events, relay_with):
+    from events.models import RelayLease
+
+    relay = relay_with(ScriptedProducer())
+    # Another relay took room 1's partition over (a new epoch) while this one still believes it owns it.
+    taken = 1 % relay.leases.partition_count
+    RelayLease.objects.filter(partition=taken).update(owner="successor", epoch=relay.leases.epochs[taken] + 1)
+    result = relay.relay_batch()
+    assert result.sent == 3  # room 2's rows only
+    assert sent_bodies() == {"b0", "b1", "b2"}
+    assert taken not in relay.leases.held
+    assert relay.relay_batch().selected == 0  # room 1 is the successor's now
+
+
+def test_created_topics_take_the_configured_partitions_and_replication(settings):
+    from confluent_kafka.admin import NewTopic
+
+    from events.kafka import ensure_topics
+
+    settings.KAFKA_TOPIC_PARTITIONS, settings.KAFKA_TOPIC_REPLICATION = 12, 3
+    requested: list[NewTopic] = []
+
+    class Done:
+        def result(self, timeout: float) -> None:
+            return None
+
+    class Admin:
+        def list_topics(self, timeout: float) -> Any:
+            return type("Metadata", (), {"topics": {"chattalk.rooms": object()}})()
+
+        def create_topics(self, topics: list[NewTopic], request_timeout: float) -> dict[str, Done]:
+            requested.extend(topics)
+            return {topic.topic: Done() for topic in topics}
+
+    created = ensure_topics(admin=Admin())  # type: ignore[arg-type]
+    assert sorted(created) == ["chattalk.memberships", "chattalk.messages", "chattalk.presence"]
+    assert {(t.num_partitions, t.replication_factor) for t in requested} == {(12, 3)}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "check_id"),
+    [
+        ("KAFKA_TOPIC_REPLICATION", 0, "events.E005"),
+        ("EVENTS_RELAY_PARTITIONS", 0, "events.E006"),
+        ("EVENTS_RELAY_LEASE_SECONDS", 0, "events.E006"),
+    ],
+)
+def test_system_check_refuses_relay_settings_that_cannot_work(settings, name, value, check_id):
+    assert check_id not in {m.id for m in kafka_settings_check(None)}
+    setattr(settings, name, value)
+    assert check_id in {m.id for m in kafka_settings_check(None)}

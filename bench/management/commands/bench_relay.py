@@ -2,7 +2,7 @@
 
 Bounded and self-contained: fresh topics (KAFKA_TOPIC_PREFIX + "bench-<id>."), a room and user of its own,
 deleted afterwards with every outbox row they caused. Run it against a database no other relay serves: the
-relay lock is per database, and the throughput run drains every unsent row, not only its own.
+partition leases are per database, and the throughput run drains every unsent row, not only its own.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from events.leases import LeaseConfigurationError
 from events.relay import Relay
 
 
@@ -56,10 +57,11 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGINT, request_stop)
         self.stdout.write(
-            f"relay: publishing to {settings.KAFKA_BOOTSTRAP_SERVERS} (topic prefix {settings.KAFKA_TOPIC_PREFIX!r})"
+            f"relay {relay.leases.name}: publishing to {settings.KAFKA_BOOTSTRAP_SERVERS} (topic prefix "
+            f"{settings.KAFKA_TOPIC_PREFIX!r}, {settings.EVENTS_RELAY_PARTITIONS} outbox partitions)"
         )
         try:
             sent = relay.run(once=options["once"])
-        except RuntimeError as exc:
+        except (RuntimeError, LeaseConfigurationError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"relay: stopped after sending {sent} events")
