@@ -208,7 +208,7 @@ def test_a_text_file_becomes_a_file_card_refusals_are_shown_and_a_deleted_messag
     alice.get_by_role("button", name="Remove evil.png").click()
     expect(alice.get_by_test_id("upload")).to_have_count(0)
 
-    # Dropped onto the chat: a text file; sent without text, it goes with its name as the body.
+    # Dropped onto the chat: a text file; sent without text, it goes alone, as a file card with no caption.
     notes = "Meeting notes\nbring the slides\n"
     alice.evaluate(
         """(text) => {
@@ -222,7 +222,11 @@ def test_a_text_file_becomes_a_file_card_refusals_are_shown_and_a_deleted_messag
     )
     expect(alice.get_by_test_id("upload")).to_have_attribute("data-state", "done")
     alice.click("#send-form button[type=submit]")
-    card = message(bob, "notes.txt").get_by_test_id("attachment-file")
+    sent_alone = bob.locator(
+        "#message-list li[data-testid=message]", has=bob.get_by_test_id("attachment-name").filter(has_text="notes.txt")
+    )
+    expect(sent_alone.get_by_test_id("message-body")).to_have_count(0)
+    card = sent_alone.get_by_test_id("attachment-file")
     expect(card).to_have_count(1)
     expect(card.get_by_test_id("attachment-name")).to_have_text("notes.txt")
     expect(card.get_by_test_id("attachment-size")).to_have_text(f"{len(notes)} byte")
@@ -247,7 +251,8 @@ def test_a_text_file_becomes_a_file_card_refusals_are_shown_and_a_deleted_messag
     expect(message(bob, "a pasted picture").get_by_test_id("attachment-image")).to_have_count(1)
 
     # Deleting the message takes its card off the other page, and its link stops working.
-    sent = off_loop(lambda: Message.objects.get(room=room, body="notes.txt"))
+    sent = off_loop(lambda: Message.objects.get(room=room, attachment_files__name="notes.txt"))
+    assert sent.body == ""
     on_alice = alice.locator(f"#message-list li[data-id='{sent.pk}']")
     on_alice.get_by_role("button", name="Delete message").click()
     on_alice.get_by_test_id("confirm-delete").get_by_role("button", name="Delete").click()
