@@ -11,8 +11,8 @@ Every client behaves as the pages do: sockets offer permessage-deflate and authe
 cookie and the page's Origin; uploads are multipart POSTs with the session cookie and the CSRF header.
 Sessions are written directly (seeding, not the login path). Each delivery is classed by its send time:
 "with uploads" if an upload request was in flight then, "without" if it fell in a quiet slot with none in
-flight. Quiet and upload slots alternate within one run, so both meet the same machine load: compare the
-ratio, not the milliseconds, on a shared machine.
+flight (less the first SETTLE_SECONDS after an upload slot). Quiet and upload slots alternate within one
+run, so both meet the same machine load: compare the ratio, not the milliseconds, on a shared machine.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from .scenarios import BenchRoom, drop_room, prepare_room, warm_up
 from .servers import CpuSnapshot, loadavg
 
 MULTIPART_MARGIN_BYTES = 4096  # under the file limit: the file part alone must fit ATTACHMENT_MAX_BYTES
+# A quiet slot's first seconds after an upload slot are not "without uploads": a backlog built during the
+# uploads may still drain then, and counting it as quiet would hide the uploads' effect.
+SETTLE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -130,10 +133,15 @@ def upload_files(max_bytes: int, seed: int = 19) -> list[UploadFile]:
 
 # --- the run ----------------------------------------------------------------------------------------------
 def classify(
-    reports: list[Any], uploads: list[UploadRecord], upload_slots: list[tuple[float, float]], started: float
+    reports: list[Any],
+    uploads: list[UploadRecord],
+    upload_slots: list[tuple[float, float]],
+    started: float,
+    settle: float = SETTLE_SECONDS,
 ) -> tuple[list[float], list[float], dict[str, list[float]]]:
-    """(latencies of deliveries sent with no upload in flight in a quiet slot, those sent while one was,
-    and the latter by the name of the file in flight: a delivery counts for each file then in flight)."""
+    """(latencies of deliveries sent in a quiet slot, at least `settle` seconds after the last upload ended;
+    those sent while an upload was in flight; the latter by the name of the file in flight: a delivery
+    counts for each file then in flight). Deliveries in the settling time count for neither."""
     quiet: list[float] = []
     loaded: list[float] = []
     by_file: dict[str, list[float]] = {}
@@ -145,9 +153,20 @@ def classify(
                 loaded.append(ms)
                 for name in in_flight:
                     by_file.setdefault(name, []).append(ms)
-            elif sent >= started and not any(start <= sent < end for start, end in upload_slots):
+            elif sent >= started and not any(start <= sent < end + settle for start, end in upload_slots):
                 quiet.append(ms)
     return quiet, loaded, by_file
+
+
+def slot_series(reports: list[Any], started: float, slot_seconds: float, duration: float) -> list[str]:
+    """Chat p99 per slot, by send time ("q" quiet, "U" upload slot): a spike confined to one slot shows."""
+    slots: list[list[float]] = [[] for _ in range(max(1, int(duration // slot_seconds) + 1))]
+    for report in reports:
+        for received, ms in zip(report.timeline, report.delivery_ms, strict=False):
+            index = int((received - ms / 1000 - started) // slot_seconds)
+            if 0 <= index < len(slots):
+                slots[index].append(ms)
+    return [f"{'U' if i % 2 else 'q'}{_r(percentile(v, 0.99))}" for i, v in enumerate(slots) if v]
 
 
 def upload_interference(
@@ -178,6 +197,8 @@ def upload_interference(
         member_sessions = page_sessions(chat_rooms[0].user_ids)
         uploader_sessions = page_sessions(upload_room.user_ids[:uploaders])
         close_old_connections()
+        # What the server pays once for images (starting its image worker) is not charged to the run.
+        asyncio.run(warm_up_images(base, upload_room.room_id, uploader_sessions[0]))
         specs = [
             FanoutSpec(
                 ws_url=room.ws_url(base_url),
@@ -227,6 +248,7 @@ def upload_interference(
         for room in [*chat_rooms, upload_room]:
             drop_room(room.room_id)
     quiet, loaded, by_file = classify(reports, records, slots, marks["at"])
+    series = slot_series(reports, marks["at"], slot_seconds, duration)
     losses = [judge([r]) for r in reports]  # one room per report: seqs are per room
     server_cpu, machine_cpu = marks["end"].since(marks["start"])
     done = [r for r in records if r.status == 201]
@@ -258,7 +280,9 @@ def upload_interference(
         "chat_p99_with_ms": _r(p99_loaded),
         "chat_max_without_ms": _r(max(quiet, default=None) if quiet else None),
         "chat_max_with_ms": _r(max(loaded, default=None) if loaded else None),
-        "p99_ratio": round(p99_loaded / p99_quiet, 2) if p99_quiet and p99_loaded else None,
+        "p99_ratio": _ratio(p99_loaded, p99_quiet),
+        "p50_ratio": _ratio(percentile(loaded, 0.5), percentile(quiet, 0.5)),
+        "chat_p99_by_slot_ms": series,
         "chat_p99_while_file_ms": {name: _r(percentile(v, 0.99)) for name, v in sorted(by_file.items())},
         "upload_p50_ms_by_file": {
             f.name: _r(percentile([(r.ended - r.started) * 1000 for r in done if r.name == f.name], 0.5)) for f in files
@@ -271,6 +295,20 @@ def upload_interference(
         "machine_cpu_seconds": round(machine_cpu, 2),
         "loadavg_at_start": marks["load"],
     }
+
+
+async def warm_up_images(base: str, room_id: int, session: PageSession) -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(out, format="PNG")
+    headers = {"Cookie": session.cookie, "X-CSRFToken": session.csrf_token, "Origin": base}
+    status, answer = await http_multipart(
+        f"{base}/api/rooms/{room_id}/attachments", "file", "warm-up.png", "image/png", out.getvalue(), headers
+    )
+    if status != 201:
+        raise RuntimeError(f"the warm-up upload was answered {status}: {answer}")
+    await http_json(
+        "POST", f"{base}/api/rooms/{room_id}/messages", {"client_id": "warm-up", "attachments": [answer["id"]]}, headers
+    )
 
 
 async def upload_slots(
@@ -334,6 +372,10 @@ async def upload_slots(
             # an upload that ran past its slot keeps its in-flight interval; the quiet slot starts later
             slots[-1] = (slot_start, max(slot_end, time.monotonic()))
         slot += 1
+
+
+def _ratio(loaded: float | None, quiet: float | None) -> float | None:
+    return round(loaded / quiet, 2) if loaded and quiet else None
 
 
 def _r(value: float | None) -> float | None:
