@@ -7,9 +7,10 @@ GIL at every turn: with one 10 MiB image in work, the chat of other rooms slowed
 lower CPU priority (ATTACHMENT_IMAGE_NICE), so on a busy machine the server's own threads come first.
 
 The request's thread waits for its image (the upload view is synchronous); images queue here, first come
-first served, on at most ATTACHMENT_IMAGE_WORKERS processes, started on first use with "spawn" (a fork of a
-threaded server process could copy a held lock). A large upload is handed over by its temporary file's
-path, not by its bytes. The limits travel with each job, so a worker never reads settings of its own.
+first served, on at most ATTACHMENT_IMAGE_WORKERS processes, started with "spawn" (a fork of a threaded
+server process could copy a held lock) when the server's ASGI application is made (`start_workers`), so
+that the first upload does not wait for a worker to start. A large upload is handed over by its temporary
+file's path, not by its bytes. The limits travel with each job, so a worker never reads settings.
 With ATTACHMENT_IMAGE_WORKERS = 0 (the default inside pytest) the image is processed on the caller's thread.
 """
 
@@ -20,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import IO, TYPE_CHECKING
@@ -44,9 +46,22 @@ _executor: ProcessPoolExecutor | None = None
 _lock = threading.Lock()
 
 
-def _start_worker(nice: int) -> None:
-    """Runs in each worker process as it starts: a lower CPU priority, and Django's apps (file_content
-    imports models for a name limit)."""
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """A worker blocks on its job queue, which never ends while the worker itself holds the queue's other
+    end: without this watch, a server that was killed or stopped left its workers running forever."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _start_worker(nice: int, parent_pid: int) -> None:
+    """Runs in each worker process as it starts: leave with the server, a lower CPU priority, and Django's
+    apps (file_content imports models for a name limit)."""
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
     if nice > 0:
         try:
             os.nice(nice)
@@ -77,9 +92,23 @@ def image_executor() -> ProcessPoolExecutor:
                 max_workers=settings.ATTACHMENT_IMAGE_WORKERS,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
-                initargs=(settings.ATTACHMENT_IMAGE_NICE,),
+                initargs=(settings.ATTACHMENT_IMAGE_NICE, os.getpid()),
             )
         return _executor
+
+
+def _ready() -> None:
+    """A job that does nothing: submitted at start-up so that the workers start then."""
+
+
+def start_workers() -> None:
+    """Start the worker processes now (they set Django up in the background) so that the first image upload
+    does not wait seconds for a process to start; called when the server's ASGI application is made."""
+    if settings.ATTACHMENT_IMAGE_WORKERS <= 0:
+        return
+    executor = image_executor()
+    for _ in range(settings.ATTACHMENT_IMAGE_WORKERS):
+        executor.submit(_ready)
 
 
 def _forget_broken(executor: ProcessPoolExecutor) -> None:

@@ -257,7 +257,7 @@ def test_a_body_declaring_more_than_the_limit_is_refused_before_authentication_r
     assert answer.status_code == 413 and answer.json()["code"] == "file_too_large"
 
 
-def test_a_non_member_can_neither_upload_nor_download(room_with_members, make_user):
+def test_a_non_member_can_neither_upload_nor_download(store, room_with_members, make_user):
     room, (alice, _) = room_with_members(2)
     stranger = make_user()
     answer = upload(stranger, room, "x.txt", b"hello", "text/plain")
@@ -272,7 +272,7 @@ def test_a_non_member_can_neither_upload_nor_download(room_with_members, make_us
     assert download(Client(), attachment["url"]).status_code == 200
 
 
-def test_a_member_who_left_cannot_download_with_a_link_they_kept(room_with_members):
+def test_a_member_who_left_cannot_download_with_a_link_they_kept(store, room_with_members):
     room, (alice, bob) = room_with_members(2)
     attachment = uploaded(alice, room, "x.txt", b"hello", "text/plain")
     assert download(api(bob), attachment["url"]).status_code == 200

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -58,3 +61,30 @@ def test_refusals_cross_the_process_boundary_as_the_same_errors(worker_pool, set
     settings.ATTACHMENT_MAX_IMAGE_PIXELS = 100  # the limit of this process, handed to the worker
     with pytest.raises(UploadTooLarge):
         image_pool.process_upload_image(SimpleUploadedFile("small.png", image_bytes((20, 20))), "image/png")
+
+
+def test_a_worker_leaves_when_its_server_process_is_gone():
+    """A server killed without a goodbye must not leave its image workers running (they used to)."""
+    program = (
+        "import os, django\n"
+        "django.setup()\n"
+        "from messaging import image_pool\n"
+        "image_pool.image_executor().submit(image_pool._ready).result()\n"
+        "print(*image_pool._executor._processes, flush=True)\n"
+        "os._exit(0)\n"  # as a killed server: no shutdown of the pool
+    )
+    env = {**os.environ, "ATTACHMENT_IMAGE_WORKERS": "1", "DJANGO_SETTINGS_MODULE": "chattalk_project.settings"}
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=120)
+    (worker,) = [int(pid) for pid in done.stdout.split()]
+    deadline = time.monotonic() + 60
+    while running(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(worker)
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
