@@ -36,9 +36,7 @@ def test_a_bench_session_authenticates_like_a_page_and_needs_its_csrf_header(dja
 
 def test_the_bench_files_fit_the_limit_and_are_judged_as_their_types(settings):
     files = upload_files(settings.ATTACHMENT_MAX_BYTES)
-    assert {f.name: detect_content_type(io.BytesIO(f.data)) for f in files} == {
-        f.name: f.content_type for f in files
-    }
+    assert {f.name: detect_content_type(io.BytesIO(f.data)) for f in files} == {f.name: f.content_type for f in files}
     assert all(settings.ATTACHMENT_MAX_BYTES * 0.85 < len(f.data) <= settings.ATTACHMENT_MAX_BYTES for f in files)
 
 

@@ -34,7 +34,9 @@ def media_root(settings: Any, tmp_path: Path) -> Path:
 
 def uploaded(user: Any, room: Any, name: str = "cat.txt") -> int:
     answer = bearer_client(user).post(
-        f"/api/rooms/{room.pk}/attachments", {"file": SimpleUploadedFile(name, b"a cat", "text/plain")}, format="multipart"
+        f"/api/rooms/{room.pk}/attachments",
+        {"file": SimpleUploadedFile(name, b"a cat", "text/plain")},
+        format="multipart",
     )
     assert answer.status_code == 201, answer.content
     return answer.json()["id"]
