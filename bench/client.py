@@ -149,8 +149,10 @@ class WebSocketClient(asyncio.Protocol):
         on_text: Callable[[bytes], None] | None = None,
         *,
         offer_deflate: bool = True,
+        headers: dict[str, str] | None = None,
     ):
         self.host, self.port, self.path = host, port, path
+        self.headers = headers or {}
         self.on_text = on_text or (lambda data: None)
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
@@ -173,10 +175,11 @@ class WebSocketClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment] - uvloop's transports are not asyncio subclasses
         extensions = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if self.offer_deflate else ""
+        extra = "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
         request = (
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nUpgrade: websocket\r\n"
             f"Connection: Upgrade\r\nSec-WebSocket-Key: {self._key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"{extensions}\r\n"
+            f"{extensions}{extra}\r\n"
         )
         transport.write(request.encode("latin-1"))
 
@@ -348,14 +351,22 @@ class WebSocketClient(asyncio.Protocol):
 
 
 async def connect(
-    url: str, on_text: Callable[[bytes], None] | None = None, timeout: float = 30.0, *, deflate: bool = True
+    url: str,
+    on_text: Callable[[bytes], None] | None = None,
+    timeout: float = 30.0,
+    *,
+    deflate: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> WebSocketClient:
-    """Open a socket to a loopback ws:// URL and wait for the 101; `deflate` offers permessage-deflate."""
+    """Open a socket to a loopback ws:// URL and wait for the 101; `deflate` offers permessage-deflate;
+    `headers` go into the upgrade request (a page's socket sends its Cookie and Origin)."""
     host, port, path = require_loopback(url)
     loop = asyncio.get_running_loop()
     _, protocol = await asyncio.wait_for(
         loop.create_connection(
-            lambda: WebSocketClient(host, port, path, on_text, offer_deflate=deflate), host.strip("[]"), port
+            lambda: WebSocketClient(host, port, path, on_text, offer_deflate=deflate, headers=headers),
+            host.strip("[]"),
+            port,
         ),
         timeout,
     )
@@ -375,14 +386,45 @@ async def http_json(
     timeout: float = 60.0,
 ) -> tuple[int, Any]:
     """One HTTP/1.1 request with a JSON body on its own connection: (status, decoded JSON or raw text)."""
+    payload = json.dumps(body).encode() if body is not None else None
+    return await http_request(method, url, payload, "application/json", headers, timeout)
+
+
+async def http_multipart(
+    url: str,
+    field: str,
+    filename: str,
+    content_type: str,
+    data: bytes,
+    headers: dict[str, str] | None = None,
+    timeout: float = 120.0,
+) -> tuple[int, Any]:
+    """POST one file as multipart/form-data, as a browser's FormData does: (status, decoded JSON or text)."""
+    boundary = "----ChatTalkBench" + base64.b16encode(os.urandom(8)).decode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    payload = head + data + f"\r\n--{boundary}--\r\n".encode()
+    return await http_request("POST", url, payload, f"multipart/form-data; boundary={boundary}", headers, timeout)
+
+
+async def http_request(
+    method: str,
+    url: str,
+    payload: bytes | None,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> tuple[int, Any]:
+    """One HTTP/1.1 request on its own connection: (status, the body decoded as JSON, else as text)."""
     host, port, path = require_loopback(url)
-    payload = json.dumps(body).encode() if body is not None else b""
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close", "Accept: application/json"]
-    if body is not None:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    if payload is not None:
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(payload)}"]
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (payload or b"")
 
     async def exchange() -> tuple[int, Any]:
         reader, writer = await asyncio.open_connection(host.strip("[]"), port)

@@ -39,7 +39,7 @@ class FanoutSpec:
     """What one client worker does. Picklable: it crosses into client processes."""
 
     ws_url: str  # ws://127.0.0.1:P/ws/rooms/ID/ (the token is appended)
-    tokens: list[str]
+    tokens: list[str]  # one socket each; with `cookies`, each is the Cookie header of a page's session
     sender_count: int  # the first `sender_count` sockets send
     duration: float
     rate: float = 0.0  # messages per second per sender; 0 = closed loop
@@ -52,6 +52,7 @@ class FanoutSpec:
     keep_timeline: bool = False  # also keep (receive time, latency) pairs, for the login storm
     deflate: bool = True  # offer permessage-deflate, as browsers do
     messages: int = 0  # messages per sender, then it stops; 0: it sends until `duration` ends
+    cookies: bool = False  # authenticate as the pages do: the session Cookie and the page's Origin, no token
 
 
 @dataclass
@@ -149,8 +150,8 @@ def make_body(size: int, n: int) -> str:
     return (text * (size // len(text) + 1))[:size]
 
 
-async def _open(member: _Member, url: str, deflate: bool) -> None:
-    member.socket = await connect(url, member.on_text, deflate=deflate)
+async def _open(member: _Member, url: str, deflate: bool, headers: dict[str, str] | None = None) -> None:
+    member.socket = await connect(url, member.on_text, deflate=deflate, headers=headers)
     member.pong = asyncio.get_running_loop().create_future()
     member.socket.send_json({"type": "ping"})
     await asyncio.wait_for(member.pong, 60.0)
@@ -169,10 +170,15 @@ async def run_fanout_worker(
     gate = asyncio.Semaphore(spec.connect_concurrency)
     separator = "&" if "?" in spec.ws_url else "?"
 
+    origin = "http://" + spec.ws_url.split("://", 1)[1].split("/", 1)[0]
+
     async def open_one(member: _Member, token: str) -> bool:
         async with gate:
             try:
-                await _open(member, f"{spec.ws_url}{separator}access_token={token}", spec.deflate)
+                if spec.cookies:
+                    await _open(member, spec.ws_url, spec.deflate, {"Cookie": token, "Origin": origin})
+                else:
+                    await _open(member, f"{spec.ws_url}{separator}access_token={token}", spec.deflate)
                 return True
             except (OSError, TimeoutError):
                 return False

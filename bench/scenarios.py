@@ -23,7 +23,7 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
-from messaging.models import Mention, Message, MessageEdit, Reaction
+from messaging.models import Attachment, Mention, Message, MessageEdit, Reaction
 from presence.backends import get_presence_backend
 from rooms.models import MAX_MAX_PERSONNEL, Membership, Room
 
@@ -71,10 +71,12 @@ def prepare_room(members: int, *, seats: int | None = None, with_members: bool =
 
 
 def drop_room(room_id: int) -> None:
-    """Remove a bench room and its rows without the ORM cascade (which would load every message), and its
+    """Remove a bench room and its rows without the ORM cascade (which would load every message; only its
+    attachments go through the ORM, whose deletion removes their files), and its
     presence records: a served app stopped while its sockets were still closing leaves them, and the next
     run's server would spend its idle time reaping them (500 per beat) instead of idling."""
     with transaction.atomic():
+        Attachment.objects.filter(room_id=room_id).delete()  # row by row: their files go after commit
         for rows in (MessageEdit, Reaction, Mention):  # what refers to the room's messages goes first
             rows.objects.filter(message__room_id=room_id)._raw_delete(connection.alias)
         Message.objects.filter(room_id=room_id).update(reply_to=None)

@@ -24,11 +24,13 @@ from accounts.ws_auth import ChatTalkAuthStack  # noqa: E402
 from core.turns import TurnGate, views_marked  # noqa: E402
 from core.upload_limits import BodySizeLimit  # noqa: E402
 from messaging.attachments import upload_body_limit  # noqa: E402
+from messaging.image_pool import start_workers as start_image_workers  # noqa: E402
 
 from .checks import announce_development_key  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 
 announce_development_key()
+start_image_workers()  # uploaded images are processed in worker processes: start them before the first upload
 
 application = ProtocolTypeRouter(
     {

@@ -482,6 +482,11 @@ ATTACHMENT_ALLOWED_TYPES = env_list(
 # Width x height (x frames) an image may decode to: a small file declaring a huge canvas is refused unread.
 ATTACHMENT_MAX_IMAGE_PIXELS = env_int("ATTACHMENT_MAX_IMAGE_PIXELS", 40_000_000)
 ATTACHMENT_THUMBNAIL_PIXELS = env_int("ATTACHMENT_THUMBNAIL_PIXELS", 320)
+# Worker processes that decode, re-encode and thumbnail uploaded images (messaging/image_pool.py), off the
+# server process's GIL, at nice ATTACHMENT_IMAGE_NICE. 0 processes the image on the request's thread: the
+# default inside pytest, whose settings overrides a spawned worker would not see.
+ATTACHMENT_IMAGE_WORKERS = env_int("ATTACHMENT_IMAGE_WORKERS", 0 if "pytest" in sys.modules else 1)
+ATTACHMENT_IMAGE_NICE = env_int("ATTACHMENT_IMAGE_NICE", 10)
 ATTACHMENT_ORPHAN_HOURS = env_int("ATTACHMENT_ORPHAN_HOURS", 24)
 # How long a download link works (the contract: at most one hour; chattalk_project.checks refuses more).
 ATTACHMENT_URL_SECONDS = env_int("ATTACHMENT_URL_SECONDS", 3600)

@@ -1,7 +1,8 @@
 """Attachments: upload to a room, send with a message, download through short-lived signed links.
 
 - Upload (members only): the type is judged by the content (messaging.file_content); an image is stored
-  re-encoded without metadata, with a thumbnail. Files go through Django's storage API (the file system or
+  re-encoded without metadata, with a thumbnail, made in a worker process (messaging.image_pool) so that
+  the server's event loop never waits for Pillow. Files go through Django's storage API (the file system or
   an S3-compatible store, settings.STORAGES["default"]) under random names; the row is written after them.
 - Send: `pending_attachments` checks the ids (uploaded by the sender to that room, not sent yet) under the
   room row's lock that the send holds; `bind_attachments` sets their message in the send's transaction.
@@ -40,7 +41,8 @@ from core.domain import DomainError, Forbidden, NotFound
 from core.upload_limits import UploadTooLarge
 from rooms.services import active_membership, require_member
 
-from .file_content import IMAGE_FORMATS, clean_name, detect_content_type, process_image
+from .file_content import IMAGE_FORMATS, clean_name, detect_content_type
+from .image_pool import process_upload_image
 from .models import Attachment, Message
 
 logger = logging.getLogger(__name__)
@@ -180,7 +182,7 @@ def upload_attachment(*, room_id: int, uploader: User, upload: UploadedFile) -> 
     )
     try:
         if content_type in IMAGE_FORMATS:
-            image = process_image(upload, content_type)
+            image = process_upload_image(upload, content_type)  # in a worker process: see image_pool
             attachment.width, attachment.height, attachment.size = image.width, image.height, len(image.data)
             _store(attachment, "file", "image" + image.extension, ContentFile(image.data))
             _store(attachment, "thumbnail", "thumbnail" + image.thumbnail_extension, ContentFile(image.thumbnail))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import re
 import struct
 import unicodedata
 import warnings
@@ -42,8 +43,14 @@ SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "application/zip"),
     (b"PK\x05\x06", "application/zip"),  # an empty archive
 )
-# Text may hold these controls; any other (NUL, ESC, ...) says it is not plain text.
-TEXT_CONTROLS = frozenset("\t\n\r\f")
+# Text may hold tab, newlines and form feed; any other control character (Unicode category Cc: C0, DEL,
+# C1) says it is not plain text. In UTF-8, a C0 control or DEL is that one byte, and a C1 control (U+0080 to
+# U+009F) is 0xC2 followed by 0x80 to 0x9F (0xC2 is never a continuation byte, so that matches nothing else).
+CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+C1_LEAD = b"\xc2"
+C1_CONTROL = re.compile(rb"\xc2[\x80-\x9f]")
+# Every byte but those: what bytes.translate deletes to leave only the bytes worth a closer look.
+UNSUSPICIOUS_BYTES = bytes(b for b in range(256) if b not in CONTROL_BYTES + C1_LEAD)
 # The metadata an image keeps when re-encoded: what drawing it needs, nothing that describes where or who.
 KEPT_IMAGE_INFO = ("icc_profile", "transparency", "duration", "loop", "background", "disposal")
 # Pillow's own last line of defence, for any image decoded anywhere in the process.
@@ -67,13 +74,21 @@ def sniff_type(head: bytes) -> str | None:
 
 
 def is_plain_text(source: IO[bytes], chunk_size: int = 64 * 1024) -> bool:
-    """UTF-8 all through, without control characters other than tab, newlines and form feed."""
+    """UTF-8 all through, without control characters other than tab, newlines and form feed.
+
+    Judged per chunk by C code (the UTF-8 decoder, bytes.translate, and a regular expression only where a
+    0xC2 byte occurs), so the GIL is free between chunks: a loop over every character in Python held it for
+    the whole of a 10 MiB file, and the event loop of every socket of the process waited
+    (docs/BENCHMARKS.md, "Uploads beside chat")."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
     source.seek(0)
     try:
         while chunk := source.read(chunk_size):
-            text = decoder.decode(chunk)
-            if any(unicodedata.category(c) == "Cc" and c not in TEXT_CONTROLS for c in text):
+            if chunk.endswith(C1_LEAD):
+                chunk += source.read(1)  # a C1 control's two bytes are judged together
+            decoder.decode(chunk)
+            suspects = chunk.translate(None, UNSUSPICIOUS_BYTES)
+            if suspects and (suspects.translate(None, C1_LEAD) or C1_CONTROL.search(chunk)):
                 return False
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
@@ -133,8 +148,7 @@ def _has_alpha(image: Image.Image) -> bool:
     return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
 
 
-def _thumbnail(image: Image.Image) -> tuple[bytes, str, str]:
-    side = settings.ATTACHMENT_THUMBNAIL_PIXELS
+def _thumbnail(image: Image.Image, side: int) -> tuple[bytes, str, str]:
     thumb = image.copy()
     thumb.info = {}
     alpha = _has_alpha(thumb)
@@ -148,13 +162,18 @@ def _thumbnail(image: Image.Image) -> tuple[bytes, str, str]:
     return out.getvalue(), ".jpg", "image/jpeg"
 
 
-def process_image(source: IO[bytes], content_type: str) -> ProcessedImage:
+def process_image(
+    source: IO[bytes], content_type: str, *, max_pixels: int | None = None, thumbnail_side: int | None = None
+) -> ProcessedImage:
     """Decode, check the canvas, apply the orientation, re-encode without metadata, make a thumbnail.
 
     A file that does not decode in the format its signature names is FileTypeNotAllowed; a canvas (times
-    its frames) above ATTACHMENT_MAX_IMAGE_PIXELS is UploadTooLarge, refused before its pixels are read."""
+    its frames) above `max_pixels` (ATTACHMENT_MAX_IMAGE_PIXELS) is UploadTooLarge, refused before its
+    pixels are read. The server runs this in a worker process (messaging.image_pool), which is handed the
+    limits rather than reading settings."""
     pillow_format, extension = IMAGE_FORMATS[content_type]
-    max_pixels = settings.ATTACHMENT_MAX_IMAGE_PIXELS
+    max_pixels = settings.ATTACHMENT_MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    side = settings.ATTACHMENT_THUMBNAIL_PIXELS if thumbnail_side is None else thumbnail_side
     source.seek(0)
     try:
         with warnings.catch_warnings():
@@ -192,7 +211,7 @@ def process_image(source: IO[bytes], content_type: str) -> ProcessedImage:
         first.save(out, format=pillow_format, save_all=True, append_images=clean[1:], **options)
     else:
         first.save(out, format=pillow_format, **options)
-    thumbnail, thumbnail_extension, thumbnail_type = _thumbnail(clean[0])
+    thumbnail, thumbnail_extension, thumbnail_type = _thumbnail(clean[0], side)
     return ProcessedImage(
         data=out.getvalue(),
         extension=extension,

@@ -284,10 +284,18 @@ def _message_mutation(info: graphene.ResolveInfo, change: Any, **kwargs: Any) ->
     return MessagePayload(ok=True, message=services.with_my_reactions([message], user)[0], error=None)
 
 
-def _send(user: Any, *, room_id: int, body: str, client_id: str | None, reply_to: int | None) -> dict[str, Any]:
+def _send(
+    user: Any,
+    *,
+    room_id: int,
+    body: str | None,
+    client_id: str | None,
+    reply_to: int | None,
+    attachments: list[int] | None,
+) -> dict[str, Any]:
     client_id = client_id or f"gql-{uuid.uuid4()}"
     return services.send_message(
-        room_id=room_id, sender=user, client_id=client_id, body=body, reply_to=reply_to
+        room_id=room_id, sender=user, client_id=client_id, body=body, reply_to=reply_to, attachments=attachments
     ).message
 
 
@@ -312,18 +320,26 @@ class SendMessage(graphene.Mutation):
 
     class Arguments:
         room_id = graphene.Int(required=True)
-        body = graphene.String(required=True)
+        body = graphene.String(
+            description="The text (1-4000 characters after trimming); may be empty or absent when attachments are sent."
+        )
         client_id = graphene.String(description="Idempotency key (1-64 of letters, digits, - _ . :); one is made if absent.")
         reply_to = graphene.Int(description="The id of a message of the same room this one answers.")
+        attachments = graphene.List(
+            graphene.NonNull(graphene.Int),
+            description="Ids of files the caller uploaded to this room (POST /api/rooms/{id}/attachments) and has not sent yet.",
+        )
 
     Output = MessagePayload
 
     @staticmethod
     def mutate(
-        root: Any, info: graphene.ResolveInfo, room_id: int, body: str, client_id: str | None = None,
-        reply_to: int | None = None,
+        root: Any, info: graphene.ResolveInfo, room_id: int, body: str | None = None, client_id: str | None = None,
+        reply_to: int | None = None, attachments: list[int] | None = None,
     ) -> MessagePayload:
-        return _message_mutation(info, _send, room_id=room_id, body=body, client_id=client_id, reply_to=reply_to)
+        return _message_mutation(
+            info, _send, room_id=room_id, body=body, client_id=client_id, reply_to=reply_to, attachments=attachments
+        )
 
 
 class EditMessage(graphene.Mutation):

@@ -71,7 +71,7 @@ MAX_MENTIONS_PER_MESSAGE = 50
 
 class BodyEmpty(DomainError):
     code = "body_empty"
-    default_detail = "The message body is empty."
+    default_detail = "The message has neither text nor attachments."
 
 
 class BodyTooLong(DomainError):
@@ -170,11 +170,16 @@ def messages_with_relations():  # type: ignore[no-untyped-def]
     return Message.objects.select_related(*MESSAGE_RELATIONS)
 
 
-def clean_body(body: Any) -> str:
+def clean_body(body: Any, *, may_be_empty: bool = False) -> str:
+    """The trimmed text. Empty is refused unless the message carries attachments (`may_be_empty`): a
+    picture shared without a caption is a message, a message of nothing is not. An absent body (None) is
+    an empty one."""
+    if body is None:
+        body = ""
     if not isinstance(body, str):
         raise InvalidInput(fields={"body": ["Must be a string."]})
     body = body.strip()
-    if not body:
+    if not body and not may_be_empty:
         raise BodyEmpty()
     if len(body) > settings.MESSAGE_BODY_MAX_CHARS:
         raise BodyTooLong()
@@ -323,9 +328,9 @@ def send_message(
 ) -> SendResult:
     """Store a TALK message once per (room, sender, client_id) and publish it after commit."""
     client_id = clean_client_id(client_id)
-    body = clean_body(body)
-    reply_to_id = clean_reply_to(reply_to)
     attachment_ids = clean_attachment_ids(attachments)
+    body = clean_body(body, may_be_empty=bool(attachment_ids))
+    reply_to_id = clean_reply_to(reply_to)
     existing = _existing_send(room_id, sender, client_id)
     if existing is not None:
         return SendResult(message=message_to_dict(existing), created=False)
@@ -401,8 +406,9 @@ def _change(room_id: int, message_id: Any, actor: User, apply: Any, *, member_on
 
 
 def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> dict[str, Any]:
-    """Its sender replaces a TALK message's body; the old body goes to the edit history (staff, admin)."""
-    body = clean_body(body)
+    """Its sender replaces a TALK message's body; the old body goes to the edit history (staff, admin). A
+    message that carries attachments may lose its text; one without keeps some (body_empty)."""
+    body = clean_body(body, may_be_empty=True)
 
     def apply(message: Message, seq: int, at: datetime) -> dict[str, Any]:
         if message.kind != MessageKind.TALK:
@@ -411,6 +417,8 @@ def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> di
             raise NotYourMessage()
         if message.deleted_at is not None:
             raise MessageDeleted()
+        if not body and not message.attachments:
+            raise BodyEmpty()
         if message.body == body:
             raise _NoChange()
         MessageEdit.objects.create(message=message, seq=seq, previous_body=message.body, edited_at=at)

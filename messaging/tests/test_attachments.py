@@ -27,6 +27,7 @@ from storages.backends.s3 import S3Storage
 from core.testing import OwnServiceProcess, free_port
 from events.models import OutboxEvent
 from messaging.attachments import signed_url
+from messaging.file_content import is_plain_text
 from messaging.models import Attachment, Message
 from rooms.services import leave_room
 
@@ -189,6 +190,26 @@ def test_a_program_renamed_as_an_image_is_refused_by_its_content(store, room_wit
     assert not Attachment.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("data", "plain"),
+    [
+        (b"tab\there\nnew line\r\nform feed\x0c", True),
+        ("café © 25°, 한국어 주소, 🙂".encode(), True),  # 0xC2 lead bytes that are not C1 controls
+        ("next line \u0085".encode(), False),  # a C1 control (0xC2 0x85)
+        ("\u0080".encode(), False),
+        (b"vertical\x0btab", False),
+        (b"escape \x1b[31mred", False),
+        (b"nul\x00", False),
+        (b"delete\x7f", False),
+        (b"latin-1 caf\xe9", False),  # not UTF-8
+        (b"cut short \xc2", False),
+    ],
+)
+def test_text_is_utf8_without_control_characters_other_than_tab_newlines_and_form_feed(data, plain):
+    for chunk_size in (1, 2, 3, 64 * 1024):  # a character split across reads is judged whole
+        assert is_plain_text(io.BytesIO(data), chunk_size) is plain, chunk_size
+
+
 def test_a_type_left_out_of_the_allowed_list_is_refused(settings, room_with_members):
     settings.ATTACHMENT_ALLOWED_TYPES = ["image/png"]
     room, (alice, _) = room_with_members(2)
@@ -236,7 +257,7 @@ def test_a_body_declaring_more_than_the_limit_is_refused_before_authentication_r
     assert answer.status_code == 413 and answer.json()["code"] == "file_too_large"
 
 
-def test_a_non_member_can_neither_upload_nor_download(room_with_members, make_user):
+def test_a_non_member_can_neither_upload_nor_download(store, room_with_members, make_user):
     room, (alice, _) = room_with_members(2)
     stranger = make_user()
     answer = upload(stranger, room, "x.txt", b"hello", "text/plain")
@@ -251,7 +272,7 @@ def test_a_non_member_can_neither_upload_nor_download(room_with_members, make_us
     assert download(Client(), attachment["url"]).status_code == 200
 
 
-def test_a_member_who_left_cannot_download_with_a_link_they_kept(room_with_members):
+def test_a_member_who_left_cannot_download_with_a_link_they_kept(store, room_with_members):
     room, (alice, bob) = room_with_members(2)
     attachment = uploaded(alice, room, "x.txt", b"hello", "text/plain")
     assert download(api(bob), attachment["url"]).status_code == 200

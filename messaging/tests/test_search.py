@@ -172,3 +172,29 @@ def test_search_honours_since_join_history_and_hides_private_rooms_from_outsider
     assert bodies(search(outsider, q="budget")) == []
     refused = search(outsider, q="budget", room=private.pk)
     assert refused.status_code == 404 and refused.json()["code"] == "not_found"  # its existence is not revealed
+
+
+def test_graphql_search_finds_only_what_the_caller_may_read_private_rooms_since_join_and_deleted_included(make_user):
+    from rooms.services import accept_invite, create_invite
+
+    owner, late, outsider = make_user(), make_user(), make_user()
+    private = create_room(owner=owner, title="inner circle", max_personnel=5, visibility="private")
+    say(private, owner, "ledger draft before anyone joined")
+    accept_invite(token=create_invite(room_id=private.pk, actor=owner).token, user=late)
+    say(private, owner, "ledger final after the join")
+    gone = say(private, owner, "ledger shredded")
+    edited = say(private, owner, "ledger misspelt")
+    delete_message(room_id=private.pk, message_id=gone["id"], actor=owner)
+    edit_message(room_id=private.pk, message_id=edited["id"], actor=owner, body="the corrected ledger")
+
+    def found(user: Any, room: int | None = None) -> list[str]:
+        where = f", roomId: {room}" if room else ""
+        answer = graphql(user, f'{{ searchMessages(q: "ledger"{where}) {{ results {{ message {{ body }} }} }} }}')
+        assert "errors" not in answer, answer
+        return sorted(hit["message"]["body"] for hit in answer["data"]["searchMessages"]["results"])
+
+    assert found(late) == ["ledger final after the join", "the corrected ledger"]
+    assert found(owner) == ["ledger draft before anyone joined", "ledger final after the join", "the corrected ledger"]
+    assert found(outsider) == []
+    refused = graphql(outsider, f'{{ searchMessages(q: "ledger", roomId: {private.pk}) {{ count }} }}')
+    assert refused["errors"][0]["extensions"]["code"] == "not_found"  # its existence is not revealed

@@ -272,8 +272,8 @@ function talkContent(message, ui) {
   }
   if (ui.draft !== null) {
     parts.push(editorElement(message, ui));
-  } else {
-    const body = document.createElement("div");
+  } else if (message.body || !(message.attachments && message.attachments.length)) {
+    const body = document.createElement("div"); // files sent without a caption have no text to show
     body.className = "body";
     body.setAttribute("data-testid", "message-body");
     body.append(...bodyNodes(message.body));
@@ -577,10 +577,8 @@ form.addEventListener("submit", (event) => {
     return;
   }
   const attachments = uploads.filter((upload) => upload.state === "done").map((upload) => upload.attachment);
-  let body = input.value.trim();
-  if (!body && !attachments.length) return;
-  // The server wants a body with every message: files alone are sent with their names as the text.
-  if (!body) body = attachments.map((attachment) => attachment.name).join(", ");
+  const body = input.value.trim();
+  if (!body && !attachments.length) return; // files alone are a message (no caption); nothing at all is not
   input.value = "";
   clearUploads();
   typingSentAt = 0; // others clear our "typing…" when the message lands; the next keystroke says it again
@@ -789,8 +787,8 @@ function toggleReaction(entry, emoji) {
 function saveEdit(entry) {
   const field = entry.element.querySelector(".edit-body");
   const body = (field ? field.value : entry.ui.draft || "").trim();
-  if (!body) {
-    showError(errorElement, t.error_body_empty);
+  if (!body && !(entry.message.attachments && entry.message.attachments.length)) {
+    showError(errorElement, t.error_body_empty); // a message that carries files may lose its caption
     return;
   }
   if (body === entry.message.body) {

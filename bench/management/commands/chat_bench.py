@@ -18,12 +18,12 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from bench import lifecycle, scenarios
+from bench import lifecycle, scenarios, uploads
 from bench.client import require_loopback
 from bench.progress import progress_bar
 from bench.servers import ServedApp
 
-SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login", "ramp", "changes", "replay")
+SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login", "ramp", "changes", "replay", "uploads")
 SERVER_DEFLATE = {"default": [None], "on": [True], "off": [False], "both": [True, False]}
 FANOUT_COLUMNS = (
     ("app", "app", "{}"),
@@ -51,7 +51,10 @@ def server_deflate_label(deflate: bool | None) -> str:
 
 
 class Command(BaseCommand):
-    help = "Chat benchmark: fanout, compare (ChatTalk vs the tutorial baseline), connect, resume, join, login."
+    help = (
+        "Chat benchmark: fanout, compare (ChatTalk vs the tutorial baseline), connect, resume, join, login, ramp, "
+        "changes, replay, uploads (chat latency in other rooms while 10 MiB files are uploaded)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--scenario", choices=SCENARIOS, default="fanout")
@@ -115,6 +118,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--replay-history", type=int, default=0, help="replay: messages before the point clients resume from"
         )
+        # uploads (chat in --rooms rooms of --members, --senders each at --rate, beside uploads to another room)
+        parser.add_argument("--rooms", type=int, default=4, help="uploads: chat rooms measured")
+        parser.add_argument("--uploaders", type=int, default=2, help="uploads: members uploading at once")
+        parser.add_argument(
+            "--slot-seconds", type=float, default=15.0, help="uploads: quiet and upload slots alternate this long"
+        )
         # output
         parser.add_argument("--json", dest="json_path", help="append the results as JSON lines to this file")
         parser.add_argument("--plot", help="compare: write a PNG of throughput and p99 against members")
@@ -131,6 +140,8 @@ class Command(BaseCommand):
             "changes": 100_000,
             "rounds": 20,
             "replay_clients": 1000,
+            "rooms": 50,
+            "uploaders": 20,
         }
         for name, limit in bounded.items():
             if options[name] > limit or options[name] < 0:
@@ -228,6 +239,22 @@ class Command(BaseCommand):
                 deflate=deflate,
                 server_pids=pids,
                 on_round=lambda kind, r: self.stdout.write(f"  resume after {o['changes']:,} {kind}: {r}"),
+            )
+        elif scenario == "uploads":
+            result = uploads.upload_interference(
+                url,
+                rooms=o["rooms"],
+                members=o["members"],
+                senders=o["senders"],
+                rate=o["rate"] or 2.0,
+                duration=o["duration"],
+                slot_seconds=o["slot_seconds"],
+                uploaders=o["uploaders"],
+                server_pids=pids,
+                deflate=deflate,
+                on_upload=lambda r: self.stdout.write(
+                    f"  upload {r.name}: {r.status} in {(r.ended - r.started) * 1000:.0f} ms, send {r.sent_status}"
+                ),
             )
         elif scenario == "join":
             result = scenarios.join_stampede(url, users=o["users"], seats=o["seats"], concurrency=o["concurrency"])
