@@ -866,6 +866,16 @@ def _rejoin_dm(room_id: int, user: User) -> Room:
     return rooms_for(user).get(pk=room_id)
 
 
+def dm_partners(user: User, room_ids: list[int]) -> dict[int, User]:
+    """The other user of each of these rooms that is a DM, in one query: a DM is shown by its partner's
+    name (its stored title names both users)."""
+    if not room_ids:
+        return {}
+    dms = Room.objects.filter(pk__in=room_ids, kind=RoomKind.DM).select_related("dm_user_low", "dm_user_high")
+    partners = {dm.pk: dm.dm_user_high if dm.dm_user_low_id == user.pk else dm.dm_user_low for dm in dms}
+    return {room_id: partner for room_id, partner in partners.items() if partner is not None}
+
+
 def block_user(*, user: User, user_id: Any) -> None:
     other = _user_by_id(user_id)
     if other.pk == user.pk:
