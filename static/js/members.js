@@ -38,6 +38,7 @@ const RANK = { owner: 0, moderator: 1, member: 2 };
 const MEMBERSHIP_EVENTS = new Set(["member.kicked", "member.banned", "member.unbanned", "role.changed"]);
 let members = [];
 let refreshTimer = null;
+let refreshDeferred = false;
 const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 
 function displayName(user) {
@@ -145,6 +146,7 @@ function confirmInRow(row, opener, question, run) {
     box.remove();
     actions.hidden = false;
     opener.focus();
+    if (refreshDeferred) scheduleRefresh();
   }, "secondary");
   box.append(text, yes, no);
   actions.hidden = true;
@@ -167,7 +169,16 @@ async function act(request, doneText, userId) {
   (again || toggle).focus();
 }
 
+// A redraw keeps the keyboard where it was: the same button of the same member, if it is still offered.
+function focusedButton() {
+  const active = document.activeElement;
+  if (!active || !list.contains(active)) return null;
+  const row = active.closest("li[data-user-id]");
+  return row ? { userId: row.dataset.userId, testId: active.getAttribute("data-testid") } : null;
+}
+
 function render() {
+  const focused = focusedButton();
   const sorted = [...members].sort(
     (a, b) => (RANK[a.role] ?? 3) - (RANK[b.role] ?? 3) || displayName(a.user).localeCompare(displayName(b.user)),
   );
@@ -201,6 +212,10 @@ function render() {
       return li;
     }),
   );
+  if (focused) {
+    const again = list.querySelector(`li[data-user-id="${focused.userId}"] [data-testid="${focused.testId}"]`);
+    if (again) again.focus();
+  }
 }
 
 async function refresh() {
@@ -258,8 +273,15 @@ async function refreshBans() {
   );
 }
 
+// Membership events come in bursts (a kick is a LEAVE and a member.kicked): one read for the burst. While a
+// confirmation is open the list is not redrawn under it; Cancel (or the action itself) reads it afterwards.
 function scheduleRefresh() {
   if (panel.hidden || refreshTimer) return;
+  if (list.querySelector(".member-confirm")) {
+    refreshDeferred = true;
+    return;
+  }
+  refreshDeferred = false;
   refreshTimer = setTimeout(() => {
     refreshTimer = null;
     refresh();
