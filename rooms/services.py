@@ -439,11 +439,21 @@ def _user_by_id(user_id: Any, field: str = "user_id") -> User:
     return user
 
 
+def _storable_text(text: str) -> bool:
+    """PostgreSQL text holds no NUL and no lone surrogate: a name with one is no one's, refused before a query."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def _user_by_username(username: Any) -> User:
     """An active user by username, any case (usernames are unique regardless of case, as signup enforces)."""
-    if not isinstance(username, str) or not 1 <= len(username.strip().lstrip("@")) <= 150:
+    name = username.strip().lstrip("@") if isinstance(username, str) else ""
+    if not 1 <= len(name) <= 150 or not _storable_text(name):
         raise InvalidInput(fields={"username": ["Must be a username."]})
-    user = User.objects.filter(username__iexact=username.strip().lstrip("@"), is_active=True).first()
+    user = User.objects.filter(username__iexact=name, is_active=True).first()
     if user is None:
         raise UserNotFound()
     return user

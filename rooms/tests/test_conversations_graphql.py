@@ -3,6 +3,7 @@ answer refusals as data, `roomInvites`, and private rooms and DMs invisible to n
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from messaging.models import Message
 from messaging.services import send_message
 from rooms.models import Ban, Block, Invite, Membership, Room
 from rooms.services import ban_member, create_room, join_room
+from rooms.tests.conftest import bearer_client
 from rooms.tests.test_conversations import gql, private_room
 
 pytestmark = pytest.mark.django_db
@@ -85,6 +87,11 @@ def test_graphql_invitations_refuse_with_the_rest_codes(make_user: Any) -> None:
     link = gql(owner, CREATE, {"r": room.pk})["data"]["createInvite"]["invite"]
     assert gql(banned, ACCEPT, {"t": link["token"]})["data"]["acceptInvite"]["error"] == "banned"
     assert gql(owner, CREATE, {"r": room.pk, "m": 0})["data"]["createInvite"]["error"] == "validation_error"
+    for name in ("a\x00b", "a\ud800b", ""):  # never a database error: no user can have such a name
+        body = json.dumps({"query": CREATE, "variables": {"r": room.pk, "n": name}})  # \ud800 as an escape
+        answer = bearer_client(owner).post("/graphql", data=body, content_type="application/json")
+        assert answer.status_code < 500 and "createInvite" not in str(answer.json().get("errors")), answer.content
+        assert answer.json()["data"]["createInvite"]["error"] == "validation_error", name
     assert gql(owner, CREATE, {"r": room.pk, "e": 10})["data"]["createInvite"]["error"] == "validation_error"
     assert gql(None, CREATE, {"r": room.pk})["data"]["createInvite"]["error"] == "not_authenticated"
     assert gql(None, ACCEPT, {"t": link["token"]})["data"]["acceptInvite"]["error"] == "not_authenticated"
