@@ -15,6 +15,7 @@ urlpatterns = [
     path("rooms/<int:room_id>/join/", pages.room_join, name="room-join"),
     path("rooms/<int:room_id>/leave/", pages.room_leave, name="room-leave"),
     path("search/", pages.message_search, name="message-search"),
+    path("invites/<str:token>/", pages.invite_page, name="invite"),
     # Django's set_language view: the language switch on every page posts here.
     path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -38,15 +38,19 @@ from messaging.limits import MESSAGE_SEARCHES
 from messaging.models import MAX_DISTINCT_REACTIONS
 from messaging.search import QUERY_MAX_CHARS, SearchFilters, search_messages
 from messaging.services import REPLY_EXCERPT_CHARS, history, my_rooms_queryset, search_results
-from rooms.limits import ROOM_CREATIONS, ROOM_WRITES
-from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room
+from rooms.limits import INVITE_ACCEPTS, ROOM_CREATIONS, ROOM_WRITES
+from rooms.models import MAX_MAX_PERSONNEL, MIN_MAX_PERSONNEL, TITLE_MAX_LENGTH, Room, RoomKind, Visibility
 from rooms.services import (
     NotRoomMember,
     RoomNotFound,
+    accept_invite,
     create_room,
+    dm_partners,
+    invitation_room,
     join_room,
     leave_room,
     may_moderate,
+    role_of,
     search_rooms,
 )
 
@@ -86,6 +90,14 @@ class CreateRoomForm(forms.Form):
     max_personnel = forms.IntegerField(
         label=gettext_lazy("Max personnel"), min_value=MIN_MAX_PERSONNEL, max_value=MAX_MAX_PERSONNEL, initial=50
     )
+    visibility = forms.ChoiceField(
+        label=gettext_lazy("Who may join"),
+        choices=[
+            (Visibility.PUBLIC, gettext_lazy("Anyone: listed and searchable")),
+            (Visibility.PRIVATE, gettext_lazy("Invited people only: not listed")),
+        ],
+        initial=Visibility.PUBLIC,
+    )
 
 
 def domain_error_text(exc: DomainError) -> str:
@@ -94,6 +106,11 @@ def domain_error_text(exc: DomainError) -> str:
         "room_full": _("The room is full."),
         "not_found": _("No such room."),
         "not_member": _("You are not a member of this room."),
+        "banned": _("You are banned from this room."),
+        "invite_invalid": _("This invitation does not exist or was revoked."),
+        "invite_expired": _("This invitation has expired."),
+        "invite_used_up": _("This invitation has been used as many times as it allows."),
+        "invite_not_for_you": _("This invitation is for another user."),
         "validation_error": _("Please correct the errors below."),
         "rate_limited": _("Too many attempts. Try again in %(seconds)d s.")
         % {"seconds": getattr(exc, "retry_after", 1)},
@@ -187,16 +204,18 @@ def logout_page(request: HttpRequest) -> HttpResponse:
     return redirect("login")
 
 
-def sidebar_context(memberships: Iterable[Any], current_room_id: int | None = None) -> dict[str, Any]:
+def sidebar_context(viewer: User, memberships: Iterable[Any], current_room_id: int | None = None) -> dict[str, Any]:
     """The sidebar's first paint from my_rooms_queryset's rows (the counts of /api/me/rooms), the room on
     screen marked. sidebar.js keeps it live from /ws/me/, which sends every room's counts on connect.
 
     The caller passes the same rooms the user socket follows (the WS_ME_MAX_ROOMS most recently active), so
     the only rows the script must add, one GET each, are rooms joined after the page was rendered."""
+    memberships = list(memberships)
+    partners = dm_partners(viewer, [m.room_id for m in memberships if m.room.kind == RoomKind.DM])
     rooms = [
         {
             "id": m.room_id,
-            "title": m.room.title,
+            "title": partners[m.room_id].display_name if m.room_id in partners else m.room.title,
             "unread": m.unread,
             "mentions": m.mentions,
             "current": m.room_id == current_room_id,
@@ -205,6 +224,9 @@ def sidebar_context(memberships: Iterable[Any], current_room_id: int | None = No
     ]
     config = {
         "currentRoomId": current_room_id,
+        # A DM added live is named after its other member (one GET of its members): the viewer is not it.
+        "meId": viewer.pk,
+        "membersApiUrl": "/api/rooms/{id}/members",
         "socketPath": "/ws/me/",
         "roomUrl": "/rooms/{id}/",
         "roomApiUrl": "/api/rooms/{id}",
@@ -237,7 +259,7 @@ def room_list_context(
         "member_of": {m.room_id for m in mine},
         "create_form": create_form or CreateRoomForm(),
         "list_strings": list_strings(),
-        **sidebar_context(mine[: settings.WS_ME_MAX_ROOMS]),
+        **sidebar_context(request.user, mine[: settings.WS_ME_MAX_ROOMS]),
     }
 
 
@@ -273,7 +295,10 @@ def room_create(request: HttpRequest) -> HttpResponse:
         return rate_limited_page(request, exc, CreateRoomForm(data=request.POST))
     try:
         room = create_room(
-            owner=request.user, title=request.POST.get("title", ""), max_personnel=request.POST.get("max_personnel")
+            owner=request.user,
+            title=request.POST.get("title", ""),
+            max_personnel=request.POST.get("max_personnel"),
+            visibility=request.POST.get("visibility") or None,
         )
     except InvalidInput as exc:
         form = CreateRoomForm(data=request.POST)
@@ -372,9 +397,121 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "language": request.LANGUAGE_CODE,
         "strings": chat_strings(),
     }
-    sidebar = sidebar_context(my_rooms_queryset(request.user)[: settings.WS_ME_MAX_ROOMS], room.pk)
-    context = {"room": room, "chat_config": chat_config, **sidebar}
+    sidebar = sidebar_context(request.user, my_rooms_queryset(request.user)[: settings.WS_ME_MAX_ROOMS], room.pk)
+    partner = dm_partners(request.user, [room.pk]).get(room.pk) if room.kind == RoomKind.DM else None
+    context = {
+        "room": room,
+        "room_title": partner.display_name if partner else room.title,
+        "chat_config": chat_config,
+        "members_config": members_config(request, room),
+        **sidebar,
+    }
     return render(request, "pages/room.html", context)
+
+
+def members_config(request: HttpRequest, room: Room) -> dict[str, Any]:
+    """The members panel's start state (static/js/members.js): who the viewer is in the room, the REST paths
+    it calls, its texts. The role only decides which buttons are shown; the services still decide."""
+    room_id = room.pk
+    return {
+        "roomId": room_id,
+        "kind": room.kind,
+        "visibility": room.visibility,
+        "me": request.user.as_public_dict(),
+        "myRole": role_of(room_id, request.user),
+        "isStaff": request.user.is_staff,
+        "membersUrl": f"/api/rooms/{room_id}/members",
+        "bansUrl": f"/api/rooms/{room_id}/bans",
+        "invitesUrl": f"/api/rooms/{room_id}/invites",
+        "memberUrl": f"/api/rooms/{room_id}/members/{{user}}",
+        "ownerUrl": f"/api/rooms/{room_id}/owner",
+        "inviteByIdUrl": f"/api/rooms/{room_id}/invites/by-id/{{id}}",
+        "dmsUrl": "/api/dms",
+        "roomPageUrl": "/rooms/{id}/",
+        "invitePageBase": request.build_absolute_uri("/invites/"),  # + token + "/"
+        "strings": members_strings(),
+    }
+
+
+def members_strings() -> dict[str, str]:
+    return {
+        "owner": _("owner"),
+        "moderator": _("moderator"),
+        "member": _("member"),
+        "you": _("(you)"),
+        "message": _("Message"),
+        "messageUser": _("Send {name} a direct message"),
+        "makeModerator": _("Make moderator"),
+        "removeModerator": _("Remove moderator"),
+        "makeOwner": _("Make owner"),
+        "kick": _("Remove"),
+        "ban": _("Ban"),
+        "unban": _("Unban"),
+        "actionsFor": _("Actions for {name}"),
+        "confirmKick": _("Remove {name} from the room?"),
+        "confirmBan": _("Ban {name}? They cannot come back until unbanned."),
+        "confirmOwner": _("Hand the room over to {name}? You stay as a moderator."),
+        "confirm": _("Confirm"),
+        "cancel": _("Cancel"),
+        "done_role": _("{name} is now {role}."),
+        "done_owner": _("{name} now owns the room."),
+        "done_kick": _("{name} was removed."),
+        "done_ban": _("{name} was banned."),
+        "done_unban": _("{name} may come back."),
+        "noBans": _("Nobody is banned."),
+        "bannedBy": _("banned by {name}"),
+        "linkFor": _("For @{username}"),
+        "linkAnyone": _("Link for anyone"),
+        "uses": _("{uses} of {max} uses"),
+        "usesUnlimited": _("{uses} uses, no limit"),
+        "expires": _("expires {when}"),
+        "revoke": _("Revoke"),
+        "revokeLink": _("Revoke this invitation"),
+        "revoked": _("The invitation was revoked."),
+        "noInvites": _("No active invitations."),
+        "created": _("Invitation created. Copy the link and send it."),
+        "createdFor": _("Invitation for @{username} created: send them this link; it works for them only."),
+        "copied": _("Link copied."),
+        "copyFailed": _("Could not copy: select the link and copy it yourself."),
+        "removedYou": _("{by} removed you from this room."),
+        "bannedYou": _("{by} banned you from this room."),
+        "error_generic": _("Something went wrong: {detail}"),
+        "error_forbidden": _("You may not do that."),
+        "error_not_found": _("No such user, or not a member."),
+        "error_blocked": _("This conversation is blocked."),
+        "error_rate_limited": _("Too many actions; wait a moment."),
+        "error_validation_error": _("That was not accepted: {detail}"),
+        "error_invite_invalid": _("That invitation no longer exists."),
+    }
+
+
+@login_required
+def invite_page(request: HttpRequest, token: str) -> HttpResponse:
+    """What an invitation link opens: the room it leads to and a Join button (POST accepts it). A refused
+    token shows why and no room; a member goes straight to the room."""
+    if request.method == "POST":
+        try:
+            INVITE_ACCEPTS.hit(request.user.pk)
+            change = accept_invite(token=token, user=request.user)
+        except DomainError as exc:
+            return invite_refused(request, exc)
+        return redirect("room-detail", room_id=change.room.pk)
+    try:
+        room = invitation_room(token=token, user=request.user)
+    except DomainError as exc:
+        return invite_refused(request, exc)
+    if getattr(room, "my_role", None) is not None:
+        return redirect("room-detail", room_id=room.pk)
+    return render(request, "pages/invite.html", {"room": room})
+
+
+def invite_refused(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    response = render(
+        request, "pages/invite.html", {"room": None, "refusal": domain_error_text(exc)}, status=exc.http_status
+    )
+    if isinstance(exc, RateLimited):
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def history_around(room: Room, user: Any, at_seq: int) -> tuple[list[dict[str, Any]], bool, int]:

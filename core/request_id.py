@@ -94,20 +94,23 @@ class WithoutTraceback(logging.Filter):
 
 
 # What a credential looks like in a log line: a query or form parameter that carries one, an Authorization
-# header or WebSocket subprotocol ("Bearer <token>", "bearer.<jwt>"), or a JWT anywhere (its header is
+# header or WebSocket subprotocol ("Bearer <token>", "bearer.<jwt>"), an invitation path, or a JWT anywhere (its header is
 # base64url JSON, so it always starts with "eyJ"). Values stop where a URL, quote or bracket would end them.
 _SECRET_PARAMETER = re.compile(
     r"(?<![A-Za-z0-9])(access_token|refresh_token|refresh|token|sessionid)=[^\s&#\"'<>\]\[,;)]+", re.IGNORECASE
 )
 _BEARER = re.compile(r"(?<![A-Za-z0-9])(bearer)([ .]+)[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){1,2}")
+# An invitation's token is a capability carried in the path (/invites/<token>/, /api/invites/<token>/accept).
+_INVITE_PATH = re.compile(r"(/invites/)[A-Za-z0-9_-]{16,}")
 REDACTED = "[redacted]"
 
 
 def redact_secrets(text: str) -> str:
     """`text` with every token-like value replaced by [redacted] (parameter names and "Bearer" are kept)."""
-    if "=" not in text and "eyJ" not in text and "earer" not in text.lower():
+    if "=" not in text and "eyJ" not in text and "earer" not in text.lower() and "/invites/" not in text:
         return text  # the common case: nothing to look at, no regex run
+    text = _INVITE_PATH.sub(lambda m: f"{m.group(1)}{REDACTED}", text)
     text = _JWT.sub(REDACTED, text)
     text = _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     return _BEARER.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)

@@ -27,6 +27,7 @@ from .limits import DM_OPENS, INVITE_ACCEPTS, INVITE_CREATIONS, ROOM_CREATIONS, 
 from .models import TITLE_MAX_LENGTH, Room
 from .serializers import (
     InviteCreateSerializer,
+    InviteListSerializer,
     InviteSerializer,
     MembershipResultSerializer,
     ModerationResultSerializer,
@@ -185,6 +186,12 @@ class RoomBansView(APIView):
 
 # --- invitations -------------------------------------------------------------------------------------
 class RoomInvitesView(APIView):
+    """GET: the invitations that can still be used (owner, moderators, staff). POST: invite a user, or make a link."""
+
+    @extend_schema(responses=InviteListSerializer)
+    def get(self, request: Request, room_id: int) -> Response:
+        return Response({"results": services.room_invites(room_id=room_id, actor=request.user), "has_more": False})
+
     @extend_schema(request=InviteCreateSerializer, responses={201: InviteSerializer})
     def post(self, request: Request, room_id: int) -> Response:
         INVITE_CREATIONS.hit(request.user.pk)
@@ -193,6 +200,7 @@ class RoomInvitesView(APIView):
             room_id=room_id,
             actor=request.user,
             user_id=data.get("user_id"),
+            username=data.get("username"),
             max_uses=data.get("max_uses"),
             expires_in_seconds=data.get("expires_in_seconds"),
         )
@@ -206,6 +214,16 @@ class RoomInviteView(APIView):
     def delete(self, request: Request, room_id: int, token: str) -> Response:
         ROOM_WRITES.hit(request.user.pk)
         services.revoke_invite(room_id=room_id, token=token, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RoomInviteByIdView(APIView):
+    """DELETE: revoke by the id the list shows (the list cannot show tokens)."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, room_id: int, invite_id: int) -> Response:
+        ROOM_WRITES.hit(request.user.pk)
+        services.revoke_invite_by_id(room_id=room_id, invite_id=invite_id, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -1,5 +1,7 @@
-"""GraphQL of rooms: the Room type's own fields, `room`, `rooms` (a Relay-style connection), and the
-`joinRoom` / `leaveRoom` mutations, all over rooms.services.
+"""GraphQL of rooms: the Room type's own fields, `room`, `rooms` (a Relay-style connection), `roomInvites`,
+and the mutations of membership (join, leave, invitations), moderation (roles, ownership, kick, ban, unban),
+direct messages and blocks, all over rooms.services. Mutations answer refusals as data (`ok` false and
+`error` a code), the same codes REST answers, after the same rate limits.
 
 The Room type is assembled by chattalk_project.schema from every app's `RoomFields` (messaging adds
 `unread`, presence adds `participants`), so each field lives with the app that owns its data and rooms never
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import graphene
+from django.utils.dateparse import parse_datetime
 
 from accounts.schema import PublicUser
 from core.domain import DomainError
@@ -24,7 +27,7 @@ from core.graphql_errors import current_user, domain_errors_as_graphql, graphql_
 from core.graphql_limits import ListBound
 
 from . import services
-from .limits import ROOM_WRITES
+from .limits import DM_OPENS, INVITE_ACCEPTS, INVITE_CREATIONS, ROOM_WRITES
 from .models import Room as RoomModel
 
 ROOM_TYPE = "chattalk_project.schema.Room"
@@ -34,6 +37,7 @@ ROOMS_PAGE_MAX = 100
 LIST_BOUNDS = {
     "Query.rooms": ListBound("first", ROOMS_PAGE_DEFAULT, ROOMS_PAGE_MAX),
     "RoomConnection.edges": ListBound(None, 1, 1),
+    "Query.roomInvites": ListBound(None, services.INVITES_LISTED_MAX, services.INVITES_LISTED_MAX),
 }
 
 
@@ -167,8 +171,27 @@ def room_id_from_cursor(cursor: str) -> int:
     raise graphql_error("invalid_cursor", "`after` is not a cursor of this connection.")
 
 
+class Invite(graphene.ObjectType):
+    """An invitation. `token` is shown once, in createInvite's answer (only its hash is stored): null in lists."""
+
+    id = graphene.Int(required=True)
+    token = graphene.String()
+    user = graphene.Field(PublicUser, description="The invited user; null for a link anyone may use.")
+    created_by = graphene.Field(PublicUser)
+    max_uses = graphene.Int(description="Null: unlimited.")
+    uses = graphene.Int(required=True)
+    expires_at = graphene.DateTime()
+    created_at = graphene.DateTime(required=True)
+
+
 class Query:
     room = graphene.Field(ROOM_TYPE, id=graphene.Int(required=True))
+    room_invites = graphene.List(
+        graphene.NonNull(Invite),
+        required=True,
+        room_id=graphene.Int(required=True),
+        description="The room's usable invitations, newest first (owner, moderators, staff).",
+    )
     rooms = graphene.Field(
         RoomConnection,
         required=True,
@@ -184,6 +207,11 @@ class Query:
         room = services.get_visible_room(id, user)  # a private room or DM is not_found to a non-member
         show_rooms(info, [room])
         return room
+
+    @staticmethod
+    @domain_errors_as_graphql
+    def resolve_room_invites(root: Any, info: graphene.ResolveInfo, room_id: int) -> list[dict[str, Any]]:
+        return [_invite_fields(i) for i in services.room_invites(room_id=room_id, actor=require_user(info))]
 
     @staticmethod
     def resolve_rooms(
@@ -249,17 +277,25 @@ class ModerationPayload(graphene.ObjectType):
     error = graphene.String(description="forbidden, not_found, banned, rate_limited, ... or null.")
 
 
-def _moderation_mutation(info: graphene.ResolveInfo, room_id: int, action: Callable[..., Any], **args: Any) -> Any:
+def _refusals_as_data(info: graphene.ResolveInfo, payload: type, limit: Any, run: Callable[[Any], Any]) -> Any:
+    """Run a mutation for the caller after its rate limit; a refusal becomes `payload(ok=False, error=code)`."""
     user = current_user(info)
     if user is None:
-        return ModerationPayload(ok=False, error="not_authenticated")
+        return payload(ok=False, error="not_authenticated")
     try:
-        ROOM_WRITES.hit(user.pk)
-        result = action(room_id=room_id, actor=user, **args)
+        limit.hit(user.pk)
+        return run(user)
     except DomainError as exc:
-        return ModerationPayload(ok=False, error=exc.code)
-    RoomBatch.of(info).forget(room_id)
-    return ModerationPayload(ok=True, room=result.room, user=result.user, role=result.role, error=None)
+        return payload(ok=False, error=exc.code)
+
+
+def _moderation_mutation(info: graphene.ResolveInfo, room_id: int, action: Callable[..., Any], **args: Any) -> Any:
+    def run(user: Any) -> ModerationPayload:
+        result = action(room_id=room_id, actor=user, **args)
+        RoomBatch.of(info).forget(room_id)
+        return ModerationPayload(ok=True, room=result.room, user=result.user, role=result.role, error=None)
+
+    return _refusals_as_data(info, ModerationPayload, ROOM_WRITES, run)
 
 
 class KickMember(graphene.Mutation):
@@ -321,9 +357,213 @@ class LeaveRoom(graphene.Mutation):
         return _membership_mutation(info, room_id, services.leave_room)
 
 
+class UnbanMember(graphene.Mutation):
+    """Lift a ban (owner, moderators, staff); lifting no ban is ok and changes nothing. `role` is null."""
+
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        user_id = graphene.Int(required=True)
+
+    Output = ModerationPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
+        return _moderation_mutation(info, room_id, services.unban_member, user_id=user_id)
+
+
+class TransferOwnership(graphene.Mutation):
+    """The owner hands the room to another member (and stays as a moderator)."""
+
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        user_id = graphene.Int(required=True)
+
+    Output = ModerationPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
+        return _moderation_mutation(info, room_id, services.transfer_ownership, user_id=user_id)
+
+
+# --- invitations ---------------------------------------------------------------------------------------------
+def _invite_fields(summary: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+    """A service's invitation summary as the Invite type reads it (times parsed back from ISO text)."""
+    return {
+        **summary,
+        "token": token,
+        "expires_at": parse_datetime(summary["expires_at"]) if summary["expires_at"] else None,
+        "created_at": parse_datetime(summary["created_at"]),
+    }
+
+
+class InvitePayload(graphene.ObjectType):
+    """The answer of createInvite: the invitation with its token (shown only here), or `error` a code."""
+
+    ok = graphene.Boolean(required=True)
+    invite = graphene.Field(Invite)
+    room = graphene.Field(ROOM_TYPE)
+    error = graphene.String(description="forbidden, not_found, validation_error, rate_limited, ... or null.")
+
+
+class CreateInvite(graphene.Mutation):
+    """Invite a user (`userId` or `username`: for them only, one use by default) or make a link anyone holding it may use
+    (owner, moderators, staff). `expiresInSeconds` 60 to 30 days (7 days by default)."""
+
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        user_id = graphene.Int()
+        username = graphene.String(description="Instead of userId: the invited user's username.")
+        max_uses = graphene.Int()
+        expires_in_seconds = graphene.Int()
+
+    Output = InvitePayload
+
+    @staticmethod
+    def mutate(
+        root: Any,
+        info: graphene.ResolveInfo,
+        room_id: int,
+        user_id: int | None = None,
+        username: str | None = None,
+        max_uses: int | None = None,
+        expires_in_seconds: int | None = None,
+    ) -> InvitePayload:
+        def run(user: Any) -> InvitePayload:
+            new = services.create_invite(
+                room_id=room_id,
+                actor=user,
+                user_id=user_id,
+                username=username,
+                max_uses=max_uses,
+                expires_in_seconds=expires_in_seconds,
+            )
+            invite = _invite_fields(services.invite_summary(new.invite), token=new.token)
+            return InvitePayload(ok=True, invite=invite, room=new.invite.room, error=None)
+
+        return _refusals_as_data(info, InvitePayload, INVITE_CREATIONS, run)
+
+
+class OkPayload(graphene.ObjectType):
+    """The answer of a mutation with nothing to show: `ok`, or `error` a code."""
+
+    ok = graphene.Boolean(required=True)
+    error = graphene.String()
+
+
+class RevokeInvite(graphene.Mutation):
+    """Revoke an invitation by its `token` or by the `inviteId` roomInvites lists (exactly one of them)."""
+
+    class Arguments:
+        room_id = graphene.Int(required=True)
+        token = graphene.String()
+        invite_id = graphene.Int()
+
+    Output = OkPayload
+
+    @staticmethod
+    def mutate(
+        root: Any, info: graphene.ResolveInfo, room_id: int, token: str | None = None, invite_id: int | None = None
+    ) -> OkPayload:
+        def run(user: Any) -> OkPayload:
+            if (token is None) == (invite_id is None):
+                return OkPayload(ok=False, error="validation_error")
+            if token is not None:
+                services.revoke_invite(room_id=room_id, token=token, actor=user)
+            else:
+                services.revoke_invite_by_id(room_id=room_id, invite_id=invite_id, actor=user)
+            return OkPayload(ok=True, error=None)
+
+        return _refusals_as_data(info, OkPayload, ROOM_WRITES, run)
+
+
+class AcceptInvite(graphene.Mutation):
+    """Join the invitation's room: invite_invalid, invite_not_for_you, invite_expired, invite_used_up, banned,
+    room_full (then `room` is null: a refused invitation reveals no room)."""
+
+    class Arguments:
+        token = graphene.String(required=True)
+
+    Output = MembershipPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, token: str) -> MembershipPayload:
+        def run(user: Any) -> MembershipPayload:
+            change = services.accept_invite(token=token, user=user)
+            RoomBatch.of(info).forget(change.room.pk)
+            return MembershipPayload(ok=True, room=change.room, error=None)
+
+        return _refusals_as_data(info, MembershipPayload, INVITE_ACCEPTS, run)
+
+
+# --- direct messages and blocks ------------------------------------------------------------------------------
+class DmPayload(graphene.ObjectType):
+    ok = graphene.Boolean(required=True)
+    room = graphene.Field(ROOM_TYPE)
+    created = graphene.Boolean(description="True when the DM was made by this call; false when it existed.")
+    error = graphene.String(description="blocked, not_found, validation_error, rate_limited, ... or null.")
+
+
+class OpenDm(graphene.Mutation):
+    """The caller's one DM with `userId`: made now, or the existing one (also under concurrent opens)."""
+
+    class Arguments:
+        user_id = graphene.Int(required=True)
+
+    Output = DmPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, user_id: int) -> DmPayload:
+        def run(user: Any) -> DmPayload:
+            result = services.open_dm(user=user, user_id=user_id)
+            RoomBatch.of(info).forget(result.room.pk)
+            return DmPayload(ok=True, room=result.room, created=result.created, error=None)
+
+        return _refusals_as_data(info, DmPayload, DM_OPENS, run)
+
+
+class BlockUser(graphene.Mutation):
+    """No new DM with that user and no sends into your DM, either way, until unblocked. Idempotent."""
+
+    class Arguments:
+        user_id = graphene.Int(required=True)
+
+    Output = OkPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, user_id: int) -> OkPayload:
+        def run(user: Any) -> OkPayload:
+            services.block_user(user=user, user_id=user_id)
+            return OkPayload(ok=True, error=None)
+
+        return _refusals_as_data(info, OkPayload, ROOM_WRITES, run)
+
+
+class UnblockUser(graphene.Mutation):
+    class Arguments:
+        user_id = graphene.Int(required=True)
+
+    Output = OkPayload
+
+    @staticmethod
+    def mutate(root: Any, info: graphene.ResolveInfo, user_id: int) -> OkPayload:
+        def run(user: Any) -> OkPayload:
+            services.unblock_user(user=user, user_id=user_id)
+            return OkPayload(ok=True, error=None)
+
+        return _refusals_as_data(info, OkPayload, ROOM_WRITES, run)
+
+
 class Mutation:
     join_room = JoinRoom.Field()
     leave_room = LeaveRoom.Field()
     kick_member = KickMember.Field()
     ban_member = BanMember.Field()
+    unban_member = UnbanMember.Field()
     set_member_role = SetMemberRole.Field()
+    transfer_ownership = TransferOwnership.Field()
+    create_invite = CreateInvite.Field()
+    revoke_invite = RevokeInvite.Field()
+    accept_invite = AcceptInvite.Field()
+    open_dm = OpenDm.Field()
+    block_user = BlockUser.Field()
+    unblock_user = UnblockUser.Field()

@@ -65,19 +65,34 @@ class ModerationResultSerializer(serializers.Serializer):
 
 class InviteCreateSerializer(serializers.Serializer):
     user_id = serializers.IntegerField(required=False)
+    username = serializers.CharField(required=False, help_text="Instead of user_id: the invited user's username.")
     max_uses = serializers.IntegerField(required=False, min_value=1)
     expires_in_seconds = serializers.IntegerField(required=False, min_value=60)
 
 
-class InviteSerializer(serializers.Serializer):
-    """{token (shown once: only its hash is stored), room: Room, user: User | null, max_uses, uses, expires_at}."""
+class InviteSummarySerializer(serializers.Serializer):
+    """An invitation as GET /invites lists it (no token: only its hash is stored)."""
 
-    token = serializers.CharField()
-    room = RoomSerializer()
+    id = serializers.IntegerField()
     user = PublicUserSerializer(allow_null=True)
+    created_by = PublicUserSerializer(allow_null=True)
     max_uses = serializers.IntegerField(allow_null=True)
     uses = serializers.IntegerField()
     expires_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class InviteListSerializer(serializers.Serializer):
+    results = InviteSummarySerializer(many=True)
+    has_more = serializers.BooleanField()
+
+
+class InviteSerializer(InviteSummarySerializer):
+    """{token (shown once: only its hash is stored), room: Room, user: User | null, max_uses, uses, expires_at}
+    and the summary's id, created_by, created_at."""
+
+    token = serializers.CharField()
+    room = RoomSerializer()
 
 
 class MembershipResultSerializer(serializers.Serializer):

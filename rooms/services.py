@@ -450,6 +450,26 @@ def _user_by_id(user_id: Any, field: str = "user_id") -> User:
     return user
 
 
+def _storable_text(text: str) -> bool:
+    """PostgreSQL text holds no NUL and no lone surrogate: a name with one is no one's, refused before a query."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _user_by_username(username: Any) -> User:
+    """An active user by username, any case (usernames are unique regardless of case, as signup enforces)."""
+    name = username.strip().lstrip("@") if isinstance(username, str) else ""
+    if not 1 <= len(name) <= 150 or not _storable_text(name):
+        raise InvalidInput(fields={"username": ["Must be a username."]})
+    user = User.objects.filter(username__iexact=name, is_active=True).first()
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
 @dataclass(frozen=True)
 class ModerationResult:
     room: Room
@@ -529,7 +549,7 @@ def ban_member(*, room_id: int, user_id: Any, actor: User) -> ModerationResult:
     return _result(room.pk, actor, target, None)
 
 
-def unban_member(*, room_id: int, user_id: Any, actor: User) -> None:
+def unban_member(*, room_id: int, user_id: Any, actor: User) -> ModerationResult:
     """Lift a ban; the user may join (or accept an invitation) again. Lifting no ban changes nothing."""
     target = _user_by_id(user_id)
     now = timezone.now()
@@ -539,6 +559,7 @@ def unban_member(*, room_id: int, user_id: Any, actor: User) -> None:
         deleted, _ = Ban.objects.filter(room_id=room.pk, user=target).delete()
         if deleted:
             _room_event(room.pk, "member.unbanned", now, user=target.as_public_dict(), by=actor.as_public_dict())
+    return _result(room.pk, actor, target, role_of(room.pk, target))
 
 
 def bans_of(*, room_id: int, actor: User) -> list[dict[str, Any]]:
@@ -619,6 +640,8 @@ def transfer_ownership(*, room_id: int, user_id: Any, actor: User) -> Moderation
 INVITE_DEFAULT_SECONDS = 7 * 24 * 3600
 INVITE_MAX_SECONDS = 30 * 24 * 3600
 INVITE_MAX_USES = 10_000
+# What room_invites shows at most: the newest usable ones (creation is rate limited to 60 an hour per user).
+INVITES_LISTED_MAX = 200
 
 
 def token_hash(token: str) -> str:
@@ -640,11 +663,24 @@ def _clean_optional_int(value: Any, field: str, low: int, high: int) -> int | No
 
 
 def create_invite(
-    *, room_id: int, actor: User, user_id: Any = None, max_uses: Any = None, expires_in_seconds: Any = None
+    *,
+    room_id: int,
+    actor: User,
+    user_id: Any = None,
+    username: Any = None,
+    max_uses: Any = None,
+    expires_in_seconds: Any = None,
 ) -> NewInvite:
-    """An invitation to the room, by its owner, a moderator or staff: for one user (`user_id`), or a link.
-    It expires (7 days by default, 30 at most); `max_uses` bounds its uses (1 for a user's invitation)."""
-    invitee = None if user_id is None else _user_by_id(user_id)
+    """An invitation to the room, by its owner, a moderator or staff: for one user (`user_id`, or `username`
+    for a person typing a name), or a link. It expires (7 days by default, 30 at most); `max_uses` bounds its
+    uses (1 for a user's invitation)."""
+    if user_id is not None and username is not None:
+        raise InvalidInput(fields={"username": ["Give user_id or username, not both."]})
+    invitee = None
+    if user_id is not None:
+        invitee = _user_by_id(user_id)
+    elif username is not None:
+        invitee = _user_by_username(username)
     max_uses = _clean_optional_int(max_uses, "max_uses", 1, INVITE_MAX_USES)
     seconds = _clean_optional_int(expires_in_seconds, "expires_in_seconds", 60, INVITE_MAX_SECONDS)
     if invitee is not None and max_uses is None:
@@ -655,8 +691,7 @@ def create_invite(
         room, actor_role = _lock_room_for(room_id, actor)
         if room.kind == RoomKind.DM:
             raise MayNotModerate("A direct conversation takes no invitations.")
-        if not (actor.is_staff or actor_role in (Role.OWNER, Role.MODERATOR)):
-            raise MayNotModerate("Only the room's owner or a moderator may invite.")
+        _require_inviter(actor, actor_role, "Only the room's owner or a moderator may invite.")
         invite = Invite.objects.create(
             room=room,
             token_hash=token_hash(token),
@@ -678,14 +713,57 @@ def _invite_by_token(token: Any) -> Invite | None:
 
 def revoke_invite(*, room_id: int, token: Any, actor: User) -> None:
     """The owner, a moderator or staff revoke an invitation: it is refused from now on (invite_invalid)."""
+    _revoke(room_id, actor, lambda: _invite_by_token(token))
+
+
+def revoke_invite_by_id(*, room_id: int, invite_id: Any, actor: User) -> None:
+    """Revoke by the id `room_invites` lists: the token is shown once, so a list cannot offer it."""
+    _revoke(room_id, actor, lambda: Invite.objects.filter(pk=invite_id).first() if _is_room_id(invite_id) else None)
+
+
+def _revoke(room_id: int, actor: User, find: Callable[[], Invite | None]) -> None:
     with transaction.atomic():
         room, actor_role = _lock_room_for(room_id, actor)
-        if not (actor.is_staff or actor_role in (Role.OWNER, Role.MODERATOR)):
-            raise MayNotModerate("Only the room's owner or a moderator may revoke an invitation.")
-        invite = _invite_by_token(token)
+        _require_inviter(actor, actor_role, "Only the room's owner or a moderator may revoke an invitation.")
+        invite = find()
         if invite is None or invite.room_id != room.pk or invite.revoked_at is not None:
             raise InviteInvalid()
         Invite.objects.filter(pk=invite.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def _require_inviter(actor: User, actor_role: str | None, detail: str) -> None:
+    if not (actor.is_staff or actor_role in (Role.OWNER, Role.MODERATOR)):
+        raise MayNotModerate(detail)
+
+
+def room_invites(*, room_id: int, actor: User) -> list[dict[str, Any]]:
+    """The room's invitations that can still be used (not revoked, not expired, uses left), newest first,
+    for its owner, moderators and staff. Without their tokens: only hashes are stored."""
+    now = timezone.now()
+    with transaction.atomic():
+        room, actor_role = _lock_room_for(room_id, actor)
+        _require_inviter(actor, actor_role, "Only the room's owner or a moderator may see its invitations.")
+        invites = (
+            Invite.objects.filter(room_id=room.pk, revoked_at__isnull=True)
+            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+            .filter(Q(max_uses__isnull=True) | Q(uses__lt=F("max_uses")))
+            .select_related("user", "created_by")
+            .order_by("-created_at", "-id")[:INVITES_LISTED_MAX]
+        )
+        return [invite_summary(invite) for invite in invites]
+
+
+def invite_summary(invite: Invite) -> dict[str, Any]:
+    """An invitation as a list shows it: {id, user, created_by, max_uses, uses, expires_at, created_at}."""
+    return {
+        "id": invite.pk,
+        "user": invite.user.as_public_dict() if invite.user is not None else None,
+        "created_by": invite.created_by.as_public_dict() if invite.created_by is not None else None,
+        "max_uses": invite.max_uses,
+        "uses": invite.uses,
+        "expires_at": invite.expires_at.isoformat() if invite.expires_at else None,
+        "created_at": invite.created_at.isoformat(),
+    }
 
 
 def _invite_refusal(invite: Invite | None, user: User, now: datetime) -> Exception | None:
@@ -727,16 +805,23 @@ def accept_invite(*, token: Any, user: User) -> MembershipChange:
     return _join_checked(invite.room_id, user, invited=True, claim=claim)
 
 
+def invitation_room(*, token: Any, user: User) -> Room:
+    """The room an invitation leads to, for the page that offers to accept it: the refusals accept_invite
+    would give first (so a wrong, used-up or foreign token reveals no room), nothing written."""
+    invite = _invite_by_token(token)
+    if invite is not None and active_membership(invite.room_id, user) is not None:
+        return rooms_for(user).get(pk=invite.room_id)
+    refusal = _invite_refusal(invite, user, timezone.now())
+    if refusal is not None:
+        raise refusal
+    assert invite is not None
+    return rooms_for(user).get(pk=invite.room_id)
+
+
 def invite_dict(new: NewInvite) -> dict[str, Any]:
-    invite = new.invite
-    return {
-        "token": new.token,
-        "room": invite.room,
-        "user": invite.user.as_public_dict() if invite.user is not None else None,
-        "max_uses": invite.max_uses,
-        "uses": invite.uses,
-        "expires_at": invite.expires_at.isoformat() if invite.expires_at else None,
-    }
+    """The creation's answer: the contract's {token, room, user, max_uses, uses, expires_at}, plus the
+    summary's `id`, `created_by` and `created_at` (so a page can list and revoke it later)."""
+    return {"token": new.token, "room": new.invite.room, **invite_summary(new.invite)}
 
 
 # --- direct messages and blocks ----------------------------------------------------------------------
@@ -800,6 +885,16 @@ def _rejoin_dm(room_id: int, user: User) -> Room:
     if active_membership(room_id, user) is None:
         _join_checked(room_id, user, invited=True)
     return rooms_for(user).get(pk=room_id)
+
+
+def dm_partners(user: User, room_ids: list[int]) -> dict[int, User]:
+    """The other user of each of these rooms that is a DM, in one query: a DM is shown by its partner's
+    name (its stored title names both users)."""
+    if not room_ids:
+        return {}
+    dms = Room.objects.filter(pk__in=room_ids, kind=RoomKind.DM).select_related("dm_user_low", "dm_user_high")
+    partners = {dm.pk: dm.dm_user_high if dm.dm_user_low_id == user.pk else dm.dm_user_low for dm in dms}
+    return {room_id: partner for room_id, partner in partners.items() if partner is not None}
 
 
 def block_user(*, user: User, user_id: Any) -> None:

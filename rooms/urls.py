@@ -15,6 +15,7 @@ urlpatterns = [
     path("rooms/<int:room_id>/bans", api.RoomBansView.as_view(), name="room-bans"),
     path("rooms/<int:room_id>/owner", api.RoomOwnerView.as_view(), name="room-owner"),
     path("rooms/<int:room_id>/invites", api.RoomInvitesView.as_view(), name="room-invites"),
+    path("rooms/<int:room_id>/invites/by-id/<int:invite_id>", api.RoomInviteByIdView.as_view(), name="room-invite-by-id"),
     path("rooms/<int:room_id>/invites/<str:token>", api.RoomInviteView.as_view(), name="room-invite"),
     path("invites/<str:token>/accept", api.InviteAcceptView.as_view(), name="invite-accept"),
     path("dms", api.DmsView.as_view(), name="dms"),

@@ -153,7 +153,7 @@ def call(client: Client, method: str, path: str, room_id: int, token: str | None
     if "{message_id}" in url:
         message_id = Message.objects.filter(room_id=room_id, kind="TALK").values_list("id", flat=True).first()
         url = url.replace("{message_id}", str(message_id or 1))
-    url = url.replace("{emoji}", "%F0%9F%91%8D")
+    url = url.replace("{emoji}", "%F0%9F%91%8D").replace("{invite_id}", "1")
     headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
     body = REQUEST_BODIES.get(path)
     return client.generic(method, url, json.dumps(body) if body else "", content_type="application/json", **headers)
@@ -248,7 +248,7 @@ def selection(type_: Any, depth: int = 0) -> str:
 
 
 # Other required arguments, filled with values that would work for a member (the room's message for ids).
-FILLED_ARGS = {"body": '"walked"', "emoji": '"👍"', "q": '"walked"'}
+FILLED_ARGS = {"body": '"walked"', "emoji": '"👍"', "q": '"walked"', "token": '"' + "x" * 43 + '"'}
 
 
 def room_message_id(room_id: int) -> int:

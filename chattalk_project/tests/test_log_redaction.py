@@ -145,6 +145,20 @@ def scrubbed_output(formatter: logging.Formatter, emit: object) -> str:
     return stream.getvalue()
 
 
+def test_invitation_tokens_in_paths_are_scrubbed_and_the_rest_of_the_path_is_kept() -> None:
+    invite = "Q2hhdFRhbGstaW52aXRlLXRva2VuLTQyLWxvbmctZW5vdWdo"  # the shape of secrets.token_urlsafe(32)
+
+    def emit(logger: logging.Logger) -> None:
+        logger.info('"POST /api/invites/%s/accept HTTP/1.1" 200', invite)
+        logger.info("GET /invites/%s/ from 127.0.0.1", invite)
+        logger.info("DELETE /api/rooms/3/invites/by-id/17")
+
+    output = scrubbed_output(logging.Formatter("%(message)s"), emit)
+    assert invite not in output, output
+    assert "/api/invites/[redacted]/accept" in output and "/invites/[redacted]/ from" in output
+    assert "/api/rooms/3/invites/by-id/17" in output  # an id is no secret
+
+
 @pytest.mark.parametrize("formatter", [logging.Formatter("%(message)s"), JsonFormatter()], ids=["text", "json"])
 def test_tokens_are_scrubbed_from_arguments_of_any_type_and_from_tracebacks(formatter) -> None:
     jwt = FORGED

@@ -198,3 +198,34 @@ def test_a_reply_never_quotes_to_a_since_join_member_what_came_before_their_join
     assert "secret" not in str(late_history)
     owner_history = client_for(owner).get(f"/api/rooms/{room.pk}/messages").json()["results"]
     assert owner_history[-1]["reply_to"]["excerpt"] == "the secret recipe"
+
+
+def test_a_send_into_a_dm_whose_other_user_blocked_the_sender_is_refused_with_a_blocked_error_frame_and_not_stored(
+    ws_connect: Any, make_user: Any
+) -> None:
+    from messaging.models import Message
+    from rooms.services import block_user, open_dm
+
+    alice, bob = make_user(), make_user()
+    dm = open_dm(user=alice, user_id=bob.pk).room
+
+    async def scenario() -> None:
+        sender = InProcessChatClient(await ws_connect(f"/ws/rooms/{dm.pk}/", access_token_for(alice)))
+        await sender.send_message("before the block", client_id="before")
+        await sender.wait_until(lambda c: c.of_type("ack"))
+        await asyncio.to_thread(block_user, user=bob, user_id=alice.pk)
+        await sender.send_message("after the block", client_id="after")
+        await sender.wait_until(lambda c: c.of_type("error"))
+        [error] = sender.of_type("error")
+        # The same refusal as the REST send's 403: the code names the block, the frame names the send.
+        assert error["code"] == "blocked" and error["client_id"] == "after" and error["detail"]
+        assert [ack["client_id"] for ack in sender.of_type("ack")] == ["before"]
+        # The socket stays open: a refused send is not a protocol error.
+        await sender.send_json({"type": "ping"})
+        await sender.wait_until(lambda c: c.of_type("pong"))
+        await sender.close()
+
+    asyncio.run(scenario())
+    assert list(Message.objects.filter(room_id=dm.pk, kind="TALK").values_list("body", flat=True)) == [
+        "before the block"
+    ]

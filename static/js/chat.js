@@ -957,6 +957,8 @@ document.addEventListener("visibilitychange", scheduleRead);
 const chat = { synced: false };
 
 function onFrame(frame) {
+  // Other modules of the page (members.js) follow the room's events without a socket of their own.
+  document.dispatchEvent(new CustomEvent("chat:frame", { detail: frame }));
   switch (frame.type) {
     case "message": {
       const message = frame.message;

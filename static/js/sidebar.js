@@ -84,15 +84,27 @@ function applyCounts(row, frame) {
 
 const latest = new Map(); // room id -> the newest frame of a room still being added
 
+// A DM is shown by its other member's name, as the server renders it (its stored title names both users).
+async function partnerName(roomId, fallback) {
+  try {
+    const data = await api("GET", format(config.membersApiUrl, { id: roomId }));
+    const other = (data.results || []).find((member) => member.user && member.user.id !== config.meId);
+    return other ? other.user.nickname || other.user.username : fallback;
+  } catch {
+    return fallback;
+  }
+}
+
 async function addRoom(roomId) {
   if (fetching.has(roomId)) return;
   fetching.add(roomId);
   try {
     const room = await api("GET", format(config.roomApiUrl, { id: roomId }));
+    const title = room.kind === "dm" ? await partnerName(roomId, room.title) : room.title;
     const frame = latest.get(roomId);
     if (!frame || frame.member === false || rowOf(roomId)) return;
-    titles.set(roomId, room.title);
-    const row = newRow(roomId, room.title);
+    titles.set(roomId, title);
+    const row = newRow(roomId, title);
     applyCounts(row, frame);
     list.prepend(row); // just joined: the most recently active
     updateTotals();
