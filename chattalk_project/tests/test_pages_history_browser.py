@@ -9,21 +9,26 @@ Messages get older `created_at` through the ORM, as history stores them.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from accounts.models import User
 from chattalk_project.tests.test_docs_browser import serious_findings
+from chattalk_project.tests.test_pages_app_browser import PHONE, no_horizontal_overflow
 from chattalk_project.tests.test_pages_browser import (
     browser,  # noqa: F401 - the fixture
     log_in,
+    make_user,
     new_page,
     off_loop,
     open_room,
@@ -324,3 +329,91 @@ def test_the_new_messages_marker_sits_at_the_read_position_and_jump_to_newest_ap
     expect(marker).to_have_count(0)
     context.close()
     context_a.close()
+
+
+def readme_scene() -> tuple[Room, int]:
+    """A room as the README shows it: yesterday's and today's talk of three people, grouped, with a reply,
+    reactions and a mention of the viewer (bob) after his read position. Returns the room and the seq of
+    the first message new to bob."""
+    for username, nickname in (("alice", "Alice Kim"), ("bob", "Bob Lee"), ("carol", "Carol Park")):
+        make_user(username, nickname)
+    room = room_with_members("Weekend hike", 8, "alice", "bob", "carol")
+    now = timezone.now()
+    yesterday = now.astimezone(SEOUL).replace(hour=19, minute=2) - timedelta(days=1)
+    # Today's talk over the last 45 minutes, never before today's midnight (the test must hold at any hour).
+    midnight = now.astimezone(SEOUL).replace(hour=0, minute=0, second=30)
+    today = max(now - timedelta(minutes=45), midnight)
+    script = [
+        (yesterday, "alice", "Who's up for a hike on Saturday?", None),
+        (yesterday + timedelta(minutes=1), "alice", "Thinking Bukhansan, starting around 8.", None),
+        (yesterday + timedelta(minutes=6), "carol", "Count me in! 🥾", None),
+        (yesterday + timedelta(minutes=9), "bob", "Me too. I'll bring snacks.", None),
+        (today, "alice", "Weather looks great for Saturday ☀️", None),
+        (today + timedelta(minutes=1), "alice", "Meet at Bukhansan-ui station, exit 2?", None),
+        (today + timedelta(minutes=12), "carol", "Works for me. Lunch after?", 5),
+        (today + timedelta(minutes=20), "bob", "There's a good noodle place near the trailhead.", None),
+        (today + timedelta(minutes=21), "bob", "I'll book a table for four at 1 pm.", None),
+        (today + timedelta(minutes=30), "carol", "Perfect! @bob can you bring the map too?", None),
+        (today + timedelta(minutes=31), "carol", "And sunscreen 😅", None),
+    ]
+    sent: list[dict[str, Any]] = []
+    for when, username, body, reply_to in script:
+        extra = {"reply_to": sent[reply_to]["id"]} if reply_to is not None else {}
+        sent.append(say(room, username, body, **extra))
+        backdate([sent[-1]["id"]], when)
+    Message.objects.filter(room=room, seq__lt=sent[0]["seq"]).update(created_at=yesterday - timedelta(minutes=5))
+    users = {user.username: user for user in User.objects.filter(username__in=["alice", "bob", "carol"])}
+    for username, index, emoji in (("alice", 8, "👍"), ("carol", 8, "👍"), ("bob", 2, "🎉"), ("alice", 2, "🎉")):
+        set_reaction(room_id=room.pk, message_id=sent[index]["id"], actor=users[username], emoji=emoji, on=True)
+    mark_read(room_id=room.pk, user=users["bob"], seq=sent[8]["seq"])
+    return room, sent[9]["seq"]
+
+
+def test_a_room_with_groups_days_a_reply_and_reactions_reads_well_on_desktop_and_phone(
+    browser: Browser,  # noqa: F811
+    server: ServerProcess,  # noqa: F811
+) -> None:
+    """Also the README's screenshots: CHATTALK_SCREENSHOT=1 (scripts/screenshots) writes them to docs/."""
+    room, first_new = off_loop(readme_scene)
+    docs = Path(settings.BASE_DIR) / "docs"
+    found: dict[str, dict[str, list[str]]] = {}
+    context_a, alice = new_page(browser, server)  # someone else online
+    log_in(alice, "alice")
+    open_room(alice, room)
+    for name, options in (
+        ("chat", {"viewport": {"width": 1200, "height": 860}}),
+        ("phone", {"viewport": PHONE, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}),
+    ):
+        # Bob as he opens the room, before he read the newest (the first pass read them: a second device).
+        off_loop(lambda: Membership.objects.filter(room=room, user__username="bob").update(last_read_seq=first_new - 1))
+        context, page = new_page(browser, server, **options)
+        log_in(page, "bob")
+        open_room(page, room)
+        # Alice and, on his first device, Bob (the second pass may see his first device's leaving late).
+        online = page.locator("[data-testid=participant].online")
+        expect(online if name == "chat" else online.filter(has_text="Alice Kim")).to_have_count(
+            2 if name == "chat" else 1
+        )
+        seqs = {text: seq for text, seq in separators(page)}
+        assert list(seqs) == ["Yesterday", "Today", "New messages"]
+        assert seqs["New messages"] == str(first_new)
+        expect(page.locator("#message-list li.kind-talk[data-group=start]")).to_have_count(7)
+        expect(message(page, "Works for me. Lunch after?").get_by_test_id("reply-excerpt")).to_have_text(
+            "Meet at Bukhansan-ui station, exit 2?"
+        )
+        chip = message(page, "I'll book a table for four at 1 pm.").get_by_test_id("reaction")
+        expect(chip).to_have_text("👍2")
+        expect(message(page, "Perfect! @bob can you bring the map too?")).to_have_class(re.compile(r"\bmentions-me\b"))
+        assert in_view(page, "#message-list li.message:last-child")
+        assert no_horizontal_overflow(page)
+        found[name] = serious_findings(page)
+        if name == "phone":
+            # The composer stays pinned on screen; the actions are shown without hover.
+            box = page.locator("#send-form").bounding_box()
+            assert box is not None and box["y"] + box["height"] <= PHONE["height"]
+            expect(message(page, "And sunscreen 😅").get_by_role("button", name="Reply to Carol Park")).to_be_visible()
+        if os.environ.get("CHATTALK_SCREENSHOT"):
+            page.screenshot(path=str(docs / f"screenshot-{name}.png"))
+        context.close()
+    context_a.close()
+    assert {name: rules for name, rules in found.items() if rules} == {}

@@ -926,13 +926,17 @@ input.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey) {
     event.preventDefault();
     form.requestSubmit();
-  } else if (event.key === "ArrowUp" && !input.value && !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey) {
+  } else if (event.key === "ArrowUp" && !input.value && !modified(event)) {
     const entry = newestOwnMessage();
     if (!entry) return;
     event.preventDefault();
     startEdit(entry, true);
   }
 });
+
+function modified(event) {
+  return event.shiftKey || event.altKey || event.ctrlKey || event.metaKey;
+}
 
 function newestOwnMessage() {
   let newest;
