@@ -40,6 +40,7 @@ from core.testing import ServerProcess, wait_until
 from messaging.models import Message
 from messaging.services import edit_message, mark_read, send_message, set_reaction
 from rooms.models import Membership, Room
+from rooms.services import create_room, join_room
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -417,3 +418,33 @@ def test_a_room_with_groups_days_a_reply_and_reactions_reads_well_on_desktop_and
         context.close()
     context_a.close()
     assert {name: rules for name, rules in found.items() if rules} == {}
+
+
+def test_scrolling_up_stops_at_the_history_floor_and_the_marker_appears_once_its_place_is_loaded(
+    browser: Browser,  # noqa: F811
+    server: ServerProcess,  # noqa: F811
+) -> None:
+    def world() -> tuple[Room, int]:
+        alice = make_user("alice")
+        room = create_room(owner=alice, title="Since join", max_personnel=5, history_visibility="since_join")
+        for n in range(30):
+            say(room, "alice", f"before bob {n}")
+        join_room(room_id=room.pk, user=make_user("bob"))
+        floor = Membership.objects.get(room=room, user__username="bob").visible_after_seq
+        for n in range(60):
+            say(room, "alice", f"after bob {n}")
+        return room, floor
+
+    room, floor = off_loop(world)
+    context, page = new_page(browser, server)
+    log_in(page, "bob")
+    open_room(page, room)
+    expect(page.locator("#message-list li.message")).to_have_count(50)
+    # More is unread than one page holds: where the unread part begins is not shown yet, nor the marker.
+    expect(page.get_by_test_id("new-messages")).to_have_count(0)
+    page.locator("#messages").evaluate("view => { view.scrollTop = 0; }")
+    expect(page.locator("#load-older")).to_have_text("This is the beginning of the room.")
+    assert shown_seqs(page) == list(range(floor + 1, floor + 62))  # bob's ENTER, then the 60 after it
+    expect(page.locator("#message-list [data-testid=message-body]", has_text="before bob")).to_have_count(0)
+    assert separators(page) == [("Today", str(floor + 1)), ("New messages", str(floor + 2))]
+    context.close()

@@ -511,13 +511,21 @@ function arrange(li) {
   if (present.map((node) => node.dataset.key).join("|") !== wanted.join("|")) {
     for (const node of present) node.remove();
     for (const key of wanted) {
-      const separator = key === "new" ? newMarker : separatorElement("day-separator", dayLabel(message.created_at));
+      const separator = key === "new" ? newMarker : separatorElement("day-separator", "");
       separator.dataset.key = key;
+      separator.dataset.when = message.created_at;
       li.before(separator);
     }
+    relabelDays(); // a page open past midnight: yesterday's "Today" says "Yesterday" now
   }
   const continued = wanted.length === 0 && previous !== null && sameGroup(messageOf(previous), message);
   li.dataset.group = continued ? "continued" : "start";
+}
+
+function relabelDays() {
+  for (const separator of list.querySelectorAll(".day-separator")) {
+    separator.firstChild.textContent = dayLabel(separator.dataset.when);
+  }
 }
 
 // A message was inserted: its own place and the next message's may have changed.
