@@ -44,6 +44,7 @@ from rooms.services import (
     NotRoomMember,
     RoomNotFound,
     accept_invite,
+    active_membership,
     create_room,
     dm_partners,
     invitation_room,
@@ -369,6 +370,7 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
     except NotRoomMember:
         messages.error(request, _("Join the room first."))
         return redirect("room-list")
+    membership = active_membership(room.pk, request.user)
     chat_config = {
         "roomId": room.pk,
         "me": request.user.as_public_dict(),
@@ -383,6 +385,9 @@ def room_detail(request: HttpRequest, room_id: int) -> HttpResponse:
         "lastSeq": resume_seq,
         "renderedSeq": room.last_seq,
         "atSeq": at_seq,
+        # The read position as the page opened: the "new messages" marker goes before the first message after
+        # it that counts as unread (the socket's `read` moves the stored one on at once; this copy stays).
+        "lastReadSeq": membership.last_read_seq if membership is not None else room.last_seq,
         "history": initial,
         "hasMore": has_more,
         "pageSize": HISTORY_PAGE,
@@ -548,6 +553,11 @@ def chat_strings() -> dict[str, str]:
         "loadOlder": _("Load older messages"),
         "loading": _("Loading…"),
         "noOlder": _("This is the beginning of the room."),
+        "today": _("Today"),
+        "yesterday": _("Yesterday"),
+        "newMessages": _("New messages"),
+        "jumpToNewest": _("Jump to newest"),
+        "newBelow": _("{count} new"),
         "closed_4401": _("Your session has ended. Please log in again."),
         "closed_4403": _("You are no longer a member of this room."),
         "closed_4404": _("This room no longer exists."),

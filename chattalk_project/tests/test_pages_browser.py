@@ -11,12 +11,10 @@ import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.conf import settings
 from django.db import connections
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
@@ -176,16 +174,6 @@ def test_two_users_sign_up_create_join_and_chat_both_ways_live(browser: Browser,
     expect(alice.locator("[data-testid=participant] .name", has_text="Bob")).to_have_attribute("title", "@bob")
     expect(alice.locator("#message-list .sender", has_text="Bob")).to_have_attribute("title", "@bob")
 
-    if os.environ.get("CHATTALK_SCREENSHOT"):
-        send(bob, "Shall we meet at 7 for dinner?")
-        send(alice, "Yes! The noodle place?")
-        expect(bob.locator("#message-list [data-testid=message-body]")).to_have_count(4)
-        alice.wait_for_timeout(2100)  # the server passes on one "typing" per 2 s and socket
-        alice.fill("#send-body", "See")
-        alice.dispatch_event("#send-body", "input")
-        expect(bob.get_by_test_id("typing")).to_have_text("Alice is typing…")
-        bob.set_viewport_size({"width": 1100, "height": 700})
-        bob.screenshot(path=str(Path(settings.BASE_DIR) / "docs" / "screenshot-chat.png"))
     context_a.close()
     context_b.close()
 

@@ -5,6 +5,10 @@
 // it; unacknowledged ones are sent again after a reconnect, which the server makes idempotent.
 // Changes to a message (edit, delete, reaction) also take the room's seq: a `message.updated` frame redraws
 // the message in place by id and moves the resume point like a new message does.
+// The history is laid out as a reader expects: consecutive messages of one sender within a few minutes form a
+// group (name and initials avatar once), a separator starts each local day, a "new messages" marker sits
+// at the read position the page opened with, and a "jump to newest" button appears when new messages
+// arrive below a reader who scrolled up. The layout is derived from the messages shown (see `arrange`).
 // Bodies and names are always set as text (textContent), never parsed as HTML.
 
 import { api, format, readJson, showError } from "./api.js";
@@ -24,6 +28,7 @@ const lang = document.documentElement.lang || config.language || undefined;
 const scroller = document.getElementById("messages");
 const list = document.getElementById("message-list");
 const olderButton = document.getElementById("load-older");
+const jumpButton = document.getElementById("jump-newest");
 const stateElement = document.getElementById("connection-state");
 const errorElement = document.getElementById("chat-error");
 const typingElement = document.getElementById("typing");
@@ -33,10 +38,13 @@ const personnelElement = document.querySelector(".chat-head [data-testid=personn
 
 const timeFormat = new Intl.DateTimeFormat(lang, { hour: "2-digit", minute: "2-digit" });
 const fullTimeFormat = new Intl.DateTimeFormat(lang, { dateStyle: "full", timeStyle: "medium" });
+const dayFormat = new Intl.DateTimeFormat(lang, { dateStyle: "full" });
 
 const TYPING_SEND_EVERY_MS = 2000;
 const TYPING_SHOW_MS = 4000;
 const RESEND_AFTER_MS = 5000;
+const GROUP_GAP_MS = 5 * 60 * 1000; // a pause longer than this starts a new group
+const AVATAR_COLOURS = 10; // .avatar-0 … .avatar-9 in chattalk.css, each white text at 4.5:1 or more
 
 const rendered = new Map(); // seq -> <li>
 const pending = new Map(); // client_id -> {body, element, sentAt, acked}
@@ -46,6 +54,7 @@ let hasMore = config.hasMore;
 let loadingOlder = false;
 let lastReadSent = 0;
 let readTimer = null;
+let opened = false; // the rendered history is in place: from now on messages arrive
 
 const pendingList = document.createElement("ol");
 pendingList.className = "message-list pending";
@@ -69,11 +78,42 @@ function timeElement(iso) {
   return element;
 }
 
+// Up to two letters: of the first and the last word of the name shown ("Kim Min-jun" -> "KM", "김민준" -> "김").
+function initials(name) {
+  const words = name.trim().split(/[\s._-]+/u).filter(Boolean);
+  const picked = words.length > 1 ? [words[0], words[words.length - 1]] : [words[0] || "?"];
+  return picked.map((word) => Array.from(word)[0]).join("").toLocaleUpperCase(lang);
+}
+
+// Decoration: the name beside it says who it is, so assistive technology skips it. The colour follows the
+// user id, the same on every page and for every viewer.
+function avatarElement(user) {
+  const avatar = document.createElement("span");
+  avatar.className = `avatar avatar-${user && user.id ? user.id % AVATAR_COLOURS : 0}`;
+  avatar.setAttribute("aria-hidden", "true");
+  avatar.setAttribute("data-testid", "avatar");
+  avatar.textContent = initials(displayName(user));
+  return avatar;
+}
+
+// The sender's name and the time; within a group the name is only there for screen readers.
+function headElement(user, ...rest) {
+  const head = document.createElement("div");
+  head.className = "message-head";
+  const sender = document.createElement("span");
+  sender.className = "sender";
+  sender.setAttribute("data-testid", "sender");
+  sender.textContent = displayName(user);
+  sender.title = usernameTitle(user);
+  head.append(sender, ...rest);
+  return head;
+}
+
 // --- one message: rendered from its current state -------------------------------------------------------
 // A message element is drawn from (message, its UI state) and redrawn in place when a `message.updated`
 // frame brings the message after a change: the same <li>, same place, new content.
 
-const byId = new Map(); // message id -> {message, element, ui: {draft, saving, picker, confirming}}
+const byId = new Map(); // message id -> {message, element, ui: {draft, saving, picker, confirming, fromComposer}}
 const updatesWhileLoadingOlder = []; // changes to messages not shown yet, applied once "load older" lands
 let replyTarget = null; // the message the composer replies to
 
@@ -247,13 +287,8 @@ function confirmElement() {
 }
 
 function talkContent(message, ui) {
-  const parts = [];
+  const parts = [avatarElement(message.sender), headElement(message.sender, timeElement(message.created_at))];
   if (message.reply_to) parts.push(quoteElement(message.reply_to));
-  const sender = document.createElement("span");
-  sender.className = "sender";
-  sender.textContent = displayName(message.sender);
-  sender.title = usernameTitle(message.sender);
-  parts.push(sender, timeElement(message.created_at));
   if (message.deleted_at) {
     const tombstone = document.createElement("div");
     tombstone.className = "body tombstone";
@@ -262,22 +297,27 @@ function talkContent(message, ui) {
     parts.push(tombstone);
     return parts;
   }
-  if (message.edited_at) {
-    const edited = document.createElement("span");
-    edited.className = "edited";
-    edited.setAttribute("data-testid", "edited-marker");
-    edited.textContent = t.edited;
-    edited.title = format(t.editedAt, { when: fullTimeFormat.format(new Date(message.edited_at)) });
-    parts.push(edited);
-  }
   if (ui.draft !== null) {
     parts.push(editorElement(message, ui));
   } else if (message.body || !(message.attachments && message.attachments.length)) {
-    const body = document.createElement("div"); // files sent without a caption have no text to show
+    // Files sent without a caption have no text to show. "(edited)" follows the text, so a grouped message
+    // needs no line of its own for it.
+    const text = document.createElement("div");
+    text.className = "message-text";
+    const body = document.createElement("div");
     body.className = "body";
     body.setAttribute("data-testid", "message-body");
     body.append(...bodyNodes(message.body));
-    parts.push(body);
+    text.append(body);
+    if (message.edited_at) {
+      const edited = document.createElement("span");
+      edited.className = "edited";
+      edited.setAttribute("data-testid", "edited-marker");
+      edited.textContent = t.edited;
+      edited.title = format(t.editedAt, { when: fullTimeFormat.format(new Date(message.edited_at)) });
+      text.append(edited);
+    }
+    parts.push(text);
   }
   if (message.attachments && message.attachments.length) parts.push(attachmentsElement(message.attachments, t, lang));
   parts.push(reactionsElement(message));
@@ -345,8 +385,10 @@ function messageElement(message) {
   const li = document.createElement("li");
   li.dataset.seq = String(message.seq);
   li.dataset.id = String(message.id);
+  li.dataset.day = dayKey(new Date(message.created_at));
   li.setAttribute("data-testid", "message");
-  const entry = { message, element: li, ui: { draft: null, saving: false, picker: false, confirming: false } };
+  const ui = { draft: null, saving: false, picker: false, confirming: false, fromComposer: false };
+  const entry = { message, element: li, ui };
   byId.set(message.id, entry);
   drawMessage(entry);
   return li;
@@ -361,9 +403,12 @@ function applyUpdate(message) {
   }
   entry.message = message;
   const { ui } = entry;
+  const saved = ui.saving && !message.deleted_at;
   if (message.deleted_at) Object.assign(ui, { draft: null, saving: false, picker: false, confirming: false });
   else if (ui.saving) Object.assign(ui, { draft: null, saving: false });
+  const hadFocus = entry.element.contains(document.activeElement);
   drawMessage(entry);
+  if (saved && (hadFocus || document.activeElement === document.body)) focusAfterEdit(entry);
   refreshQuotesOf(message);
 }
 
@@ -384,6 +429,141 @@ function refreshQuotesOf(original) {
   }
 }
 
+// --- the history's layout: groups, day separators, the new-messages marker ----------------------------
+// Derived from the messages shown, never stored: `arrange(li)` sets what goes between a message and the one
+// before it (a day separator, the marker) and whether it continues that one's group. Inserting a message
+// changes only its own place and the next message's, so each insertion arranges those two.
+
+function dayKey(date) {
+  return `${date.getFullYear()}-${date.getMonth() + 1}-${date.getDate()}`;
+}
+
+function dayLabel(iso) {
+  const when = new Date(iso);
+  const today = new Date();
+  const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+  if (dayKey(when) === dayKey(today)) return t.today;
+  if (dayKey(when) === dayKey(yesterday)) return t.yesterday;
+  return dayFormat.format(when);
+}
+
+// The unread rule of the server (messaging.services: TALK from others, not deleted, after the read
+// position), for the messages that were there when the page opened: live ones are being read as they come.
+function unreadAtOpen(message) {
+  return (
+    message.seq > config.lastReadSeq &&
+    message.seq <= config.renderedSeq &&
+    message.kind === "TALK" &&
+    !message.deleted_at &&
+    !isMine(message)
+  );
+}
+
+let markerSeq = null; // the first message unread at open that is shown (older pages may move it up)
+const newMarker = separatorElement("new-messages", t.newMessages);
+
+function separatorElement(kind, text) {
+  const li = document.createElement("li");
+  li.className = `separator ${kind}`;
+  li.setAttribute("data-testid", kind);
+  const label = document.createElement("span");
+  label.textContent = text;
+  li.append(label);
+  return li;
+}
+
+function isMessageElement(node) {
+  return Boolean(node && node.dataset.seq);
+}
+
+function previousMessageElement(li) {
+  let node = li.previousElementSibling;
+  while (node && !isMessageElement(node)) node = node.previousElementSibling;
+  return node;
+}
+
+function nextMessageElement(li) {
+  let node = li.nextElementSibling;
+  while (node && !isMessageElement(node)) node = node.nextElementSibling;
+  return node;
+}
+
+function messageOf(li) {
+  return byId.get(Number(li.dataset.id)).message;
+}
+
+function sameGroup(before, message) {
+  if (before.kind !== "TALK" || message.kind !== "TALK" || !before.sender || !message.sender) return false;
+  const gap = Date.parse(message.created_at) - Date.parse(before.created_at);
+  return before.sender.id === message.sender.id && gap >= 0 && gap < GROUP_GAP_MS;
+}
+
+function arrange(li) {
+  const message = messageOf(li);
+  const previous = previousMessageElement(li);
+  const wanted = [];
+  if (!previous || previous.dataset.day !== li.dataset.day) wanted.push(`day ${li.dataset.day}`);
+  // The first unread message shown is the first unread one only if the message before it is shown too.
+  if (message.seq === markerSeq && (previous || !hasMore)) wanted.push("new");
+  const present = [];
+  for (let node = li.previousElementSibling; node && node !== previous; node = node.previousElementSibling) {
+    present.unshift(node);
+  }
+  if (present.map((node) => node.dataset.key).join("|") !== wanted.join("|")) {
+    for (const node of present) node.remove();
+    for (const key of wanted) {
+      const separator = key === "new" ? newMarker : separatorElement("day-separator", "");
+      separator.dataset.key = key;
+      separator.dataset.when = message.created_at;
+      li.before(separator);
+    }
+    relabelDays(); // a page open past midnight: yesterday's "Today" says "Yesterday" now
+  }
+  const continued = wanted.length === 0 && previous !== null && sameGroup(messageOf(previous), message);
+  li.dataset.group = continued ? "continued" : "start";
+}
+
+function relabelDays() {
+  for (const separator of list.querySelectorAll(".day-separator")) {
+    separator.firstChild.textContent = dayLabel(separator.dataset.when);
+  }
+}
+
+// A message was inserted: its own place and the next message's may have changed.
+function arrangeAround(li) {
+  arrange(li);
+  const next = nextMessageElement(li);
+  if (next) arrange(next);
+}
+
+function noteUnreadAtOpen(message) {
+  if (!unreadAtOpen(message) || (markerSeq !== null && message.seq >= markerSeq)) return;
+  const before = markerSeq;
+  markerSeq = message.seq;
+  if (before !== null && rendered.has(before)) arrange(rendered.get(before)); // the marker moves up
+}
+
+// --- jump to newest ----------------------------------------------------------------------------------
+let unseen = 0; // messages that arrived below a reader who scrolled up
+
+function distanceFromBottom() {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight;
+}
+
+function updateJumpButton() {
+  if (distanceFromBottom() < 80) unseen = 0;
+  jumpButton.hidden = unseen === 0;
+  jumpButton.textContent = unseen ? `${t.jumpToNewest} · ${format(t.newBelow, { count: unseen })}` : t.jumpToNewest;
+}
+
+jumpButton.addEventListener("click", () => {
+  releaseAnchor();
+  scrollToBottom();
+  unseen = 0;
+  updateJumpButton();
+  input.focus(); // the button is gone: the focus goes where a reader of the newest messages writes
+});
+
 // Opened at a message (`?at=SEQ`, a search hit): the page stays on it while the replay brings the newer
 // messages, until the reader scrolls, types or sends; then new messages stick to the bottom again.
 let anchored = config.atSeq !== null && config.atSeq !== undefined;
@@ -401,6 +581,15 @@ function scrollToBottom() {
   scroller.scrollTop = scroller.scrollHeight;
 }
 
+// At the newest messages, unless what arrived since the last visit is taller than the view: then at the
+// marker, the first of them on top.
+function openAtReadPosition() {
+  scrollToBottom();
+  if (!newMarker.isConnected) return;
+  const above = newMarker.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+  if (above < 0) scroller.scrollTop += above - 8;
+}
+
 // A stored message (history, replay or live). Returns false if that seq is already shown.
 function showMessage(message) {
   if (rendered.has(message.seq)) return false;
@@ -410,8 +599,11 @@ function showMessage(message) {
   if (message.seq < lastSeq) {
     next = [...list.children].find((child) => Number(child.dataset.seq) > message.seq) || null;
   }
+  const arrivedBelow = message.seq > lastSeq && lastSeq > 0; // a new message, not history filling in
   list.insertBefore(element, next);
   rendered.set(message.seq, element);
+  noteUnreadAtOpen(message);
+  arrangeAround(element);
   lastSeq = Math.max(lastSeq, message.seq);
   if (firstSeq === null || message.seq < firstSeq) firstSeq = message.seq;
   const own = message.sender && message.sender.id === me.id;
@@ -423,6 +615,10 @@ function showMessage(message) {
     }
   }
   if (stick || (own && !anchored)) scrollToBottom();
+  else if (arrivedBelow && !own && opened) {
+    unseen += 1;
+    updateJumpButton();
+  }
   return true;
 }
 
@@ -452,20 +648,27 @@ async function loadOlder() {
   updateOlderButton();
   try {
     const data = await api("GET", `${config.messagesUrl}?before_seq=${firstSeq}&limit=${config.pageSize}`);
-    const heightBefore = scroller.scrollHeight;
-    const topBefore = scroller.scrollTop;
+    // The reader stays in place: the message that was first keeps its place on screen, whatever the
+    // separators above it became.
+    const anchor = rendered.get(firstSeq);
+    const anchorTop = anchor.getBoundingClientRect().top;
     const fragment = document.createDocumentFragment();
+    const added = [];
     for (const message of data.results) {
       if (rendered.has(message.seq) || message.seq >= firstSeq) continue;
       const element = messageElement(message);
       rendered.set(message.seq, element);
       fragment.append(element);
+      added.push(element);
+      noteUnreadAtOpen(message);
     }
     const oldest = data.results.length ? data.results[0].seq : firstSeq;
     list.prepend(fragment);
     firstSeq = Math.min(firstSeq, oldest);
     hasMore = Boolean(data.has_more);
-    scroller.scrollTop = topBefore + (scroller.scrollHeight - heightBefore); // the reader stays in place
+    for (const element of added) arrange(element);
+    arrange(anchor);
+    scroller.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
   } catch (error) {
     showError(errorElement, format(t.error_generic, { detail: error.detail || error.message }));
   } finally {
@@ -479,6 +682,7 @@ async function loadOlder() {
 olderButton.addEventListener("click", loadOlder);
 scroller.addEventListener("scroll", () => {
   if (scroller.scrollTop < 60) loadOlder();
+  if (unseen) updateJumpButton();
 });
 
 // --- connection state ---------------------------------------------------------------------------------
@@ -500,17 +704,15 @@ function pendingElement(body, reply, files) {
   const li = document.createElement("li");
   li.className = "message kind-talk mine pending";
   li.setAttribute("data-testid", "pending-message");
-  if (reply) li.append(quoteElement(reply));
-  const sender = document.createElement("span");
-  sender.className = "sender";
-  sender.textContent = displayName(me);
   const status = document.createElement("span");
   status.className = "status";
   status.textContent = t.sending;
+  li.append(avatarElement(me), headElement(me, status));
+  if (reply) li.append(quoteElement(reply));
   const text = document.createElement("div");
   text.className = "body";
   text.textContent = body;
-  li.append(sender, status, text);
+  li.append(text);
   if (files.length) {
     const names = document.createElement("div");
     names.className = "pending-attachments";
@@ -725,12 +927,33 @@ dropZone.addEventListener("drop", (event) => {
   addFiles([...event.dataTransfer.files]);
   input.focus();
 });
+// Enter sends, Shift+Enter is a new line; Up in an empty composer edits the viewer's newest message.
 input.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+  if (event.isComposing) return;
+  if (event.key === "Enter" && !event.shiftKey) {
     event.preventDefault();
     form.requestSubmit();
+  } else if (event.key === "ArrowUp" && !input.value && !modified(event)) {
+    const entry = newestOwnMessage();
+    if (!entry) return;
+    event.preventDefault();
+    startEdit(entry, true);
   }
 });
+
+function modified(event) {
+  return event.shiftKey || event.altKey || event.ctrlKey || event.metaKey;
+}
+
+function newestOwnMessage() {
+  let newest;
+  for (const entry of byId.values()) {
+    if (isMine(entry.message) && isLive(entry.message) && (!newest || entry.message.seq > newest.message.seq)) {
+      newest = entry;
+    }
+  }
+  return newest;
+}
 
 // --- replying ----------------------------------------------------------------------------------------
 const replyBar = document.getElementById("reply-bar");
@@ -799,7 +1022,25 @@ function saveEdit(entry) {
     entry.ui.saving = true; // until the change comes back as message.updated, or is refused
   }
   drawMessage(entry);
-  if (entry.ui.draft === null) entry.element.querySelector('[data-action="edit"]')?.focus();
+  if (entry.ui.draft === null) focusAfterEdit(entry);
+}
+
+// An edit started with Up in the composer goes back there when it ends; one started with the Edit button
+// goes back to that button.
+function startEdit(entry, fromComposer) {
+  Object.assign(entry.ui, { draft: entry.message.body, saving: false, fromComposer });
+  drawMessage(entry);
+  const field = entry.element.querySelector(".edit-body");
+  if (!field) return;
+  field.focus();
+  field.setSelectionRange(field.value.length, field.value.length);
+  field.scrollIntoView({ block: "nearest" });
+}
+
+function focusAfterEdit(entry) {
+  if (entry.ui.fromComposer) input.focus();
+  else entry.element.querySelector('[data-action="edit"]')?.focus();
+  entry.ui.fromComposer = false;
 }
 
 function entryOf(target) {
@@ -833,16 +1074,13 @@ list.addEventListener("click", (event) => {
       toggleReaction(entry, button.dataset.emoji);
       return;
     case "edit":
-      ui.draft = message.body;
-      ui.saving = false;
-      drawMessage(entry);
-      entry.element.querySelector(".edit-body")?.focus();
+      startEdit(entry, false);
       return;
     case "cancel-edit":
       ui.draft = null;
       ui.saving = false;
       drawMessage(entry);
-      entry.element.querySelector('[data-action="edit"]')?.focus();
+      focusAfterEdit(entry);
       return;
     case "delete":
       ui.confirming = true;
@@ -898,7 +1136,7 @@ list.addEventListener("keydown", (event) => {
       event.preventDefault();
       entry.ui.draft = null;
       drawMessage(entry);
-      entry.element.querySelector('[data-action="edit"]')?.focus();
+      focusAfterEdit(entry);
     }
   } else if (event.key === "Escape" && (entry.ui.picker || entry.ui.confirming)) {
     const back = entry.ui.picker ? "toggle-picker" : "delete";
@@ -1054,7 +1292,8 @@ config.history = null; // what is shown now lives in the page's messages, kept c
 lastSeq = Math.max(lastSeq, config.lastSeq);
 updateOlderButton();
 if (anchored) showTarget(config.atSeq);
-else scrollToBottom();
+else openAtReadPosition();
+opened = true;
 presence.start();
 socket.start();
 input.focus();
