@@ -12,7 +12,7 @@ change that turns out to change nothing rolls back and gives its seq back ("a re
 nothing and takes no seq").
 
 History visibility: a member of a room that shows history "since_join" reads nothing at or below their
-join's seq (rooms.services.history_floor) on any path here: history, resume, gap fill (the live frame of a
+join's seq (rooms.models.history_floor) on any path here: history, resume, gap fill (the live frame of a
 change carries its message's seq, and the chat socket drops what its member may not read), replies.
 """
 
@@ -34,9 +34,9 @@ from accounts.models import User
 from core.domain import DomainError, Forbidden, InvalidInput, NotFound
 from events.services import record_event, rewrite_event_data
 from realtime.publish import publish_room_event, publish_room_frame, publish_user_frame
-from rooms.models import HistoryVisibility, Membership, Room, RoomEvent
+from rooms.models import HistoryVisibility, Membership, Room, RoomEvent, history_floor
 from rooms.sequence import take_seq
-from rooms.services import Blocked, dm_send_blocked, history_floor, may_moderate, require_member
+from rooms.services import Blocked, dm_send_blocked, may_moderate, require_member
 
 from .attachments import (
     attachment_summary,
@@ -245,16 +245,17 @@ def _store(
     at: datetime,
     reply_to_id: int | None = None,
     attachment_ids: list[int] | None = None,
-    reply_floor: int = 0,
 ) -> Message:
-    seq = take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
+    taken = take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
+    seq = taken.seq
     original = None
     if reply_to_id is not None:
         # Read under the room row's lock, which a deletion of the original also takes: it cannot vanish now.
+        # A reply may only quote what its sender may read (the floor the seq UPDATE returned).
         original = (
             Message.objects.select_related("sender")
             .filter(
-                pk=reply_to_id, room_id=room_id, kind=MessageKind.TALK, deleted_at__isnull=True, seq__gt=reply_floor
+                pk=reply_to_id, room_id=room_id, kind=MessageKind.TALK, deleted_at__isnull=True, seq__gt=taken.floor
             )
             .first()
         )
@@ -331,8 +332,6 @@ def send_message(
         return SendResult(message=message_to_dict(existing), created=False)
     if dm_send_blocked(room_id):
         raise Blocked()
-    # A reply may only quote what the sender may read (history visibility); sends without one skip this read.
-    reply_floor = history_floor(require_member(room_id, sender)) if reply_to_id is not None else 0
     try:
         with transaction.atomic():
             message = _store(
@@ -344,7 +343,6 @@ def send_message(
                 timezone.now(),
                 reply_to_id,
                 attachment_ids=attachment_ids,
-                reply_floor=reply_floor,
             )
     except IntegrityError:
         # A concurrent send of the same client_id won the race; ours rolled back (and gave its seq back).
@@ -379,23 +377,22 @@ def _record_change(event_type: str, message: Message, actor: User, at: datetime,
 
 
 def _change(room_id: int, message_id: Any, actor: User, apply: Any, *, member_only: bool = True) -> dict[str, Any]:
-    """The frame of every change: take the seq (room lock, membership), load the message, `apply` it.
+    """The frame of every change: take the seq (room lock, membership and the actor's history floor in the
+    same UPDATE), load the message, `apply` it.
 
     `apply(message, seq, at)` saves and emits, returns the new Message, or raises _NoChange."""
     message_id = clean_message_id(message_id)
-    floor = 0
-    if not member_only and actor.is_staff:
-        member_id = None  # staff moderate rooms they are not in
-    else:
-        floor = history_floor(require_member(room_id, actor))
-        member_id = actor.pk
+    if not actor.is_authenticated:
+        require_member(room_id, actor)  # refuses, as it refuses every non-member
+    # Staff moderate rooms they are not in (and see all of their history): no membership, no floor.
+    member_id = None if not member_only and actor.is_staff else actor.pk
     try:
         with transaction.atomic():
-            seq = take_seq(room_id, member_id)
+            taken = take_seq(room_id, member_id)
             message = _message_in_room(room_id, message_id)
-            if message.seq <= floor:
+            if message.seq <= taken.floor:
                 raise MessageNotFound()  # from before the actor's join, in a room that hides it
-            return apply(message, seq, timezone.now())
+            return apply(message, taken.seq, timezone.now())
     except _NoChange:
         return message_to_dict(_message_in_room(room_id, message_id))
 
@@ -658,7 +655,7 @@ def _room_events(
 
 def replay_page(*, room_id: int, after_seq: int, limit: int, floor: int = 0) -> list[tuple[int, dict[str, Any]]]:
     """One page of a resume as (seq, frame), for a socket whose membership was checked; `floor` is its
-    member's history floor (rooms.services.history_floor)."""
+    member's history floor (rooms.models.history_floor)."""
     return _room_events(room_id, after_seq, limit=limit, floor=floor)
 
 
