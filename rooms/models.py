@@ -141,7 +141,6 @@ class Membership(models.Model):
         return f"{self.user_id}@{self.room_id} ({'member' if self.is_active else 'left'})"
 
 
-
 def history_floor(membership: Membership) -> int:
     """The highest seq this member may not see (0: all of it): the room's last_seq at their join when the
     room shows history "since_join". Load `membership.room` with it (require_member does). The same rule in
