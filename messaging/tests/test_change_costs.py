@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -18,6 +19,7 @@ from events.models import OutboxEvent
 from messaging.models import MAX_REACTION_USERS_SHOWN, Message, Reaction
 from messaging.services import delete_message, edit_message, send_message, set_reaction
 from rooms.models import Room
+from rooms.services import NotRoomMember, RoomNotFound
 
 pytestmark = pytest.mark.django_db
 
@@ -135,3 +137,22 @@ def test_a_deletion_redacts_its_content_wherever_a_stored_event_carries_it_and_n
     assert "what secret?" in text and "which secret?" in text and unrelated["body"] in text
     rewritten = [pk for pk, was in before.items() if OutboxEvent.objects.get(pk=pk).payload != was]
     assert len(rewritten) == 6  # created, edited, reaction.added; the reply's created, edited, reaction.added
+
+
+def test_folding_the_membership_check_into_the_seq_update_still_refuses_outsiders_and_anonymous_callers(
+    room_with_members, make_user
+):
+    room, (alice, _bob) = room_with_members(2)
+    sent = say(room, alice, "members only")
+    seq = last_seq(room)
+    for outsider, refusal in ((make_user(), NotRoomMember), (AnonymousUser(), NotRoomMember)):
+        with pytest.raises(refusal):
+            edit_message(room_id=room.pk, message_id=sent["id"], actor=outsider, body="mine now")
+        with pytest.raises(refusal):
+            set_reaction(room_id=room.pk, message_id=sent["id"], actor=outsider, emoji="👍", on=True)
+        with pytest.raises(refusal):
+            delete_message(room_id=room.pk, message_id=sent["id"], actor=outsider)
+    for bad_room in (10**30, -1):
+        with pytest.raises(RoomNotFound):
+            set_reaction(room_id=bad_room, message_id=sent["id"], actor=alice, emoji="👍", on=True)
+    assert last_seq(room) == seq and Message.objects.get(pk=sent["id"]).body == "members only"
