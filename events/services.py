@@ -8,12 +8,11 @@ simply stay here (the embedded default), visible in the admin.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Min, Q
+from django.db.models import Expression, Min, Q
 from django.utils import timezone
 
 from .models import OutboxEvent
@@ -60,25 +59,16 @@ def record_event(
     )
 
 
-def rewrite_event_data(room_id: int, condition: Q, rewrite: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
-    """Rewrite the `data` of a room's stored events (pending or already relayed) that match `condition`.
+def rewrite_events(room_id: int, condition: Q, payload: Expression) -> int:
+    """Set the payload of a room's stored events (pending or already relayed) that match `condition` to
+    `payload`, an expression the database computes from each row: one UPDATE, no row read into Python.
 
     For content that must not outlive its deletion: an outbox row still waiting for Kafka must not carry a
     deleted body there, and a relayed row kept for the admin must not show it. Must run inside the
     transaction of the change. What Kafka already holds is the consumers' to redact on the deletion event
-    (docs/API.md). Returns how many rows changed.
+    (docs/API.md). Returns how many rows matched.
     """
-    changed = []
-    for row in OutboxEvent.objects.select_for_update().filter(room_id=room_id).filter(condition).order_by("id"):
-        payload = dict(row.payload)
-        data = rewrite(payload.get("data") or {})
-        if data != payload.get("data"):
-            payload["data"] = data
-            row.payload = payload
-            changed.append(row)
-    if changed:
-        OutboxEvent.objects.bulk_update(changed, ["payload"])  # one statement, however many rows
-    return len(changed)
+    return OutboxEvent.objects.filter(room_id=room_id).filter(condition).update(payload=payload)
 
 
 def outbox_backlog() -> dict[str, Any]:

@@ -29,8 +29,8 @@ from django.db import connection
 
 from accounts.models import User
 from core.domain import InvalidInput
-from rooms.models import Membership
-from rooms.services import history_floor, require_member
+from rooms.models import Membership, history_floor
+from rooms.services import require_member
 
 from .models import MessageKind
 

@@ -12,12 +12,13 @@ change that turns out to change nothing rolls back and gives its seq back ("a re
 nothing and takes no seq").
 
 History visibility: a member of a room that shows history "since_join" reads nothing at or below their
-join's seq (rooms.services.history_floor) on any path here: history, resume, gap fill (the live frame of a
+join's seq (rooms.models.history_floor) on any path here: history, resume, gap fill (the live frame of a
 change carries its message's seq, and the chat socket drops what its member may not read), replies.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from dataclasses import dataclass
@@ -25,18 +26,18 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Max, OuterRef, Q, Subquery
+from django.db import IntegrityError, NotSupportedError, transaction
+from django.db.models import Count, F, Func, JSONField, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
 from core.domain import DomainError, Forbidden, InvalidInput, NotFound
-from events.services import record_event, rewrite_event_data
+from events.services import record_event, rewrite_events
 from realtime.publish import publish_room_event, publish_room_frame, publish_user_frame
-from rooms.models import HistoryVisibility, Membership, Room, RoomEvent
+from rooms.models import HistoryVisibility, Membership, Room, RoomEvent, history_floor
 from rooms.sequence import take_seq
-from rooms.services import Blocked, dm_send_blocked, history_floor, may_moderate, require_member
+from rooms.services import Blocked, dm_send_blocked, may_moderate, require_member
 
 from .attachments import (
     attachment_summary,
@@ -250,16 +251,17 @@ def _store(
     at: datetime,
     reply_to_id: int | None = None,
     attachment_ids: list[int] | None = None,
-    reply_floor: int = 0,
 ) -> Message:
-    seq = take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
+    taken = take_seq(room_id, sender.pk if sender is not None and kind == MessageKind.TALK else None)
+    seq = taken.seq
     original = None
     if reply_to_id is not None:
         # Read under the room row's lock, which a deletion of the original also takes: it cannot vanish now.
+        # A reply may only quote what its sender may read (the floor the seq UPDATE returned).
         original = (
             Message.objects.select_related("sender")
             .filter(
-                pk=reply_to_id, room_id=room_id, kind=MessageKind.TALK, deleted_at__isnull=True, seq__gt=reply_floor
+                pk=reply_to_id, room_id=room_id, kind=MessageKind.TALK, deleted_at__isnull=True, seq__gt=taken.floor
             )
             .first()
         )
@@ -336,8 +338,6 @@ def send_message(
         return SendResult(message=message_to_dict(existing), created=False)
     if dm_send_blocked(room_id):
         raise Blocked()
-    # A reply may only quote what the sender may read (history visibility); sends without one skip this read.
-    reply_floor = history_floor(require_member(room_id, sender)) if reply_to_id is not None else 0
     try:
         with transaction.atomic():
             message = _store(
@@ -349,7 +349,6 @@ def send_message(
                 timezone.now(),
                 reply_to_id,
                 attachment_ids=attachment_ids,
-                reply_floor=reply_floor,
             )
     except IntegrityError:
         # A concurrent send of the same client_id won the race; ours rolled back (and gave its seq back).
@@ -384,23 +383,22 @@ def _record_change(event_type: str, message: Message, actor: User, at: datetime,
 
 
 def _change(room_id: int, message_id: Any, actor: User, apply: Any, *, member_only: bool = True) -> dict[str, Any]:
-    """The frame of every change: take the seq (room lock, membership), load the message, `apply` it.
+    """The frame of every change: take the seq (room lock, membership and the actor's history floor in the
+    same UPDATE), load the message, `apply` it.
 
     `apply(message, seq, at)` saves and emits, returns the new Message, or raises _NoChange."""
     message_id = clean_message_id(message_id)
-    floor = 0
-    if not member_only and actor.is_staff:
-        member_id = None  # staff moderate rooms they are not in
-    else:
-        floor = history_floor(require_member(room_id, actor))
-        member_id = actor.pk
+    if not actor.is_authenticated:
+        require_member(room_id, actor)  # refuses, as it refuses every non-member
+    # Staff moderate rooms they are not in (and see all of their history): no membership, no floor.
+    member_id = None if not member_only and actor.is_staff else actor.pk
     try:
         with transaction.atomic():
-            seq = take_seq(room_id, member_id)
+            taken = take_seq(room_id, member_id)
             message = _message_in_room(room_id, message_id)
-            if message.seq <= floor:
+            if message.seq <= taken.floor:
                 raise MessageNotFound()  # from before the actor's join, in a room that hides it
-            return apply(message, seq, timezone.now())
+            return apply(message, taken.seq, timezone.now())
     except _NoChange:
         return message_to_dict(_message_in_room(room_id, message_id))
 
@@ -439,35 +437,80 @@ def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> di
     return _change(room_id, message_id, actor, apply)
 
 
-def _redact(message_id: int) -> Any:
-    """The rewrite of stored event data that removes a deleted message's content (events.rewrite_event_data)."""
-
-    def redact(node: Any) -> Any:
-        if isinstance(node, list):
-            return [redact(item) for item in node]
-        if not isinstance(node, dict):
-            return node
-        node = {key: redact(value) for key, value in node.items()}
-        if node.get("id") == message_id and "body" in node:
-            node.update(body="", reactions=[], mentions=[], attachments=[])
-        if node.get("id") == message_id and "excerpt" in node:
-            node.update(excerpt="", deleted=True)
-        return node
-
-    return redact
+# Where a stored event's data can hold a message's content: its creation and its changes carry the Message
+# (`data`, `data.message`; content in "body"), replies quoting it and their changes a reply summary
+# (`data.reply_to`, `data.message.reply_to`; content in "excerpt"). Outer paths first: _Redacted relies on it.
+_CARRIERS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("data",), "body"),
+    (("data", "message"), "body"),
+    (("data", "reply_to"), "excerpt"),
+    (("data", "message", "reply_to"), "excerpt"),
+)
+# What a deletion writes over each kind of carrier (a Message, a reply summary).
+_REDACTIONS: dict[str, dict[str, Any]] = {
+    "body": {"body": "", "reactions": [], "mentions": [], "attachments": []},
+    "excerpt": {"excerpt": "", "deleted": True},
+}
 
 
 def _events_carrying(message_id: int) -> Q:
-    """The stored events whose data can hold a message's content: its creation and its changes (the Message
-    as `data` or `data.message`), and the replies quoting it with their changes (`reply_to`). Matched in the
-    database, so that a deletion rewrites those rows instead of reading the room's whole event history into
-    Python (which made a deletion cost many times a send in a room with a long history)."""
-    return (Q(event_type__startswith="message.") | Q(event_type__startswith="reaction.")) & (
-        Q(payload__data__id=message_id)
-        | Q(payload__data__message__id=message_id)
-        | Q(payload__data__reply_to__id=message_id)
-        | Q(payload__data__message__reply_to__id=message_id)
-    )
+    """The stored events whose data can hold a message's content (_CARRIERS). Matched in the database, so that
+    a deletion rewrites those rows instead of reading the room's whole event history into Python (which made
+    a deletion cost many times a send in a room with a long history)."""
+    carriers = Q()
+    for path, _marker in _CARRIERS:
+        carriers |= Q(**{"__".join(("payload", *path, "id")): message_id})
+    return (Q(event_type__startswith="message.") | Q(event_type__startswith="reaction.")) & carriers
+
+
+class _Redacted(Func):
+    """A stored event's payload with a deleted message's content removed wherever _CARRIERS put it, computed
+    by the database in the UPDATE itself: the deletion reads no event row into Python and costs one statement
+    (events.rewrite_events). Each carrier is rewritten when its id is the message's and it holds its marker
+    key; the value merged in is the carrier as stored, which no earlier (outer) step changed: an outer step
+    writes only its own node's content keys, never the "message" or "reply_to" key a later path goes through."""
+
+    output_field = JSONField()
+
+    def __init__(self, message_id: int) -> None:
+        super().__init__(F("payload"))
+        self.message_id = int(message_id)  # an int: safe to write into the SQL
+
+    def _steps(self, compiler: Any, step: Any) -> tuple[str, list[Any]]:
+        column, _no_params = compiler.compile(self.get_source_expressions()[0])  # a column: no params
+        sql = column
+        for path, marker in _CARRIERS:
+            sql = step(sql, column, path, marker)
+        return sql, []
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        raise NotSupportedError(f"No redaction of stored events written for {connection.vendor}.")
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        def text_path(*keys: str) -> str:
+            return "{" + ",".join(keys) + "}"
+
+        def step(current: str, stored: str, path: tuple[str, ...], marker: str) -> str:
+            node, key, node_id = text_path(*path), text_path(*path, marker), text_path(*path, "id")
+            patch = json.dumps(_REDACTIONS[marker])
+            return (
+                f"CASE WHEN {stored} #>> '{node_id}' = '{self.message_id}' AND {stored} #> '{key}' IS NOT NULL"
+                f" THEN jsonb_set({current}, '{node}', ({stored} #> '{node}') || '{patch}'::jsonb) ELSE {current} END"
+            )
+
+        return self._steps(compiler, step)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        def step(current: str, stored: str, path: tuple[str, ...], marker: str) -> str:
+            node = "$." + ".".join(path)
+            values = ", ".join(f"'{node}.{k}', json('{json.dumps(v)}')" for k, v in _REDACTIONS[marker].items())
+            return (
+                f"CASE WHEN json_extract({stored}, '{node}.id') = {self.message_id}"
+                f" AND json_type({stored}, '{node}.{marker}') IS NOT NULL"
+                f" THEN json_set({current}, {values}) ELSE {current} END"
+            )
+
+        return self._steps(compiler, step)
 
 
 def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, Any]:
@@ -499,12 +542,22 @@ def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, A
             ]
         )
         # Every such event was written since the message was created: that bound narrows the scan.
-        rewrite_event_data(
-            room_id, Q(occurred_at__gte=message.created_at) & _events_carrying(message.pk), _redact(message.pk)
-        )
+        rewrite_events(room_id, Q(occurred_at__gte=message.created_at) & _events_carrying(message.pk), _Redacted(message.pk))
         return _record_change("message.deleted", message, actor, at)
 
     return _change(room_id, message_id, actor, apply, member_only=False)
+
+
+def _has_reacted(entry: dict[str, Any] | None, user: User, rows: Any) -> bool:
+    """Whether `user` reacted with the emoji of this summary entry (None: nobody did). The summary is kept
+    with the rows under the room's lock and names the first MAX_REACTION_USERS_SHOWN reactors (by id), so it
+    answers without a query unless more users reacted than it names and `user` is not among them: then the
+    `rows` (the user's reaction with the emoji) do."""
+    if entry is None:
+        return False
+    if user.pk in entry["users"]:
+        return True
+    return entry["count"] > len(entry["users"]) and rows.exists()
 
 
 def set_reaction(*, room_id: int, message_id: Any, actor: User, emoji: Any, on: Any) -> dict[str, Any]:
@@ -518,11 +571,11 @@ def set_reaction(*, room_id: int, message_id: Any, actor: User, emoji: Any, on: 
             raise NotAChatMessage()
         if message.deleted_at is not None:
             raise MessageDeleted()
-        mine = Reaction.objects.filter(message=message, user=actor, emoji=emoji)
-        if on == mine.exists():
-            raise _NoChange()
         summary = [dict(entry) for entry in message.reactions]
         entry = next((e for e in summary if e["emoji"] == emoji), None)
+        mine = Reaction.objects.filter(message=message, user=actor, emoji=emoji)
+        if on == _has_reacted(entry, actor, mine):
+            raise _NoChange()
         if on:
             if entry is None:
                 if len(summary) >= MAX_DISTINCT_REACTIONS:
@@ -666,7 +719,7 @@ def _room_events(
 
 def replay_page(*, room_id: int, after_seq: int, limit: int, floor: int = 0) -> list[tuple[int, dict[str, Any]]]:
     """One page of a resume as (seq, frame), for a socket whose membership was checked; `floor` is its
-    member's history floor (rooms.services.history_floor)."""
+    member's history floor (rooms.models.history_floor)."""
     return _room_events(room_id, after_seq, limit=limit, floor=floor)
 
 

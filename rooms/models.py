@@ -4,7 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Case, F, Q, Value, When
 
 MIN_MAX_PERSONNEL = 2
 MAX_MAX_PERSONNEL = 10_000
@@ -83,10 +83,29 @@ class Room(models.Model):
         return self.personnel >= self.max_personnel
 
 
+MAX_ID = 2**63 - 1
+
+
+def is_room_id(value: Any) -> bool:
+    """Whether any database can be asked about this id (a path's <int:...> is unbounded)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
 class MembershipQuerySet(models.QuerySet["Membership"]):
     def active(self) -> MembershipQuerySet:
         """Membership itself: the one definition every app uses (the seq UPDATE compiles it too)."""
         return self.filter(is_active=True)
+
+    def with_history_floor(self) -> MembershipQuerySet:
+        """Each row's history floor as `history_floor`: the SQL form of history_floor (below; keep the two
+        together), which the seq UPDATE of a change returns so that a change reads no membership row."""
+        return self.annotate(
+            history_floor=Case(
+                When(room__history_visibility=HistoryVisibility.SINCE_JOIN, then=F("visible_after_seq")),
+                default=Value(0),
+                output_field=models.BigIntegerField(),
+            )
+        )
 
 
 class Membership(models.Model):
@@ -120,6 +139,15 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}@{self.room_id} ({'member' if self.is_active else 'left'})"
+
+
+def history_floor(membership: Membership) -> int:
+    """The highest seq this member may not see (0: all of it): the room's last_seq at their join when the
+    room shows history "since_join". Load `membership.room` with it (require_member does). The same rule in
+    SQL: MembershipQuerySet.with_history_floor."""
+    if membership.room.history_visibility == HistoryVisibility.SINCE_JOIN:
+        return membership.visible_after_seq
+    return 0
 
 
 class RoomEvent(models.Model):

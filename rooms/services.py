@@ -53,6 +53,7 @@ from .errors import (
 )
 from .models import (
     DM_MAX_PERSONNEL,
+    MAX_ID,
     MAX_MAX_PERSONNEL,
     MIN_MAX_PERSONNEL,
     TITLE_MAX_LENGTH,
@@ -66,6 +67,7 @@ from .models import (
     RoomEvent,
     RoomKind,
     Visibility,
+    is_room_id,
 )
 from .sequence import take_seq
 
@@ -120,17 +122,9 @@ def room_event_data(room: Room) -> dict[str, Any]:
     }
 
 
-MAX_ID = 2**63 - 1
-
-
-def _is_room_id(value: Any) -> bool:
-    """Whether any database can be asked about this id (a path's <int:...> is unbounded)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
-
-
 def _checked_room_id(room_id: Any) -> int:
     """The id itself, or RoomNotFound for one no room can have: never an overflow error."""
-    if not _is_room_id(room_id):
+    if not is_room_id(room_id):
         raise RoomNotFound()
     return room_id
 
@@ -169,7 +163,7 @@ def get_visible_room(room_id: int, user: User) -> Room:
 
 
 def active_membership(room_id: int, user: User) -> Membership | None:
-    if not user.is_authenticated or not _is_room_id(room_id):
+    if not user.is_authenticated or not is_room_id(room_id):
         return None
     return Membership.objects.active().select_related("room").filter(room_id=room_id, user_id=user.pk).first()
 
@@ -184,14 +178,6 @@ def require_member(room_id: int, user: User) -> Membership:
     if room is None or not is_listed(room):
         raise RoomNotFound()
     raise NotRoomMember()
-
-
-def history_floor(membership: Membership) -> int:
-    """The highest seq this member may not see (0: all of it): the room's last_seq at their join when the
-    room shows history "since_join". Load `membership.room` with it (require_member does)."""
-    if membership.room.history_visibility == HistoryVisibility.SINCE_JOIN:
-        return membership.visible_after_seq
-    return 0
 
 
 def search_rooms(search: str = "") -> QuerySet[Room]:
@@ -479,7 +465,7 @@ class ModerationResult:
 
 def _room_event(room_id: int, kind: str, at: datetime, **data: Any) -> int:
     """A moderation event: the room's next seq, a RoomEvent row, Kafka, and every socket of the room."""
-    seq = take_seq(room_id, None)
+    seq = take_seq(room_id, None).seq
     event = RoomEvent.objects.create(room_id=room_id, seq=seq, type=kind, data=data, created_at=at)
     record_event(kind, room_id=room_id, data={"seq": seq, **data}, occurred_at=at)
     publish_room_event(room_id, seq, event.frame(), sent_at=at.timestamp())
@@ -718,7 +704,7 @@ def revoke_invite(*, room_id: int, token: Any, actor: User) -> None:
 
 def revoke_invite_by_id(*, room_id: int, invite_id: Any, actor: User) -> None:
     """Revoke by the id `room_invites` lists: the token is shown once, so a list cannot offer it."""
-    _revoke(room_id, actor, lambda: Invite.objects.filter(pk=invite_id).first() if _is_room_id(invite_id) else None)
+    _revoke(room_id, actor, lambda: Invite.objects.filter(pk=invite_id).first() if is_room_id(invite_id) else None)
 
 
 def _revoke(room_id: int, actor: User, find: Callable[[], Invite | None]) -> None:

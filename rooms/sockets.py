@@ -14,8 +14,8 @@ from realtime.frames import CLOSE_FORBIDDEN, CLOSE_NOT_FOUND
 from realtime.sockets import SocketBase, in_worker_thread
 from realtime.watch import Changes, SocketSnapshot
 
-from .models import Membership, Room
-from .services import NotRoomMember, RoomNotFound, history_floor, require_member
+from .models import Membership, Room, history_floor
+from .services import NotRoomMember, RoomNotFound, require_member
 
 
 def _access(room_id: int, user: object) -> tuple[tuple[int, str] | None, int]:
@@ -35,7 +35,7 @@ room_access = in_worker_thread(_access)
 class RoomMemberSocket(SocketBase):
     """A socket at /ws/rooms/{id}/...: open to the room's active members only.
 
-    `history_floor`: the highest seq this member may not read (rooms.services.history_floor), read with
+    `history_floor`: the highest seq this member may not read (rooms.models.history_floor), read with
     each access check."""
 
     history_floor = 0
