@@ -47,7 +47,7 @@ from django.utils import timezone
 from .kafka import ensure_topics, new_producer
 from .leases import PartitionLeases, partition_of, rows_in_partitions
 from .models import OutboxEvent
-from .services import outbox_backlog, prune_sent_events
+from .services import in_lock_order, outbox_backlog, prune_sent_events
 from .topics import ALL_TOPICS, kafka_topic_name
 
 logger = logging.getLogger("events.relay")
@@ -477,7 +477,8 @@ class Relay:
             sent_ids = [row_id for row_id in sent_ids if partitions[row_id] in confirmed]
             failures = {row_id: error for row_id, error in failures.items() if partitions[row_id] in confirmed}
             if sent_ids:
-                OutboxEvent.objects.filter(id__in=sent_ids, sent_at__isnull=True).update(
+                unmarked = OutboxEvent.objects.filter(id__in=sent_ids, sent_at__isnull=True)
+                OutboxEvent.objects.filter(pk__in=in_lock_order(unmarked)).update(
                     sent_at=now, attempts=F("attempts") + 1, last_error=""
                 )
             for row_id, error in failures.items():

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Expression, Min, Q
+from django.db.models import Expression, Min, Q, QuerySet
 from django.utils import timezone
 
 from .models import OutboxEvent
@@ -68,7 +68,19 @@ def rewrite_events(room_id: int, condition: Q, payload: Expression) -> int:
     transaction of the change. What Kafka already holds is the consumers' to redact on the deletion event
     (docs/API.md). Returns how many rows matched.
     """
-    return OutboxEvent.objects.filter(room_id=room_id).filter(condition).update(payload=payload)
+    return OutboxEvent.objects.filter(
+        pk__in=in_lock_order(OutboxEvent.objects.filter(room_id=room_id).filter(condition))
+    ).update(payload=payload)
+
+
+def in_lock_order(rows: QuerySet[OutboxEvent]) -> QuerySet[OutboxEvent]:
+    """The ids of `rows`, locked in id order, as a subquery for an UPDATE (still one statement).
+
+    Every writer of outbox rows that may overlap (a deletion's redaction, the relay marking rows sent) locks
+    them in the same order, so two of them cannot each hold a row the other waits for (a deadlock, which
+    PostgreSQL would end by failing one of the two transactions). SQLite locks the whole database instead.
+    """
+    return rows.order_by("pk").select_for_update().values("pk")
 
 
 def outbox_backlog() -> dict[str, Any]:

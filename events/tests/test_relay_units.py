@@ -309,3 +309,26 @@ def test_system_check_refuses_relay_settings_that_cannot_work(settings, name, va
     assert check_id not in {m.id for m in kafka_settings_check(None)}
     setattr(settings, name, value)
     assert check_id in {m.id for m in kafka_settings_check(None)}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_relay_and_a_redaction_lock_outbox_rows_in_id_order(two_rooms_of_events, relay_with):
+    """Both writers of stored events lock the rows they change in the same order, so that a deletion's
+    redaction and a relay marking rows sent cannot deadlock on rows of the same room."""
+    from django.db import connection
+    from django.db.models import JSONField, Q, Value
+    from django.db.models.functions import Cast
+    from django.test.utils import CaptureQueriesContext
+
+    from events.services import rewrite_events
+
+    with CaptureQueriesContext(connection) as marking:
+        relay_with(ScriptedProducer()).relay_batch()
+    with transaction.atomic(), CaptureQueriesContext(connection) as redacting:
+        redacted = rewrite_events(1, Q(payload__data__body="a1"), Cast(Value('{"redacted": true}'), JSONField()))
+    assert redacted == 1
+    for captured in (marking, redacting):
+        updates = [q["sql"] for q in captured.captured_queries if q["sql"].startswith('UPDATE "events_outboxevent"')]
+        assert updates, captured.captured_queries
+        assert all('ORDER BY 1 ASC FOR UPDATE' in sql for sql in updates), updates
