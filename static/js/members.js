@@ -163,7 +163,7 @@ async function act(request, doneText, userId) {
   } catch (error) {
     say(errorText(error));
   }
-  await refresh();
+  await refresh({ afterAction: true }); // the action ends its own confirmation: redraw under it
   const row = list.querySelector(`li[data-user-id="${Number(userId)}"]`);
   const again = row && row.querySelector(".member-actions button");
   (again || toggle).focus();
@@ -218,7 +218,7 @@ function render() {
   }
 }
 
-async function refresh() {
+async function refresh({ afterAction = false } = {}) {
   try {
     const data = await api("GET", config.membersUrl);
     members = (data.results || []).filter((member) => member.user);
@@ -229,8 +229,18 @@ async function refresh() {
     else say(errorText(error));
   }
   showInviteButton();
+  // A confirmation opened while the list was being read (or while a refresh waited for its timer) stays:
+  // the list is redrawn when it closes.
+  if (!afterAction && confirmationOpen()) {
+    refreshDeferred = true;
+    return;
+  }
   render();
   await refreshBans();
+}
+
+function confirmationOpen() {
+  return Boolean(list.querySelector(".member-confirm"));
 }
 
 async function refreshBans() {
@@ -277,7 +287,7 @@ async function refreshBans() {
 // confirmation is open the list is not redrawn under it; Cancel (or the action itself) reads it afterwards.
 function scheduleRefresh() {
   if (panel.hidden || refreshTimer) return;
-  if (list.querySelector(".member-confirm")) {
+  if (confirmationOpen()) {
     refreshDeferred = true;
     return;
   }
