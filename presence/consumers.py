@@ -54,8 +54,8 @@ class RoomPresenceFeed:
             for sock in tuple(self.sockets):
                 sock.close_with(socket_frames.CLOSE_NOT_FOUND, "the room was deleted")
         elif kind == "presence.changed":
-            participant = event["participant"]
-            self.changed[int(participant["user"]["id"])] = participant
+            for participant in services.event_participants(event):
+                self.changed[int(participant["user"]["id"])] = participant
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.ensure_future(self._refresh())
 
