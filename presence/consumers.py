@@ -144,7 +144,9 @@ class PresenceConsumer(RoomMemberSocket):
         if isinstance(frame, dict) and frame.get("type") == "ping":
             self.push_frame(socket_frames.pong_frame())
         else:
-            self.push_frame(socket_frames.error_frame("unknown_type", 'The presence socket only takes {"type": "ping"}.'))
+            self.push_frame(
+                socket_frames.error_frame("unknown_type", 'The presence socket only takes {"type": "ping"}.')
+            )
 
     async def disconnect(self, code: int) -> None:
         await self.unregister()
