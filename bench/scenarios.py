@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import redis
+from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken
@@ -51,9 +55,13 @@ def tokens_for(user_ids: list[int]) -> list[str]:
     return [str(AccessToken.for_user(users[uid])) for uid in user_ids]
 
 
-def prepare_room(members: int, *, seats: int | None = None, with_members: bool = True) -> BenchRoom:
-    """A fresh room; `members` bench users (created once, reused), all active members unless told not."""
-    user_ids, _ = seeding.ensure_users(BENCH_USER_PREFIX, members, BENCH_PASSWORD)
+def prepare_room(
+    members: int, *, seats: int | None = None, with_members: bool = True, first_user: int = 0
+) -> BenchRoom:
+    """A fresh room; `members` bench users from the `first_user`-th on (created once, reused), all active
+    members unless told not."""
+    user_ids, _ = seeding.ensure_users(BENCH_USER_PREFIX, first_user + members, BENCH_PASSWORD)
+    user_ids = user_ids[first_user:]
     seats = max(2, min(MAX_MAX_PERSONNEL, seats if seats is not None else members))
     room = Room.objects.create(
         title=f"bench {members} {timezone.now():%H:%M:%S.%f}", owner_id=user_ids[0], max_personnel=seats
@@ -226,6 +234,45 @@ def fanout(
 
 
 # --- connect storm ---------------------------------------------------------------------------------------
+# What a room page opens: its chat socket, its presence socket, and the sidebar's user socket.
+PAGE_SOCKETS = ("/ws/rooms/{room}/", "/ws/rooms/{room}/presence/", "/ws/me/")
+PAGE_ROOM_MEMBERS = 100
+IDLE_WINDOW_SECONDS = 10.0
+
+
+def count_redis_commands(seconds: float) -> Counter[str] | None:
+    """The commands sent to the server's Redis database (settings.REDIS_URL) for `seconds`, by name, from
+    MONITOR, whose lines name each command's database, so that other databases' clients on a shared Redis
+    do not count; None without Redis. Read from a plain socket: MONITOR's lines are simple strings."""
+    url = getattr(settings, "REDIS_URL", "")
+    if not url:
+        return None
+    kwargs = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    db = kwargs.get("db", 0)
+    counts: Counter[str] = Counter()
+    with socket.create_connection((kwargs.get("host", "127.0.0.1"), kwargs.get("port", 6379)), timeout=5) as conn:
+        if kwargs.get("password"):
+            conn.sendall(f"AUTH {kwargs['password']}\r\n".encode())
+        conn.sendall(b"MONITOR\r\n")
+        deadline = time.monotonic() + seconds
+        buffer = b""
+        while (left := deadline - time.monotonic()) > 0:
+            conn.settimeout(left)
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            *lines, buffer = (buffer + chunk).split(b"\r\n")
+            for line in lines:
+                # +1700000000.123456 [15 127.0.0.1:5000] "EVAL" "..."
+                head, _, rest = line.partition(b"] ")
+                if head.startswith(b"+") and head.partition(b"[")[2].split(b" ", 1)[0] == str(db).encode():
+                    counts[rest.split(b" ", 1)[0].strip(b'"').decode("latin-1").upper()] += 1
+    return counts
+
+
 def connect_storm(
     base_url: str,
     *,
@@ -234,14 +281,31 @@ def connect_storm(
     hold: float = 2.0,
     server_pid: int | None = None,
     deflate: bool = True,
+    page: bool = False,
 ) -> dict[str, Any]:
     """Open `sockets` sockets as fast as the server takes them, hold them idle for `hold` seconds: memory per
-    idle socket from the server's RSS, and the server's CPU while nothing is sent (after a short settling)."""
+    idle socket from the server's RSS, the server's CPU and the Redis commands of its database while nothing
+    is sent (after a short settling).
+
+    `page`: each user opens what a room page opens (the chat socket, the room's presence socket and the
+    sidebar's /ws/me/), so `sockets` are a third as many users, in rooms of PAGE_ROOM_MEMBERS (a presence
+    socket's snapshot lists its whole room, and every arrival is a change for every watcher: one room of
+    thousands would measure that, not idleness); otherwise one chat socket per user, all in one room.
+    """
     require_loopback(base_url)
-    room = prepare_room(sockets)
+    kinds = PAGE_SOCKETS if page else PAGE_SOCKETS[:1]
+    users = -(-sockets // len(kinds))
+    size = PAGE_ROOM_MEMBERS if page else users
+    rooms = [prepare_room(min(size, users - first), first_user=first) for first in range(0, users, size)]
     close_old_connections()
-    url = room.ws_url(base_url)
-    result: dict[str, Any] = {"sockets": sockets, "concurrency": concurrency}
+    ws_base = base_url.replace("http://", "ws://", 1).rstrip("/")
+    urls = [
+        f"{ws_base}{path.format(room=room.room_id)}?access_token={token}"
+        for room in rooms
+        for token in room.tokens
+        for path in kinds
+    ][:sockets]
+    result: dict[str, Any] = {"sockets": sockets, "concurrency": concurrency, "page": page}
 
     async def storm() -> None:
         gate = asyncio.Semaphore(concurrency)
@@ -250,7 +314,7 @@ def connect_storm(
         times: list[float] = []
         pongs = [0]  # every pong any socket received, for the refresh round below
 
-        async def one(token: str) -> None:
+        async def one(socket_url: str) -> None:
             async with gate:
                 started = time.monotonic()
                 pong = asyncio.get_running_loop().create_future()
@@ -262,7 +326,7 @@ def connect_storm(
                             pong.set_result(None)
 
                 try:
-                    sock = await connect(f"{url}?access_token={token}", on_text, deflate=deflate)
+                    sock = await connect(socket_url, on_text, deflate=deflate)
                     sock.send_json({"type": "ping"})
                     await asyncio.wait_for(pong, 60)
                 except (OSError, TimeoutError) as exc:
@@ -283,13 +347,13 @@ def connect_storm(
 
         warm = min(50, max(1, sockets // 20))
         pinger = asyncio.ensure_future(keep_alive())
-        await asyncio.gather(*(one(t) for t in room.tokens[:warm]))
+        await asyncio.gather(*(one(u) for u in urls[:warm]))
         warmed = len(opened)
         result["loadavg_at_start"] = loadavg()
         await asyncio.sleep(1.0)
         rss_before = process_rss_bytes(server_pid) if server_pid else 0
         began = time.monotonic()
-        await asyncio.gather(*(one(t) for t in room.tokens[warm:]))
+        await asyncio.gather(*(one(u) for u in urls[warm:]))
         seconds = time.monotonic() - began
         measured = len(opened) - warmed
         pinger.cancel()
@@ -305,9 +369,19 @@ def connect_storm(
         result["refresh_pongs_missing"] = max(0, expected - pongs[0])
         settle = min(2.0, hold / 4)
         await asyncio.sleep(settle)
-        idle_from = CpuSnapshot.take([server_pid] if server_pid else [])
-        await asyncio.sleep(hold - settle)
-        idle_cpu = CpuSnapshot.take([server_pid] if server_pid else []).since(idle_from)[0]
+        pids = [server_pid] if server_pid else []
+        idle_from = CpuSnapshot.take(pids)
+        counting = asyncio.ensure_future(asyncio.to_thread(count_redis_commands, hold - settle))
+        # The CPU of each IDLE_WINDOW_SECONDS too: work left over from the connect phase shows as a tail.
+        windows, window_from = [], idle_from
+        while not counting.done():
+            await asyncio.wait([counting], timeout=IDLE_WINDOW_SECONDS)
+            window_to = CpuSnapshot.take(pids)
+            span = window_to.at - window_from.at
+            windows.append(round(window_to.since(window_from)[0] / max(1e-9, span) * 100, 1))
+            window_from = window_to
+        redis_commands = counting.result()
+        idle_cpu = CpuSnapshot.take(pids).since(idle_from)[0]
         rss_after = process_rss_bytes(server_pid) if server_pid else 0
         closed_early = sum(1 for s in opened if not s.is_open)
         await asyncio.gather(*(s.close() for s in opened), return_exceptions=True)
@@ -330,11 +404,16 @@ def connect_storm(
             result["kib_per_idle_socket"] = round((rss_after - rss_before) / 1024 / max(1, measured), 1)
             result["idle_seconds_measured"] = round(hold - settle, 1)
             result["server_cpu_idle_percent_of_core"] = round(idle_cpu / max(1e-9, hold - settle) * 100, 2)
+            result["server_cpu_idle_percent_by_window"] = windows
+        if redis_commands is not None:
+            result["redis_commands_per_second_idle"] = round(sum(redis_commands.values()) / (hold - settle), 2)
+            result["redis_commands_idle"] = dict(redis_commands.most_common(8))
 
     try:
         asyncio.run(storm())
     finally:
-        drop_room(room.room_id)
+        for room in rooms:
+            drop_room(room.room_id)
     return result
 
 

@@ -54,8 +54,8 @@ class RoomPresenceFeed:
             for sock in tuple(self.sockets):
                 sock.close_with(socket_frames.CLOSE_NOT_FOUND, "the room was deleted")
         elif kind == "presence.changed":
-            participant = event["participant"]
-            self.changed[int(participant["user"]["id"])] = participant
+            for participant in services.event_participants(event):
+                self.changed[int(participant["user"]["id"])] = participant
             if self._refreshing is None or self._refreshing.done():
                 self._refreshing = asyncio.ensure_future(self._refresh())
 
@@ -144,7 +144,9 @@ class PresenceConsumer(RoomMemberSocket):
         if isinstance(frame, dict) and frame.get("type") == "ping":
             self.push_frame(socket_frames.pong_frame())
         else:
-            self.push_frame(socket_frames.error_frame("unknown_type", 'The presence socket only takes {"type": "ping"}.'))
+            self.push_frame(
+                socket_frames.error_frame("unknown_type", 'The presence socket only takes {"type": "ping"}.')
+            )
 
     async def disconnect(self, code: int) -> None:
         await self.unregister()

@@ -19,6 +19,7 @@ room" (rooms.Membership.left_at), as the contract defines it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -139,7 +140,8 @@ def _participants_for_rooms(room_ids: list[int]) -> tuple[dict[int, list[Partici
     if not room_ids:
         return result, True
     memberships = (
-        Membership.objects.active().filter(room_id__in=room_ids)
+        Membership.objects.active()
+        .filter(room_id__in=room_ids)
         .select_related("user")
         .order_by("room_id", "user__username")
     )
@@ -399,21 +401,58 @@ def room_deleted(room_id: int) -> None:
         get_presence_backend().forget_room(room_id)
     except PresenceUnavailable as exc:
         logger.warning("could not forget presence of deleted room %s: %s", room_id, exc)
-    realtime_publish.publish(presence_group(room_id), {"type": "presence.room_deleted", "group": presence_group(room_id)})
+    realtime_publish.publish(
+        presence_group(room_id), {"type": "presence.room_deleted", "group": presence_group(room_id)}
+    )
 
 
 # --- publishing -------------------------------------------------------------------------------------------
-def changed_event(room_id: int, participant: Participant) -> dict[str, Any]:
-    """The channel-layer event; each process's hub hands it to its presence sockets of the room."""
+# Rooms whose changes one tracker batch publishes at once: each is a group_send on its own Redis connection.
+PUBLISH_ROOMS_AT_ONCE = 20
+
+
+def changed_event(room_id: int, participants: Iterable[Participant]) -> dict[str, Any]:
+    """The channel-layer event, any number of users of one room; each process's hub hands it to its presence
+    sockets of the room (which re-read those users once, and send a frame for each)."""
     group = presence_group(room_id)
-    return {"type": "presence.changed", "group": group, "room_id": room_id, "participant": participant.as_frame_dict()}
+    return {
+        "type": "presence.changed",
+        "group": group,
+        "room_id": room_id,
+        "participants": [p.as_frame_dict() for p in participants],
+    }
+
+
+def event_participants(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The participants a presence.changed event names; "participant" is one, as processes of the previous
+    release publish it (during a rolling deploy both kinds travel)."""
+    if "participants" in event:
+        return list(event["participants"])
+    return [event["participant"]] if "participant" in event else []
 
 
 # A lost publish is repaired by the next change of the user or a reconnect's snapshot.
 async def apublish(room_id: int, participant: Participant) -> None:
-    await realtime_publish.apublish(presence_group(room_id), changed_event(room_id, participant))
+    await realtime_publish.apublish(presence_group(room_id), changed_event(room_id, [participant]))
+
+
+async def apublish_changes(changes: Iterable[PresenceChange]) -> None:
+    """A batch of changes (a burst of sockets opening, a reconciliation, a reap): one event per room, the
+    rooms' group_sends side by side, so that a burst of thousands of opens costs a few round trips instead
+    of one after another per user. Each user appears once per room, with their state after the batch."""
+    by_room: dict[int, dict[int, Participant]] = {}
+    for change in changes:
+        by_room.setdefault(change.room_id, {})[change.participant.user_id] = change.participant
+    rooms = list(by_room.items())
+    for start in range(0, len(rooms), PUBLISH_ROOMS_AT_ONCE):
+        await asyncio.gather(
+            *(
+                realtime_publish.apublish(presence_group(room_id), changed_event(room_id, participants.values()))
+                for room_id, participants in rooms[start : start + PUBLISH_ROOMS_AT_ONCE]
+            )
+        )
 
 
 def publish(room_id: int, participant: Participant) -> None:
     """From sync code (a thread, a management command), after the current transaction commits."""
-    realtime_publish.publish(presence_group(room_id), changed_event(room_id, participant))
+    realtime_publish.publish(presence_group(room_id), changed_event(room_id, [participant]))

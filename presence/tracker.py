@@ -154,10 +154,8 @@ class PresenceTracker:
                 self.closed_while_degraded[record.connection_id] = at
             self._degrade(exc)
             return
-        # One frame per changed user, with their state after the whole batch.
-        latest = {(c.room_id, c.participant.user_id): c for c in changes}
-        for change in latest.values():
-            await services.apublish(change.room_id, change.participant)
+        # One event per room, each changed user once, with their state after the whole batch.
+        await services.apublish_changes(changes)
 
     def _degrade(self, exc: Exception) -> None:
         if not self.degraded:

@@ -116,7 +116,9 @@ class SocketBase(AsyncWebsocketConsumer):
         self.state = SocketState.CONNECTING
         self.registered = False
         self.seat_taken = False  # under the per-user socket cap (realtime.socket_cap)
-        self._out: deque[str] = deque()
+        # Made when a frame must wait (an earlier one is still being written): an empty deque is 760 bytes,
+        # and most sockets, idle or keeping up, never need one.
+        self._out: deque[str] | None = None
         self._writing = False
         user = self.scope.get("user")
         self.user = user
@@ -191,6 +193,8 @@ class SocketBase(AsyncWebsocketConsumer):
                 self._writing = True
                 asyncio.ensure_future(self._write_loop(*pending))
             return
+        if self._out is None:
+            self._out = deque()
         self._out.append(text)
         if len(self._out) > OUTPUT_LIMIT:
             self.close_with(frames.CLOSE_TRY_AGAIN, "client too slow; resume from your last seq")
@@ -214,14 +218,16 @@ class SocketBase(AsyncWebsocketConsumer):
             while self._out and self.state is not SocketState.CLOSING:
                 await self.base_send({"type": "websocket.send", "text": self._out.popleft()})
         except Exception:  # noqa: BLE001 - the peer went away; disconnect() cleans up
-            self._out.clear()
+            self._out = None
         finally:
             if suspended is not None:
                 suspended.close()
             self._writing = False
+            if not self._out:
+                self._out = None  # a burst's queue goes with the burst
 
     def queued_frames(self) -> int:
-        return len(self._out)
+        return len(self._out) if self._out is not None else 0
 
     def push_frame(self, frame: dict[str, Any]) -> None:
         self.push(frames.encode(frame))
@@ -237,7 +243,7 @@ class SocketBase(AsyncWebsocketConsumer):
         if self.state is SocketState.CLOSING:
             return
         self.move_to(SocketState.CLOSING)
-        self._out.clear()
+        self._out = None
         logger.info("closing socket with %s: %s", code, reason)
         asyncio.ensure_future(self.close(code=code, reason=reason))
 

@@ -273,6 +273,21 @@ def test_connect_storm_opens_every_socket_and_reads_the_servers_memory(server_fa
 
 
 @pytest.mark.django_db(transaction=True)
+def test_connect_storm_in_page_mode_opens_a_room_pages_three_sockets_per_user(server_factory: Any) -> None:
+    """--page: chat, presence and /ws/me/ per user, every one answering its ping (a path the server refused
+    would close before its pong and count as a failure); the hold reports CPU per window."""
+    from bench import scenarios
+
+    server = server_factory(env={"RATE_LIMITS": "off"})
+    result = scenarios.connect_storm(
+        server.http_url, sockets=9, concurrency=9, hold=0.4, server_pid=server.pid, page=True
+    )
+    assert result["page"] is True and result["opened"] == 9 and result["failures"] == {}
+    assert result["closed_while_idle"] == 0
+    assert len(result["server_cpu_idle_percent_by_window"]) >= 1
+
+
+@pytest.mark.django_db(transaction=True)
 def test_join_stampede_reports_an_exact_seat_count(server_factory: Any) -> None:
     from bench import scenarios
 

@@ -121,3 +121,72 @@ def test_tracker_degrades_without_raising_and_re_registers_open_sockets_when_the
             backend.clear()
     text = caplog.text
     assert "presence degraded" in text and "presence recovered" in text
+
+
+def test_a_burst_of_opens_is_published_as_one_event_per_room_naming_each_user_once(monkeypatch):
+    """Thousands of sockets opening at once must not queue a group_send per user one after another (at a
+    Redis round trip each, the tail of a connect burst kept the server busy for a minute after the last
+    socket opened: docs/BENCHMARKS.md)."""
+    alice, bob, carol = make_user("alice"), make_user("bob"), make_user("carol")
+    first, second = make_room(alice, bob), make_room(carol)
+    backend = OrmPresenceBackend()
+    backend.clear()
+    set_presence_backend_for_tests(backend)
+    tracker = PresenceTracker()
+    sent: list[tuple[str, dict]] = []
+
+    async def record(group: str, event: dict) -> None:
+        sent.append((group, event))
+
+    monkeypatch.setattr(services.realtime_publish, "apublish", record)
+
+    async def scenario() -> None:
+        # All queued before the worker first runs: one batch.
+        tracker.socket_opened(first.pk, alice.pk, "a1")
+        tracker.socket_opened(first.pk, alice.pk, "a2")  # a second tab: still one entry for alice
+        tracker.socket_opened(first.pk, bob.pk, "b1")
+        tracker.socket_opened(second.pk, carol.pk, "c1")
+        await _until(lambda: len(sent) >= 2)
+        await asyncio.sleep(0.2)  # nothing else follows
+        for task in tracker._tasks:
+            task.cancel()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        set_presence_backend_for_tests(None)
+        backend.clear()
+    by_group = {group: event for group, event in sent}
+    assert len(sent) == 2 and set(by_group) == {services.presence_group(first.pk), services.presence_group(second.pk)}
+    named = {g: [p["user"]["id"] for p in services.event_participants(e)] for g, e in by_group.items()}
+    assert sorted(named[services.presence_group(first.pk)]) == sorted([alice.pk, bob.pk])
+    assert named[services.presence_group(second.pk)] == [carol.pk]
+    alice_now = next(
+        p for p in by_group[services.presence_group(first.pk)]["participants"] if p["user"]["id"] == alice.pk
+    )
+    assert alice_now["connections"] == 2  # the state after the whole batch
+
+
+def test_a_presence_feed_reads_every_user_a_change_event_names_once_whichever_release_published_it(monkeypatch):
+    """One event naming many users is one re-read; the previous release's one-user event still works."""
+    from presence import consumers
+
+    reads: list[list[int]] = []
+
+    async def participants_of(room_id: int, user_ids: list[int]) -> dict:
+        reads.append(sorted(user_ids))
+        return {}
+
+    monkeypatch.setattr(consumers, "participants_of_async", participants_of)
+    feed = consumers.RoomPresenceFeed(7)
+
+    def participant(user_id: int) -> dict:
+        return {"user": {"id": user_id}, "connected": True}
+
+    async def scenario() -> None:
+        feed.hub_event({"type": "presence.changed", "room_id": 7, "participants": [participant(1), participant(2)]})
+        feed.hub_event({"type": "presence.changed", "room_id": 7, "participant": participant(3)})
+        await feed._refreshing
+
+    asyncio.run(scenario())
+    assert reads == [[1, 2, 3]]

@@ -4,7 +4,6 @@ the server's send suspends (the peer reads slowly), and never reordered between 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 from realtime.sockets import SocketBase, SocketState
 
@@ -28,7 +27,7 @@ class FlowControlledSend:
 def socket_with(send: FlowControlledSend) -> SocketBase:
     socket = SocketBase.__new__(SocketBase)
     socket.state = SocketState.LIVE
-    socket._out = deque()
+    socket._out = None  # as init_socket leaves it
     socket._writing = False
     socket.base_send = send
     return socket
@@ -40,6 +39,7 @@ def test_frames_are_written_in_order_across_a_paused_transport() -> None:
         socket = socket_with(send)
         socket.push("1")
         assert send.written == ["1"], "a writable transport takes the frame without a task"
+        assert socket._out is None, "a socket that keeps up holds no queue (760 bytes per socket)"
         send.writable.clear()  # the peer stopped reading
         for text in ("2", "3", "4"):
             socket.push(text)
@@ -49,6 +49,7 @@ def test_frames_are_written_in_order_across_a_paused_transport() -> None:
         await asyncio.sleep(0.01)
         assert send.written == ["1", "2", "3", "4"]
         assert not socket._writing
+        assert socket._out is None, "the queue made for the burst went with it"
         socket.push("5")
         assert send.written[-1] == "5"
 

@@ -98,6 +98,11 @@ class Command(BaseCommand):
         parser.add_argument("--sockets", type=int, default=3000)
         parser.add_argument("--concurrency", type=int, default=200)
         parser.add_argument("--hold", type=float, default=2.0)
+        parser.add_argument(
+            "--page",
+            action="store_true",
+            help="connect: each user opens a room page's sockets (chat, presence, /ws/me/), not one chat socket",
+        )
         parser.add_argument("--clients", type=int, default=1000)
         parser.add_argument("--history", type=int, default=500)
         parser.add_argument("--after-seq", type=int, default=0)
@@ -208,6 +213,7 @@ class Command(BaseCommand):
                 hold=o["hold"],
                 server_pid=pids[0] if pids else None,
                 deflate=deflate,
+                page=o["page"],
             )
         elif scenario == "resume":
             result = scenarios.resume_storm(
