@@ -12,20 +12,22 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 
 REPLICA_ALIAS = "replica"
 
 
-def replica_alias() -> str | None:
-    """The replica's alias, or None when reads have no replica to go to.
+class ReplicaReads:
+    """Whether replica-safe reads use a configured replica. The test suite switches it on only for the
+    replica tests (conftest.py): most tests keep their rows in a transaction that never commits, so no replica
+    sees them, and pytest-django refuses queries to an alias that a test did not declare."""
 
-    Under test the alias is Django's test mirror of the primary (TEST MIRROR): the same database through a
-    second connection, which would not see a test's uncommitted rows. A mirror is the primary, so it counts
-    as no replica; the replica tests point the alias at the real streaming replica instead."""
-    if REPLICA_ALIAS not in settings.DATABASES:
-        return None
-    if connections[REPLICA_ALIAS].settings_dict is connections[DEFAULT_DB_ALIAS].settings_dict:
+    enabled = True
+
+
+def replica_alias() -> str | None:
+    """The replica's alias, or None when replica-safe reads have no replica to go to (read the primary)."""
+    if not ReplicaReads.enabled or REPLICA_ALIAS not in settings.DATABASES:
         return None
     return REPLICA_ALIAS
 
