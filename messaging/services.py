@@ -24,6 +24,7 @@ change carries its message's seq, and the chat socket drops what its member may 
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, transaction
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -66,6 +67,8 @@ from .models import (
     Reaction,
 )
 from .search import cjk_terms
+
+logger = logging.getLogger(__name__)
 
 HISTORY_MAX_LIMIT = 200
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -590,14 +593,27 @@ def room_last_seq(room_id: int, using: str = DEFAULT_DB_ALIAS) -> int:
     return Room.objects.using(using).filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
 
 
+def _replica_and_applied(room_id: int) -> tuple[str, int] | None:
+    """The replica and how far it has applied the room; None without a replica, or when it does not answer
+    (a replica that is down must not take history down: the primary serves the read)."""
+    replica = replica_alias()
+    if replica is None:
+        return None
+    try:
+        return replica, room_last_seq(room_id, using=replica)
+    except DatabaseError:
+        logger.warning("the read replica does not answer; reading room %s on the primary", room_id)
+        return None
+
+
 def _seq_page(query: Any, *, newest_first: bool, take: int, room_id: int) -> list[Any]:
     """`take` rows of a seq-ordered query of one room: those up to what the replica has applied from the
     replica, the rest from the primary (all from the primary without a replica)."""
     order = "-seq" if newest_first else "seq"
-    replica = replica_alias()
-    if replica is None:
+    on_replica = _replica_and_applied(room_id)
+    if on_replica is None:
         return list(query.order_by(order)[:take])
-    applied = room_last_seq(room_id, using=replica)
+    replica, applied = on_replica
     older, newer = query.using(replica).filter(seq__lte=applied), query.filter(seq__gt=applied)
     first, then = (newer, older) if newest_first else (older, newer)
     rows = list(first.order_by(order)[:take])
@@ -694,9 +710,9 @@ def replay_page(
     scan of the page, so the three scans agree on one committed range even while new events commit, and a
     page shorter than `limit` means the resume has everything up to it. The part of the range the replica
     has applied is read there, the rest from the primary."""
-    replica = replica_alias()
-    if replica is not None and up_to_seq is not None:
-        applied = min(room_last_seq(room_id, using=replica), up_to_seq)
+    on_replica = _replica_and_applied(room_id) if up_to_seq is not None else None
+    if on_replica is not None and up_to_seq is not None:
+        replica, applied = on_replica[0], min(on_replica[1], up_to_seq)
         if applied > after_seq:
             events = _room_events(room_id, after_seq, up_to_seq=applied, limit=limit, floor=floor, using=replica)
             if len(events) == limit or applied == up_to_seq:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from django.db import connections
+from django.db import OperationalError, connections
 from django.test.utils import CaptureQueriesContext
 
 from accounts.testing import access_token_for
@@ -187,3 +187,27 @@ def test_a_socket_resume_misses_nothing_while_the_replica_lags(
     assert bodies == [f"away {n}" for n in range(3)] + [f"while paused {n}" for n in range(3)]
     assert frames[-1] == {"type": "synced", "last_seq": room_last_seq(room.pk)}
     assert "replica" in read_on and "default" in read_on
+
+
+def test_a_replica_that_does_not_answer_leaves_history_and_resume_to_the_primary(
+    streaming_replica, room_with_members, monkeypatch
+):
+    room, (alice, _bob) = room_with_members(2)
+    for n in range(3):
+        say(room, alice, f"m{n}")
+    streaming_replica.catch_up()
+    expected_history = history(room_id=room.pk, user=alice, after_seq=0)
+    up_to_seq = room_last_seq(room.pk)
+    expected_replay = replay_page(room_id=room.pk, after_seq=0, limit=100, up_to_seq=up_to_seq)
+    room_last_seq_of = services.room_last_seq
+
+    def replica_down(room_id: int, using: str = "default") -> int:
+        if using == "replica":
+            raise OperationalError("connection refused")
+        return room_last_seq_of(room_id, using=using)
+
+    monkeypatch.setattr(services, "room_last_seq", replica_down)
+    with queries_per_database() as sql:
+        assert history(room_id=room.pk, user=alice, after_seq=0) == expected_history
+        assert replay_page(room_id=room.pk, after_seq=0, limit=100, up_to_seq=up_to_seq) == expected_replay
+    assert sql["replica"] == []
