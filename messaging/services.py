@@ -606,6 +606,21 @@ def _replica_and_applied(room_id: int) -> tuple[str, int] | None:
         return None
 
 
+def _changed_after(room_id: int, applied: int) -> dict[int, Message]:
+    """The room's messages changed after the replica's copy of the room (last_change_seq > applied), from the
+    primary: usually none, one index range scan. A row read from the replica is shown as its entry here when
+    it has one, and quotes the entry of the message it replies to, so a lagging replica never shows a state
+    the primary has replaced (a deleted body must not travel, not even to be corrected a frame later)."""
+    return {m.pk: m for m in messages_with_relations().filter(room_id=room_id, last_change_seq__gt=applied)}
+
+
+def _as_current(message: Message, changed_after: dict[int, Message]) -> Message:
+    message = changed_after.get(message.pk, message)
+    if message.reply_to_id in changed_after:
+        message.reply_to = changed_after[message.reply_to_id]
+    return message
+
+
 def _seq_page(query: Any, *, newest_first: bool, take: int, room_id: int) -> list[Any]:
     """`take` rows of a seq-ordered query of one room: those up to what the replica has applied from the
     replica, the rest from the primary (all from the primary without a replica)."""
@@ -619,7 +634,8 @@ def _seq_page(query: Any, *, newest_first: bool, take: int, room_id: int) -> lis
     rows = list(first.order_by(order)[:take])
     if len(rows) < take:
         rows += list(then.order_by(order)[: take - len(rows)])
-    return rows
+    changed_after = _changed_after(room_id, applied)
+    return [_as_current(m, changed_after) for m in rows]
 
 
 def history(
@@ -658,6 +674,7 @@ def _room_events(
     floor: int = 0,
     quote_floor: int | None = None,
     using: str = DEFAULT_DB_ALIAS,
+    changed_after: dict[int, Message] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """The room's events after `after_seq` as (seq, frame), ascending: each message at its seq, each
     changed message once more at the seq of its latest change, both in the message's current state, and
@@ -667,6 +684,9 @@ def _room_events(
 
     Three index range scans, (room, seq), (room, last_change_seq) and the room events' (room, seq), merged;
     with `limit`, each scan stops at `limit` rows, which is enough for the merged first `limit` events.
+
+    `changed_after` (a read of the replica: `_changed_after`): messages to show in their state on the
+    primary; their changes up to the replica's copy are left out here (superseded by later ones).
     """
     start = max(after_seq, floor)
     created = messages_with_relations().using(using).filter(room_id=room_id, seq__gt=start)
@@ -681,8 +701,13 @@ def _room_events(
     created = created.order_by("seq")
     changed = changed.order_by("last_change_seq")
     others = others.order_by("seq")
+    if changed_after:
+        changed = changed.exclude(pk__in=list(changed_after))
     if limit is not None:
         created, changed, others = created[:limit], changed[:limit], others[:limit]
+    current = changed_after or {}
+    created = [_as_current(m, current) for m in created]
+    changed = [_as_current(m, current) for m in changed]
     payloads: dict[int, dict[str, Any]] = {}
 
     def payload(message: Message) -> dict[str, Any]:
@@ -714,7 +739,16 @@ def replay_page(
     if on_replica is not None and up_to_seq is not None:
         replica, applied = on_replica[0], min(on_replica[1], up_to_seq)
         if applied > after_seq:
-            events = _room_events(room_id, after_seq, up_to_seq=applied, limit=limit, floor=floor, using=replica)
+            changed_after = _changed_after(room_id, applied)
+            events = _room_events(
+                room_id,
+                after_seq,
+                up_to_seq=applied,
+                limit=limit,
+                floor=floor,
+                using=replica,
+                changed_after=changed_after,
+            )
             if len(events) == limit or applied == up_to_seq:
                 return events
             # The replica stops short of up_to_seq: the rest of the page from the primary.

@@ -9,6 +9,7 @@ commits more. Which database served a read is counted per connection (Django's C
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,16 @@ from django.test.utils import CaptureQueriesContext
 from accounts.testing import access_token_for
 from core.replica import ReplicaReads
 from messaging import services
-from messaging.services import frames_between, history, replay_page, room_last_seq, send_message, set_reaction
+from messaging.services import (
+    delete_message,
+    edit_message,
+    frames_between,
+    history,
+    replay_page,
+    room_last_seq,
+    send_message,
+    set_reaction,
+)
 from messaging.streams import _frames_between, _last_seq
 from messaging.testing import InProcessChatClient
 
@@ -75,9 +85,11 @@ def test_a_history_page_the_replica_has_applied_is_read_from_the_replica(streami
     applied = _last_seq_on_replica(room.pk)
     assert applied == sent[-1]["seq"]
     assert message_reads(sql["replica"]) >= 1
-    # The primary answers the membership check, and is asked only for what lies past the replica's copy.
+    # The primary answers the membership check, and is asked only for what lies past the replica's copy:
+    # messages after it, and messages changed after it.
     primary_reads = [q for q in sql["default"] if MESSAGE_READ in q]
-    assert all(f'"messaging_message"."seq" > {applied})' in q for q in primary_reads)
+    past_the_copy = re.compile(rf'"messaging_message"\."(seq|last_change_seq)" > {applied}\b')
+    assert primary_reads and all(past_the_copy.search(q) for q in primary_reads)
 
 
 def test_history_pages_stay_complete_while_the_replica_lags_by_reading_the_rest_from_the_primary(
@@ -211,3 +223,31 @@ def test_a_replica_that_does_not_answer_leaves_history_and_resume_to_the_primary
         assert history(room_id=room.pk, user=alice, after_seq=0) == expected_history
         assert replay_page(room_id=room.pk, after_seq=0, limit=100, up_to_seq=up_to_seq) == expected_replay
     assert sql["replica"] == []
+
+
+def test_a_message_changed_after_the_replicas_copy_is_shown_as_the_primary_has_it_and_a_deleted_body_never_travels(
+    streaming_replica, room_with_members
+):
+    room, (alice, bob) = room_with_members(2)
+    secret = say(room, alice, "SECRET-ORIGINAL")
+    edited = say(room, alice, "typo")
+    quoting = send_message(
+        room_id=room.pk, sender=bob, client_id=str(uuid.uuid4()), body="quoting", reply_to=secret["id"]
+    ).message
+    streaming_replica.catch_up()
+    streaming_replica.pause()
+    delete_message(room_id=room.pk, message_id=secret["id"], actor=alice)
+    edit_message(room_id=room.pk, message_id=edited["id"], actor=alice, body="fixed")
+    up_to_seq = room_last_seq(room.pk)
+    assert _last_seq_on_replica(room.pk) < up_to_seq
+
+    with queries_per_database() as sql:
+        page, _ = history(room_id=room.pk, user=bob, after_seq=0)
+        replayed = replay_page(room_id=room.pk, after_seq=0, limit=100, up_to_seq=up_to_seq)
+    assert message_reads(sql["replica"]) >= 2
+    assert "SECRET-ORIGINAL" not in str(page) and "SECRET-ORIGINAL" not in str(replayed)
+    shown = {m["id"]: m for m in page}
+    assert shown[secret["id"]]["body"] == "" and shown[edited["id"]]["body"] == "fixed"
+    assert shown[quoting["id"]]["reply_to"]["deleted"] is True
+    assert page == on_primary_only(lambda: history(room_id=room.pk, user=bob, after_seq=0)[0])
+    assert replayed == frames_between(room_id=room.pk, after_seq=0, up_to_seq=up_to_seq)
