@@ -128,6 +128,11 @@ def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
     shared["NAME"] = test_name
     connections["replica"].close()
     connections["replica"].settings_dict = shared
+    # The test database was just dropped and created again on the primary. Until the replica has replayed
+    # that (it waits for its own sessions on the old copy, up to max_standby_streaming_delay), it still
+    # serves the previous run's rows under the same ids: every test starts after it caught up.
+    with django_db_blocker.unblock():
+        ReplicaControl().catch_up()
 
 
 @pytest.fixture(autouse=True)
