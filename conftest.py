@@ -1,7 +1,8 @@
 """Test configuration shared by every app.
 
-Markers name the real services a test needs: postgres, redis, kafka, mongo. A run is "asked to use" a
-service when its URL is set (DATABASE_URL=postgres://..., REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI):
+Markers name the real services a test needs: postgres, redis, kafka, mongo, replica (a PostgreSQL streaming
+replica: `scripts/services.sh start replica`). A run is "asked to use" a service when its URL is set
+(DATABASE_URL=postgres://..., REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, DATABASE_REPLICA_URL):
 then the service must answer, or the whole run stops with an error before any test (never a silent skip).
 A run without a service's URL (the embedded-default run) deselects the tests that need it, and says so.
 """
@@ -15,9 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 
-from core.testing import ServerProcess, port_answers
+from core.replica import ReplicaReads
+from core.testing import ReplicaControl, ServerProcess, port_answers
 
-SERVICE_MARKERS = ("postgres", "redis", "kafka", "mongo")
+SERVICE_MARKERS = ("postgres", "redis", "kafka", "mongo", "replica")
 # Tests that pin the embedded database itself (SQLite's locking): run only where the database is SQLite.
 EMBEDDED_MARKERS = ("sqlite",)
 
@@ -28,6 +30,9 @@ def configured_services() -> dict[str, tuple[str, int]]:
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("postgresql"):
         found["postgres"] = (db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432))
+    replica = settings.DATABASES.get("replica")
+    if replica is not None:
+        found["replica"] = (replica.get("HOST") or "127.0.0.1", int(replica.get("PORT") or 5432))
     if settings.REDIS_URL:
         parts = urlsplit(settings.REDIS_URL)
         found["redis"] = (parts.hostname or "127.0.0.1", parts.port or 6379)
@@ -114,6 +119,47 @@ def _pool_connections_given_back() -> Iterator[None]:
     if stats.get("pool_size", 0) - stats.get("pool_available", 0) > 1:  # more than this thread's own
         connection.close()
         connection.close_pool()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> None:
+    """The replica alias is Django's test mirror of default (TEST MIRROR: the test database is created on
+    the primary only), which points this thread's replica connection at the primary. The streaming replica
+    holds the same test database by replication: point the alias there, for every thread."""
+    from django.db import connections
+
+    if "replica" not in settings.DATABASES:
+        return
+    test_name = connections["default"].settings_dict["NAME"]
+    shared = connections.settings["replica"]  # what every thread's replica connection is made from
+    shared["NAME"] = test_name
+    connections["replica"].close()
+    connections["replica"].settings_dict = shared
+    # The test database was just dropped and created again on the primary. Until the replica has replayed
+    # that (it waits for its own sessions on the old copy, up to max_standby_streaming_delay), it still
+    # serves the previous run's rows under the same ids: every test starts after it caught up.
+    with django_db_blocker.unblock():
+        ReplicaControl().catch_up()
+
+
+@pytest.fixture(autouse=True)
+def _replica_reads_only_in_replica_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Replica-safe reads use the replica only in tests marked `replica` (see core.replica.ReplicaReads)."""
+    ReplicaReads.enabled = request.node.get_closest_marker("replica") is not None
+    yield
+    ReplicaReads.enabled = True
+
+
+@pytest.fixture
+def streaming_replica(transactional_db: None) -> Iterator[ReplicaControl]:
+    """The streaming replica holding this test's committed rows; replay resumed afterwards whatever happened.
+    Mark the test `@pytest.mark.django_db(transaction=True, databases=["default", "replica"])`."""
+    control = ReplicaControl()
+    control.catch_up()
+    try:
+        yield control
+    finally:
+        control.resume()
 
 
 @pytest.fixture(autouse=True)

@@ -35,6 +35,15 @@ def chattalk_settings_check(app_configs: Any, **kwargs: Any) -> list[Error | War
                 id="chattalk.W002",
             )
         )
+    replica = settings.DATABASES.get("replica")
+    if replica is not None and not (engine.endswith("postgresql") and replica["ENGINE"].endswith("postgresql")):
+        problems.append(
+            Error(
+                "DATABASE_REPLICA_URL needs PostgreSQL for both DATABASE_URL and the replica: the replica must be "
+                "a streaming replica of the primary.",
+                id="chattalk.E009",
+            )
+        )
     if not settings.DEBUG and settings.USING_DEV_SECRET_KEY:
         problems.append(Error("The development SECRET_KEY is in use with DEBUG off.", id="chattalk.E004"))
     if not settings.DEBUG and not settings.REDIS_URL:

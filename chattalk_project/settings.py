@@ -154,19 +154,27 @@ DATABASE_URL = env_str("DATABASE_URL")
 # clients", and N processes never hold more than N x DATABASE_POOL_MAX connections. Threads return their
 # connection after each request or socket call, so a small pool serves thousands of sockets.
 DATABASE_POOL_MAX = env_int("DATABASE_POOL_MAX", 16)
-if DATABASE_URL:
-    _default_db = dj_database_url.parse(DATABASE_URL)
-    if _default_db["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX > 0:
-        _default_db["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
-        _default_db.setdefault("OPTIONS", {})["pool"] = {
+
+
+def _database(url: str) -> dict[str, Any]:
+    """A DATABASES entry for a URL, with the connection pool (PostgreSQL) or the persistent connection."""
+    db = dj_database_url.parse(url)
+    if db["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX > 0:
+        db["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django must not
+        db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": DATABASE_POOL_MAX,
             "timeout": env_int("DATABASE_POOL_TIMEOUT", 5),
             "max_idle": 300,
         }
     else:
-        _default_db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
-        _default_db["CONN_HEALTH_CHECKS"] = True
+        db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
+        db["CONN_HEALTH_CHECKS"] = True
+    return db
+
+
+if DATABASE_URL:
+    _default_db = _database(DATABASE_URL)
 else:
     _default_db = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(BASE_DIR / "db.sqlite3")}
 if _default_db["ENGINE"] == "django.db.backends.sqlite3":
@@ -196,6 +204,14 @@ if _default_db["ENGINE"] == "django.db.backends.sqlite3":
 elif _test_db_name:
     _default_db["TEST"] = {"NAME": _test_db_name}
 DATABASES = {"default": _default_db}
+# A PostgreSQL streaming replica of the primary. Only reads that can take its lag go there (history pages,
+# a socket's resume replay), each topped up from the primary (core/replica.py, messaging.services); unset,
+# everything reads the primary. Under test the alias mirrors the primary (TEST MIRROR): pytest-django
+# creates the test database on the primary only, and the replica tests point the alias at the replica.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = {**_database(DATABASE_REPLICA_URL), "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["core.replica.PrimaryWritesRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: channel layer and cache ------------------------------------------------------------------

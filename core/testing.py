@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
+
+from .replica import REPLICA_ALIAS
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -47,6 +49,49 @@ def test_database_url() -> str:
     password = db.get("PASSWORD") or ""
     auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
     return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def test_replica_url() -> str | None:
+    """The URL of the test database on the streaming replica (the same name as on the primary), if any."""
+    if REPLICA_ALIAS not in settings.DATABASES:
+        return None
+    replica = connections.settings[REPLICA_ALIAS]
+    host, port = replica.get("HOST") or "127.0.0.1", replica.get("PORT") or 5432
+    user, password = replica.get("USER") or "", replica.get("PASSWORD") or ""
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    return f"postgres://{auth}{host}:{port}/{connection.settings_dict['NAME']}"
+
+
+class ReplicaControl:
+    """Drives the streaming replica from a test: wait until it has applied what the primary committed, pause
+    and resume its replay (PostgreSQL's pg_wal_replay_pause: a replica that lags for as long as a test
+    wants)."""
+
+    def _replica_value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with connections[REPLICA_ALIAS].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+
+    def _wait_until(self, sql: str, params: Sequence[Any], what: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._replica_value(sql, params):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the replica did not {what} within {timeout:.0f} s")
+            time.sleep(0.02)
+
+    def catch_up(self) -> None:
+        """Return once the replica has applied everything the primary has committed so far."""
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn()")
+            target = cursor.fetchone()[0]
+        self._wait_until("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target], "catch up")
+
+    def pause(self) -> None:
+        self._replica_value("SELECT pg_wal_replay_pause()")
+        self._wait_until("SELECT pg_get_wal_replay_pause_state() = 'paused'", [], "pause its replay")
+
+    def resume(self) -> None:
+        self._replica_value("SELECT pg_wal_replay_resume()")
 
 
 class ServerProcess:
@@ -84,6 +129,9 @@ class ServerProcess:
                 "PYTHON": sys.executable,
             }
         )
+        replica_url = test_replica_url()
+        if replica_url is not None:
+            env["DATABASE_REPLICA_URL"] = replica_url  # the replica's copy of the test database
         env.update(self.extra_env)
         return env
 

@@ -28,7 +28,15 @@ from rooms.sockets import RoomMemberSocket
 
 from . import frames
 from .limits import MESSAGE_SENDS
-from .services import delete_message, edit_message, mark_read, replay_page, send_message, set_reaction
+from .services import (
+    delete_message,
+    edit_message,
+    mark_read,
+    replay_page,
+    room_last_seq,
+    send_message,
+    set_reaction,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,7 @@ def _change_within_limits(change: Any, **kwargs: Any) -> Any:
 send_message_async = in_worker_thread(_send_within_limits)
 change_message_async = in_worker_thread(_change_within_limits)
 replay_page_async = in_worker_thread(replay_page)
+room_last_seq_async = in_worker_thread(room_last_seq)
 mark_read_async = in_worker_thread(mark_read)
 
 
@@ -189,9 +198,17 @@ class ChatConsumer(RoomMemberSocket):
         cursor = after_seq
         page_size = settings.WS_REPLAY_PAGE_SIZE
         try:
+            # The replay covers every seq up to the room's last_seq on the primary, read after this socket
+            # joined the live stream: later seqs arrive live (held until `synced`). Pages may come from a
+            # lagging replica; replay_page tops them up from the primary up to this bound.
+            up_to_seq = await room_last_seq_async(self.room_id)
             while not self.closing:
                 page = await replay_page_async(
-                    room_id=self.room_id, after_seq=cursor, limit=page_size, floor=self.history_floor
+                    room_id=self.room_id,
+                    after_seq=cursor,
+                    limit=page_size,
+                    floor=self.history_floor,
+                    up_to_seq=up_to_seq,
                 )
                 for seq, frame in page:
                     self.push_frame(frame)

@@ -11,6 +11,12 @@ every change of the room's messages too (no message row lock is needed, on Postg
 change that turns out to change nothing rolls back and gives its seq back ("a retried change changes
 nothing and takes no seq").
 
+Reads that may go to the read replica (core/replica.py): history pages and a socket's resume replay. The
+replica applies the primary's commits in order, so what it holds of a room is every event up to its copy of
+the room's `last_seq` ("applied"); each of these reads takes that prefix from the replica and the seqs past
+it from the primary, so a lagging replica makes a read slower, never shorter. Gap fill (frames_between)
+and everything else read the primary.
+
 History visibility: a member of a room that shows history "since_join" reads nothing at or below their
 join's seq (rooms.models.history_floor) on any path here: history, resume, gap fill (the live frame of a
 change carries its message's seq, and the chat socket drops what its member may not read), replies.
@@ -19,6 +25,7 @@ change carries its message's seq, and the chat socket drops what its member may 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -26,13 +33,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, NotSupportedError, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, NotSupportedError, transaction
 from django.db.models import Count, F, Func, JSONField, Max, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
 from core.domain import DomainError, Forbidden, InvalidInput, NotFound
+from core.replica import replica_alias
 from events.services import record_event, rewrite_events
 from realtime.publish import publish_room_event, publish_room_frame, publish_user_frame
 from rooms.models import HistoryVisibility, Membership, Room, RoomEvent, history_floor
@@ -60,6 +68,8 @@ from .models import (
     Reaction,
 )
 from .search import cjk_terms
+
+logger = logging.getLogger(__name__)
 
 HISTORY_MAX_LIMIT = 200
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -639,6 +649,56 @@ def post_membership_message(*, room_id: int, user: User, kind: str, at: datetime
     return _store(room_id, user, kind, f"{kind.lower()}-{uuid.uuid4()}", "", at)
 
 
+def room_last_seq(room_id: int, using: str = DEFAULT_DB_ALIAS) -> int:
+    """The room's newest seq on the primary, or as far as the database `using` (the replica) has applied."""
+    return Room.objects.using(using).filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+
+
+def _replica_and_applied(room_id: int) -> tuple[str, int] | None:
+    """The replica and how far it has applied the room; None without a replica, or when it does not answer
+    (a replica that is down must not take history down: the primary serves the read)."""
+    replica = replica_alias()
+    if replica is None:
+        return None
+    try:
+        return replica, room_last_seq(room_id, using=replica)
+    except DatabaseError:
+        logger.warning("the read replica does not answer; reading room %s on the primary", room_id)
+        return None
+
+
+def _changed_after(room_id: int, applied: int) -> dict[int, Message]:
+    """The room's messages changed after the replica's copy of the room (last_change_seq > applied), from the
+    primary: usually none, one index range scan. A row read from the replica is shown as its entry here when
+    it has one, and quotes the entry of the message it replies to, so a lagging replica never shows a state
+    the primary has replaced (a deleted body must not travel, not even to be corrected a frame later)."""
+    return {m.pk: m for m in messages_with_relations().filter(room_id=room_id, last_change_seq__gt=applied)}
+
+
+def _as_current(message: Message, changed_after: dict[int, Message]) -> Message:
+    message = changed_after.get(message.pk, message)
+    if message.reply_to_id in changed_after:
+        message.reply_to = changed_after[message.reply_to_id]
+    return message
+
+
+def _seq_page(query: Any, *, newest_first: bool, take: int, room_id: int) -> list[Any]:
+    """`take` rows of a seq-ordered query of one room: those up to what the replica has applied from the
+    replica, the rest from the primary (all from the primary without a replica)."""
+    order = "-seq" if newest_first else "seq"
+    on_replica = _replica_and_applied(room_id)
+    if on_replica is None:
+        return list(query.order_by(order)[:take])
+    replica, applied = on_replica
+    older, newer = query.using(replica).filter(seq__lte=applied), query.filter(seq__gt=applied)
+    first, then = (newer, older) if newest_first else (older, newer)
+    rows = list(first.order_by(order)[:take])
+    if len(rows) < take:
+        rows += list(then.order_by(order)[: take - len(rows)])
+    changed_after = _changed_after(room_id, applied)
+    return [_as_current(m, changed_after) for m in rows]
+
+
 def history(
     *,
     room_id: int,
@@ -649,7 +709,8 @@ def history(
     limit: int = 50,
 ) -> tuple[list[dict[str, Any]], bool]:
     """Members-only history of messages in their current state, ascending by seq. With before_seq alone,
-    the newest page below it."""
+    the newest page below it. The membership check reads the primary (a member who just left reads
+    nothing); the page may come from the replica (_seq_page)."""
     floor = history_floor(require_member(room_id, user))
     limit = max(1, min(int(limit), HISTORY_MAX_LIMIT))
     query = messages_with_relations().filter(room_id=room_id, seq__gt=floor)
@@ -659,14 +720,10 @@ def history(
         query = query.filter(seq__lt=before_seq)
     if since is not None:
         query = query.filter(created_at__gte=since)
-    if before_seq is not None and after_seq is None and since is None:
-        page = list(query.order_by("-seq")[: limit + 1])
-        has_more = len(page) > limit
-        page = list(reversed(page[:limit]))
-    else:
-        page = list(query.order_by("seq")[: limit + 1])
-        has_more = len(page) > limit
-        page = page[:limit]
+    newest_first = before_seq is not None and after_seq is None and since is None
+    page = _seq_page(query, newest_first=newest_first, take=limit + 1, room_id=room_id)
+    has_more = len(page) > limit
+    page = list(reversed(page[:limit])) if newest_first else page[:limit]
     return with_my_reactions([_for_reader(message_to_dict(m), floor) for m in page], user), has_more
 
 
@@ -677,6 +734,8 @@ def _room_events(
     limit: int | None = None,
     floor: int = 0,
     quote_floor: int | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+    changed_after: dict[int, Message] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
     """The room's events after `after_seq` as (seq, frame), ascending: each message at its seq, each
     changed message once more at the seq of its latest change, both in the message's current state, and
@@ -686,11 +745,16 @@ def _room_events(
 
     Three index range scans, (room, seq), (room, last_change_seq) and the room events' (room, seq), merged;
     with `limit`, each scan stops at `limit` rows, which is enough for the merged first `limit` events.
+
+    `changed_after` (a read of the replica: `_changed_after`): messages to show in their state on the
+    primary; their changes up to the replica's copy are left out here (superseded by later ones).
     """
     start = max(after_seq, floor)
-    created = messages_with_relations().filter(room_id=room_id, seq__gt=start)
-    changed = messages_with_relations().filter(room_id=room_id, last_change_seq__gt=after_seq, seq__gt=floor)
-    others = RoomEvent.objects.filter(room_id=room_id, seq__gt=start)
+    created = messages_with_relations().using(using).filter(room_id=room_id, seq__gt=start)
+    changed = (
+        messages_with_relations().using(using).filter(room_id=room_id, last_change_seq__gt=after_seq, seq__gt=floor)
+    )
+    others = RoomEvent.objects.using(using).filter(room_id=room_id, seq__gt=start)
     if up_to_seq is not None:
         created = created.filter(seq__lte=up_to_seq)
         changed = changed.filter(last_change_seq__lte=up_to_seq)
@@ -698,8 +762,13 @@ def _room_events(
     created = created.order_by("seq")
     changed = changed.order_by("last_change_seq")
     others = others.order_by("seq")
+    if changed_after:
+        changed = changed.exclude(pk__in=list(changed_after))
     if limit is not None:
         created, changed, others = created[:limit], changed[:limit], others[:limit]
+    current = changed_after or {}
+    created = [_as_current(m, current) for m in created]
+    changed = [_as_current(m, current) for m in changed]
     payloads: dict[int, dict[str, Any]] = {}
 
     def payload(message: Message) -> dict[str, Any]:
@@ -717,14 +786,41 @@ def _room_events(
     return events[:limit] if limit is not None else events
 
 
-def replay_page(*, room_id: int, after_seq: int, limit: int, floor: int = 0) -> list[tuple[int, dict[str, Any]]]:
+def replay_page(
+    *, room_id: int, after_seq: int, limit: int, floor: int = 0, up_to_seq: int | None = None
+) -> list[tuple[int, dict[str, Any]]]:
     """One page of a resume as (seq, frame), for a socket whose membership was checked; `floor` is its
-    member's history floor (rooms.models.history_floor)."""
-    return _room_events(room_id, after_seq, limit=limit, floor=floor)
+    member's history floor (rooms.models.history_floor).
+
+    `up_to_seq` (the room's last_seq on the primary when the resume began: `room_last_seq`) bounds every
+    scan of the page, so the three scans agree on one committed range even while new events commit, and a
+    page shorter than `limit` means the resume has everything up to it. The part of the range the replica
+    has applied is read there, the rest from the primary."""
+    on_replica = _replica_and_applied(room_id) if up_to_seq is not None else None
+    if on_replica is not None and up_to_seq is not None:
+        replica, applied = on_replica[0], min(on_replica[1], up_to_seq)
+        if applied > after_seq:
+            changed_after = _changed_after(room_id, applied)
+            events = _room_events(
+                room_id,
+                after_seq,
+                up_to_seq=applied,
+                limit=limit,
+                floor=floor,
+                using=replica,
+                changed_after=changed_after,
+            )
+            if len(events) == limit or applied == up_to_seq:
+                return events
+            # The replica stops short of up_to_seq: the rest of the page from the primary.
+            after_seq, limit = applied, limit - len(events)
+            return events + _room_events(room_id, after_seq, up_to_seq=up_to_seq, limit=limit, floor=floor)
+    return _room_events(room_id, after_seq, up_to_seq=up_to_seq, limit=limit, floor=floor)
 
 
 def frames_between(*, room_id: int, after_seq: int, up_to_seq: int) -> list[tuple[int, dict[str, Any]]]:
     """The room's events with after_seq < seq <= up_to_seq as (seq, frame): how a live stream fills a gap.
+    Always on the primary: the stream settles every seq of the range that this does not return.
     A seq in the range that is not returned was a change superseded by a later one (or went with its row).
     The stream serves every member: each chat socket drops what its member may not read (visible_seq)."""
     return _room_events(room_id, after_seq, up_to_seq=up_to_seq, quote_floor=_shared_floor(room_id))
@@ -758,7 +854,7 @@ def mark_read(*, room_id: int, user: User, seq: Any) -> ReadPosition:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise InvalidInput(fields={"seq": ["Must be a non-negative integer."]})
     membership = require_member(room_id, user)
-    last_seq = Room.objects.filter(pk=room_id).values_list("last_seq", flat=True).first() or 0
+    last_seq = room_last_seq(room_id)
     target = min(seq, last_seq)
     moved = Membership.objects.filter(pk=membership.pk, last_read_seq__lt=target).update(last_read_seq=target)
     last_read = max(membership.last_read_seq, target)

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Start the real services ChatTalk uses, where they are not already running, and wait until each answers.
-# Idempotent: a service whose port answers is left alone. Usage: scripts/services.sh start [postgres redis kafka mongo]
-#                                                              scripts/services.sh stop-kafka | stop-mongo | status
-# Ports and data folders: PG_PORT REDIS_PORT KAFKA_PORT MONGO_PORT CHATTALK_DATA_DIR.
+# Idempotent: a service whose port answers is left alone.
+# Usage: scripts/services.sh start [postgres redis kafka mongo replica]
+#        scripts/services.sh stop-kafka | stop-mongo | stop-replica | status
+# `start` with no names starts postgres redis kafka mongo; `replica` (a PostgreSQL streaming replica of the
+# local server, for DATABASE_REPLICA_URL and the replica tests) is started only when named.
+# Ports and data folders: PG_PORT REDIS_PORT KAFKA_PORT MONGO_PORT PG_REPLICA_PORT CHATTALK_DATA_DIR
+# PG_REPLICA_DIR.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
@@ -10,6 +14,9 @@ PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
 KAFKA_PORT=${KAFKA_PORT:-9092}
 MONGO_PORT=${MONGO_PORT:-27017}
+PG_REPLICA_PORT=${PG_REPLICA_PORT:-5433}
+# Owned by the postgres user, so not under the repository (a worktree's folders are root's).
+PG_REPLICA_DIR=${PG_REPLICA_DIR:-/var/lib/postgresql/chattalk-replica-$PG_REPLICA_PORT}
 DATA_DIR=${CHATTALK_DATA_DIR:-$ROOT/var/services}
 mkdir -p "$DATA_DIR"
 
@@ -45,6 +52,73 @@ start_postgres() {
   fi
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   wait_port postgres "$PG_PORT" 30
+}
+
+pg_bin() { echo "/usr/lib/postgresql/$(ls /etc/postgresql | sort -V | tail -1)/bin"; }
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else sudo -u postgres "$@"; fi; }
+psql_at() { psql -h 127.0.0.1 -p "$1" -U postgres -d postgres -Atc "$2"; }
+
+replica_streams() {  # seconds: true once the replica's WAL receiver streams from the primary
+  local i
+  for i in $(seq 1 $(( $1 * 10 ))); do
+    [ "$(psql_at "$PG_REPLICA_PORT" "SELECT status FROM pg_stat_wal_receiver" 2>/dev/null)" = streaming ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+clone_replica() {
+  echo "    cloning the primary on $PG_PORT into $PG_REPLICA_DIR (pg_basebackup -R)"
+  as_root rm -rf "$PG_REPLICA_DIR"
+  as_root install -d -o postgres -g postgres -m 700 "$PG_REPLICA_DIR"
+  as_postgres "$(pg_bin)/pg_basebackup" -h 127.0.0.1 -p "$PG_PORT" -U postgres -D "$PG_REPLICA_DIR" -R -X stream -c fast
+  # Debian keeps the primary's configuration in /etc, so the copy has none: a hot standby must allow at
+  # least the primary's connections, worker processes, WAL senders, prepared transactions and locks.
+  local setting settings=""
+  for setting in max_connections max_worker_processes max_wal_senders max_prepared_transactions \
+                 max_locks_per_transaction; do
+    settings+="$setting = $(psql_at "$PG_PORT" "SHOW $setting")"$'\n'
+  done
+  as_postgres tee "$PG_REPLICA_DIR/postgresql.conf" >/dev/null <<CONF
+# chattalk: streaming replica of 127.0.0.1:$PG_PORT for DATABASE_REPLICA_URL (scripts/services.sh)
+port = $PG_REPLICA_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '/var/run/postgresql'
+hot_standby = on
+# Queries on the replica would otherwise be cancelled when the primary vacuums rows they still read.
+hot_standby_feedback = on
+shared_buffers = 32MB
+$settings
+CONF
+  printf 'local all all trust\nhost all all 127.0.0.1/32 trust\n' | as_postgres tee "$PG_REPLICA_DIR/pg_hba.conf" >/dev/null
+  as_postgres touch "$PG_REPLICA_DIR/pg_ident.conf"
+}
+
+start_replica() {
+  port_open "$PG_REPLICA_PORT" && { echo "    postgres replica already answers on $PG_REPLICA_PORT"; return 0; }
+  start_postgres
+  echo "==> starting a PostgreSQL streaming replica of $PG_PORT on $PG_REPLICA_PORT"
+  # The primary streams WAL to it: wal_level replica (PostgreSQL's default), max_wal_senders > 0 (default
+  # 10) and a replication entry in pg_hba.conf.
+  local hba
+  hba=$(psql_at "$PG_PORT" "SHOW hba_file")
+  if ! as_root grep -q "chattalk: streaming replica" "$hba"; then
+    as_root sed -i '1i # chattalk: streaming replica (scripts/services.sh start replica)\nhost replication postgres 127.0.0.1/32 trust' "$hba"
+    psql_at "$PG_PORT" "SELECT pg_reload_conf()" >/dev/null
+  fi
+  [ "$(psql_at "$PG_PORT" "SHOW wal_level")" != minimal ] || { echo "!! the primary has wal_level=minimal" >&2; return 1; }
+  [ -f "$PG_REPLICA_DIR/standby.signal" ] || clone_replica
+  as_postgres "$(pg_bin)/pg_ctl" -D "$PG_REPLICA_DIR" -l "$PG_REPLICA_DIR/server.log" -w -t 60 start >/dev/null
+  if ! replica_streams 30; then
+    # Stopped long enough for the primary to recycle the WAL it needed (no replication slot holds WAL for
+    # it, so a stopped replica never fills the primary's disk): clone it afresh.
+    echo "    the replica does not stream; cloning it again"
+    as_postgres "$(pg_bin)/pg_ctl" -D "$PG_REPLICA_DIR" -m fast -w stop >/dev/null || true
+    clone_replica
+    as_postgres "$(pg_bin)/pg_ctl" -D "$PG_REPLICA_DIR" -l "$PG_REPLICA_DIR/server.log" -w -t 60 start >/dev/null
+    replica_streams 60 || { echo "!! the replica on $PG_REPLICA_PORT does not stream; see $PG_REPLICA_DIR/server.log" >&2; return 1; }
+  fi
+  wait_port "postgres replica" "$PG_REPLICA_PORT" 30
 }
 
 start_redis() {
@@ -104,9 +178,12 @@ case "$cmd" in
     for s in $services; do "start_$s"; done ;;
   stop-kafka) stop_by_port kafka "$KAFKA_PORT" ;;
   stop-mongo) stop_by_port mongodb "$MONGO_PORT" ;;
+  stop-replica)
+    if [ -f "$PG_REPLICA_DIR/postmaster.pid" ]; then as_postgres "$(pg_bin)/pg_ctl" -D "$PG_REPLICA_DIR" -m fast -w stop; fi ;;
   status)
-    for pair in postgres:$PG_PORT redis:$REDIS_PORT kafka:$KAFKA_PORT mongodb:$MONGO_PORT; do
+    for pair in postgres:$PG_PORT redis:$REDIS_PORT kafka:$KAFKA_PORT mongodb:$MONGO_PORT replica:$PG_REPLICA_PORT; do
       port_open "${pair#*:}" && echo "${pair%%:*}: up" || echo "${pair%%:*}: down"
     done ;;
-  *) echo "usage: $0 start [postgres redis kafka mongo] | stop-kafka | stop-mongo | status" >&2; exit 2 ;;
+  *) echo "usage: $0 start [postgres redis kafka mongo replica] | stop-kafka | stop-mongo | stop-replica | status" >&2
+     exit 2 ;;
 esac

@@ -88,6 +88,19 @@ def test_system_checks_report_settings_that_cannot_work():
     assert "chattalk.E002" in result.stderr and "chattalk.E003" in result.stderr
 
 
+def test_a_replica_url_beside_an_embedded_database_is_refused_by_the_system_checks():
+    """A streaming replica is a copy of a PostgreSQL primary: beside SQLite it cannot be one."""
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "manage.py", "check"],
+        cwd=BASE_DIR,
+        env={"PATH": os.environ["PATH"], "DATABASE_REPLICA_URL": "postgres://postgres@127.0.0.1:5433/chattalk"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "chattalk.E009" in result.stderr
+
+
 @pytest.mark.django_db
 def test_healthz_answers_and_readyz_names_each_configured_service(client: Client):
     assert client.get("/healthz").json() == {"status": "ok"}
