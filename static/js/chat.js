@@ -683,6 +683,7 @@ olderButton.addEventListener("click", loadOlder);
 scroller.addEventListener("scroll", () => {
   if (scroller.scrollTop < 60) loadOlder();
   if (unseen) updateJumpButton();
+  if (nearBottom()) scheduleRead();
 });
 
 // --- connection state ---------------------------------------------------------------------------------
@@ -1179,10 +1180,13 @@ function renderTyping() {
 setInterval(renderTyping, 1000);
 
 // --- read position ------------------------------------------------------------------------------------
+// Read means seen: only while the newest message is on screen (a page opened at the new-messages marker, or
+// scrolled up, reports nothing until the reader reaches the bottom).
 function scheduleRead() {
   if (readTimer || document.visibilityState !== "visible") return;
   readTimer = setTimeout(() => {
     readTimer = null;
+    if (!nearBottom()) return;
     if (lastSeq > lastReadSent && chat.synced && socket.send({ type: "read", seq: lastSeq })) {
       lastReadSent = lastSeq;
       scroller.dataset.readSeq = String(lastSeq); // what the page has reported as read
