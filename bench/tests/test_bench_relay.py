@@ -20,8 +20,10 @@ from rooms.models import Room
 def test_bench_relay_reports_throughput_and_lag_draws_progress_on_a_terminal_and_cleans_up(
     monkeypatch: Any, settings: Any, make_terminal: Any
 ) -> None:
-    # `settings` restores KAFKA_TOPIC_PREFIX, which the command extends; its relay_events child process must
-    # read this test's database.
+    # The command extends KAFKA_TOPIC_PREFIX by assigning django.conf.settings directly: overridden here first,
+    # so that assignment lands in this test's override and ends with it (a later test saw the bench's prefix).
+    # Its relay_events child process must read this test's database.
+    settings.KAFKA_TOPIC_PREFIX = settings.KAFKA_TOPIC_PREFIX
     monkeypatch.setenv("DATABASE_URL", testing.test_database_url())
     out, err = StringIO(), make_terminal()
     call_command(

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from django.db import connection
@@ -30,7 +31,6 @@ from django.db import connection
 from accounts.models import User
 from accounts.services import issue_tokens
 from accounts.testing import access_token_for
-from bench.client import http_json
 from core.testing import BASE_DIR, wait_until
 
 from .faults_support import Member, assert_nothing_lost_nothing_duplicated, send_stream, stored_history
@@ -115,7 +115,12 @@ def all_servers_up(cluster: dict[str, Any]) -> bool:
 
 async def api(cluster: dict[str, Any], method: str, path: str, token: str = "", body: Any = None) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return await http_json(method, cluster["balancer"] + path, body, headers=headers, timeout=30)
+    async with httpx.AsyncClient(timeout=30, trust_env=False) as http:
+        response = await http.request(method, cluster["balancer"] + path, json=body, headers=headers)
+    try:
+        return response.status_code, response.json()
+    except ValueError:
+        return response.status_code, response.text
 
 
 def balancer_members(room_id: int, users: list[User], balancer: Endpoint) -> list[Member]:

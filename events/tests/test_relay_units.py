@@ -278,6 +278,7 @@ def test_created_topics_take_the_configured_partitions_and_replication(settings)
     from events.kafka import ensure_topics
 
     settings.KAFKA_TOPIC_PARTITIONS, settings.KAFKA_TOPIC_REPLICATION = 12, 3
+    settings.KAFKA_TOPIC_PREFIX = ""
     requested: list[NewTopic] = []
 
     class Done:
