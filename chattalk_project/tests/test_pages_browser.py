@@ -157,6 +157,11 @@ def test_two_users_sign_up_create_join_and_chat_both_ways_live(browser: Browser,
     send(bob, "Hi Alice")
     expect(alice.locator("#message-list [data-testid=message-body]", has_text="Hi Alice")).to_have_count(1)
     expect(alice.get_by_test_id("typing")).to_have_text("")
+    # A quick reply: typing again right after the send is news again (neither side holds it back).
+    bob.fill("#send-body", "and one more")
+    bob.dispatch_event("#send-body", "input")
+    expect(alice.get_by_test_id("typing")).to_have_text("Bob is typing…")
+    bob.fill("#send-body", "")
     assert bodies(alice) == bodies(bob) == ["Hello Bob", "Hi Alice"]
     # Own messages are confirmed: nothing is left "sending…".
     expect(alice.get_by_test_id("pending-message")).to_have_count(0)
