@@ -109,6 +109,8 @@ def test_axe_finds_nothing_serious_on_our_pages(browser: Browser, server: Server
     found["/login/ with errors"] = serious_findings(page)
     log_in(page, "alice")
     found["/rooms/"] = serious_findings(page)
+    page.goto("/search/?q=hello")
+    found["/search/"] = serious_findings(page)
     context.close()
     assert {path: rules for path, rules in found.items() if rules} == {}
 
