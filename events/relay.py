@@ -529,7 +529,14 @@ class Relay:
         now = time.monotonic()
         if now - self.stats.last_prune >= self.prune_interval:
             self.stats.last_prune = now
-            pruned = prune_sent_events(older_than=timezone.now() - settings.EVENTS_RETENTION)
+            try:
+                pruned = prune_sent_events(older_than=timezone.now() - settings.EVENTS_RETENTION)
+            except DatabaseFailure as exc:
+                # Pruning can wait for its next round; a relay must not die of it (its session was killed, the
+                # database restarted). The broken connection is replaced at the next query.
+                logger.warning("relay: pruning failed: %s; trying again later", str(exc).strip()[:300])
+                connection.close()
+                pruned = 0
             if pruned:
                 logger.info("relay: pruned %d sent events older than %s", pruned, settings.EVENTS_RETENTION)
         if now - self.stats.last_report >= self.stats_interval:

@@ -229,6 +229,25 @@ def test_relay_housekeeping_prunes_sent_rows_past_the_retention(settings):
     assert list(OutboxEvent.objects.values_list("pk", flat=True)) == [recent.pk]
 
 
+def test_a_database_error_while_pruning_leaves_the_relay_running(monkeypatch, caplog):
+    """A relay whose session was killed while it pruned crashed (the suite's killed-sessions test caught it):
+    pruning waits for its next round instead, and the broken connection is dropped."""
+    from django.db import OperationalError
+
+    import events.relay as relay_module
+
+    def killed(**kwargs: Any) -> int:
+        raise OperationalError("terminating connection due to administrator command")
+
+    closed: list[bool] = []
+    monkeypatch.setattr(relay_module, "prune_sent_events", killed)
+    monkeypatch.setattr(relay_module, "connection", type("Conn", (), {"close": lambda self: closed.append(True)})())
+    monkeypatch.setattr(Relay, "report", lambda self: None)
+    Relay(producer_factory=lambda: ScriptedProducer())._housekeeping()
+    assert closed == [True]
+    assert "pruning failed" in caplog.text
+
+
 @pytest.mark.django_db
 def test_a_room_stuck_behind_a_refused_row_does_not_hold_back_other_rooms(two_rooms_of_events, relay_with):
     producer = ScriptedProducer(refuse={"a1"})  # Kafka refuses a1 for good (say, too large)
