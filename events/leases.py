@@ -35,7 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, ExpressionWrapper, F, Q, QuerySet, Value
 from django.db.models import DateTimeField as DateTimeOutput
 from django.db.models.functions import Coalesce, Mod, Now
@@ -114,7 +114,19 @@ class PartitionLeases:
 
     # --- set-up -------------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Make sure the lease table has exactly `partition_count` rows; refuse if live relays count otherwise."""
+        """Make sure the lease table has exactly `partition_count` rows; refuse if live relays count otherwise.
+
+        Relays started together may both find the table empty (no row to lock) and both create the rows: the
+        one that loses that race reads the winner's rows again instead of failing."""
+        for attempt in range(3):
+            try:
+                self._prepare_rows()
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+
+    def _prepare_rows(self) -> None:
         with transaction.atomic():
             rows = list(RelayLease.objects.select_for_update().order_by("partition"))
             if len(rows) == self.partition_count and all(r.partition_count == self.partition_count for r in rows):

@@ -97,3 +97,26 @@ def test_a_relay_with_another_partition_count_is_refused_while_relays_run():
     running.release_all()
     leases("other", count=4)  # nobody runs: the table is rebuilt for the new count
     assert RelayLease.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_a_relay_that_loses_the_race_to_create_the_lease_rows_reads_the_winners_rows(monkeypatch):
+    """Two relays started together both found the table empty and both created its rows; the loser crashed
+    on the unique partition (the suite's three-relay test caught it). It now reads the rows again."""
+    from django.db import IntegrityError
+
+    leases = PartitionLeases(name="late", partition_count=4, lease_seconds=10)
+    real = leases._prepare_rows
+    calls: list[int] = []
+
+    def racing() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            PartitionLeases(name="early", partition_count=4, lease_seconds=10).prepare()  # the winner, a moment before
+            raise IntegrityError('duplicate key value violates unique constraint "events_relaylease_pkey"')
+        real()
+
+    monkeypatch.setattr(leases, "_prepare_rows", racing)
+    leases.prepare()
+    assert len(calls) == 2
+    assert sorted(RelayLease.objects.values_list("partition", flat=True)) == [0, 1, 2, 3]
