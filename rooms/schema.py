@@ -298,41 +298,39 @@ def _moderation_mutation(info: graphene.ResolveInfo, room_id: int, action: Calla
     return _refusals_as_data(info, ModerationPayload, ROOM_WRITES, run)
 
 
-class KickMember(graphene.Mutation):
+def _member_mutation(
+    name: str, action: Callable[..., Any], description: str | None = None, **more: graphene.Argument
+) -> type[graphene.Mutation]:
+    """A moderation mutation on one member of a room: `roomId`, `userId` and `more` arguments, the
+    service `action` run for the caller, ModerationPayload as the answer (refusals as data)."""
+
     class Arguments:
         room_id = graphene.Int(required=True)
         user_id = graphene.Int(required=True)
 
-    Output = ModerationPayload
+    for argument_name, argument in more.items():
+        setattr(Arguments, argument_name, argument)
 
-    @staticmethod
-    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
-        return _moderation_mutation(info, room_id, services.kick_member, user_id=user_id)
+    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int, **args: Any) -> ModerationPayload:
+        return _moderation_mutation(info, room_id, action, user_id=user_id, **args)
 
-
-class BanMember(graphene.Mutation):
-    class Arguments:
-        room_id = graphene.Int(required=True)
-        user_id = graphene.Int(required=True)
-
-    Output = ModerationPayload
-
-    @staticmethod
-    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
-        return _moderation_mutation(info, room_id, services.ban_member, user_id=user_id)
+    attributes = {"Arguments": Arguments, "Output": ModerationPayload, "mutate": staticmethod(mutate)}
+    return type(name, (graphene.Mutation,), {**attributes, "__doc__": description})
 
 
-class SetMemberRole(graphene.Mutation):
-    class Arguments:
-        room_id = graphene.Int(required=True)
-        user_id = graphene.Int(required=True)
-        role = graphene.String(required=True, description='"moderator" or "member".')
-
-    Output = ModerationPayload
-
-    @staticmethod
-    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int, role: str) -> ModerationPayload:
-        return _moderation_mutation(info, room_id, services.set_role, user_id=user_id, role=role)
+KickMember = _member_mutation("KickMember", services.kick_member)
+BanMember = _member_mutation("BanMember", services.ban_member)
+SetMemberRole = _member_mutation(
+    "SetMemberRole", services.set_role, role=graphene.String(required=True, description='"moderator" or "member".')
+)
+UnbanMember = _member_mutation(
+    "UnbanMember",
+    services.unban_member,
+    "Lift a ban (owner, moderators, staff); lifting no ban is ok and changes nothing. `role` is null.",
+)
+TransferOwnership = _member_mutation(
+    "TransferOwnership", services.transfer_ownership, "The owner hands the room to another member (and stays as a moderator)."
+)
 
 
 class JoinRoom(graphene.Mutation):
@@ -355,34 +353,6 @@ class LeaveRoom(graphene.Mutation):
     @staticmethod
     def mutate(root: Any, info: graphene.ResolveInfo, room_id: int) -> MembershipPayload:
         return _membership_mutation(info, room_id, services.leave_room)
-
-
-class UnbanMember(graphene.Mutation):
-    """Lift a ban (owner, moderators, staff); lifting no ban is ok and changes nothing. `role` is null."""
-
-    class Arguments:
-        room_id = graphene.Int(required=True)
-        user_id = graphene.Int(required=True)
-
-    Output = ModerationPayload
-
-    @staticmethod
-    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
-        return _moderation_mutation(info, room_id, services.unban_member, user_id=user_id)
-
-
-class TransferOwnership(graphene.Mutation):
-    """The owner hands the room to another member (and stays as a moderator)."""
-
-    class Arguments:
-        room_id = graphene.Int(required=True)
-        user_id = graphene.Int(required=True)
-
-    Output = ModerationPayload
-
-    @staticmethod
-    def mutate(root: Any, info: graphene.ResolveInfo, room_id: int, user_id: int) -> ModerationPayload:
-        return _moderation_mutation(info, room_id, services.transfer_ownership, user_id=user_id)
 
 
 # --- invitations ---------------------------------------------------------------------------------------------
