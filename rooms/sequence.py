@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 
+from core.compiled import CompiledQuery
+
 from .errors import NotRoomMember, RoomNotFound
 from .models import Membership, Room, RoomKind, Visibility, is_room_id
 
@@ -22,6 +24,23 @@ class Taken(NamedTuple):
     floor: int  # the member's history floor (rooms.models.history_floor), read under the room's lock; 0 without one
 
 
+def _active_membership(room_id: int, member_id: int):  # type: ignore[no-untyped-def]
+    return Membership.objects.active().filter(room_id=room_id, user_id=member_id)
+
+
+# The membership rule is the queryset's (Membership.objects.active()) and the floor rule is
+# with_history_floor's, both compiled into the seq UPDATE: one round trip, no rule restated here. Compiled
+# once (core.compiled): the ORM built both subqueries anew for every send and change.
+_IS_MEMBER = CompiledQuery(
+    lambda room_id, member_id: _active_membership(room_id, member_id).values("pk"), room_id=int, member_id=int
+)
+_FLOOR = CompiledQuery(
+    lambda room_id, member_id: _active_membership(room_id, member_id).with_history_floor().values("history_floor"),
+    room_id=int,
+    member_id=int,
+)
+
+
 def next_seq(room_id: int, member_id: int | None) -> Taken | None:
     """Take the room's next seq; with a member id, only if that user is an active member. None: refused."""
     table_room = Room._meta.db_table
@@ -29,14 +48,11 @@ def next_seq(room_id: int, member_id: int | None) -> Taken | None:
     params: list[Any] = [room_id]
     returning, returning_params = "last_seq, 0", []
     if member_id is not None:
-        # The membership rule is the queryset's (Membership.objects.active()) and the floor rule is
-        # with_history_floor's, both compiled into this UPDATE: one round trip, no rule restated here.
-        member = Membership.objects.active().filter(room_id=room_id, user_id=member_id)
-        member_sql, member_params = member.values("pk").query.sql_with_params()
-        floor_sql, floor_params = member.with_history_floor().values("history_floor").query.sql_with_params()
+        member_sql, member_params = _IS_MEMBER.sql_with_params(room_id=room_id, member_id=member_id)
+        floor_sql, floor_params = _FLOOR.sql_with_params(room_id=room_id, member_id=member_id)
         sql += f" AND EXISTS ({member_sql})"
-        params += list(member_params)
-        returning, returning_params = f"last_seq, ({floor_sql})", list(floor_params)
+        params += member_params
+        returning, returning_params = f"last_seq, ({floor_sql})", floor_params
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} RETURNING {returning}", params + returning_params)
         row = cursor.fetchone()

@@ -336,17 +336,22 @@ def test_system_check_refuses_relay_settings_that_cannot_work(settings, name, va
 def test_the_relay_and_a_redaction_lock_outbox_rows_in_id_order(two_rooms_of_events, relay_with):
     """Both writers of stored events lock the rows they change in the same order, so that a deletion's
     redaction and a relay marking rows sent cannot deadlock on rows of the same room."""
+    from datetime import UTC, datetime
+
     from django.db import connection
-    from django.db.models import JSONField, Q, Value
-    from django.db.models.functions import Cast
     from django.test.utils import CaptureQueriesContext
 
-    from events.services import rewrite_events
+    from events.services import PayloadSQL, rewrite_events
 
     with CaptureQueriesContext(connection) as marking:
         relay_with(ScriptedProducer()).relay_batch()
     with transaction.atomic(), CaptureQueriesContext(connection) as redacting:
-        redacted = rewrite_events(1, Q(payload__data__body="a1"), Cast(Value('{"redacted": true}'), JSONField()))
+        redacted = rewrite_events(
+            1,
+            datetime(2000, 1, 1, tzinfo=UTC),
+            PayloadSQL("payload #>> '{data,body}' = %s", ["a1"]),
+            PayloadSQL("%s::jsonb", ['{"redacted": true}']),
+        )
     assert redacted == 1
     for captured in (marking, redacting):
         updates = [q["sql"] for q in captured.captured_queries if q["sql"].startswith('UPDATE "events_outboxevent"')]
