@@ -139,6 +139,6 @@ class CompactWSProtocol(WSProtocol):
         await super().send(message)
         conn = self.conn
         if conn.connection is not None and conn.handshake is not HANDSHAKE_DONE:
-            # The accept was written and wsproto's Connection took over (with any frame that arrived with
-            # the request); the h11 handshake state is never read again.
+            # The accept was written and wsproto's Connection took over; the h11 handshake state is never
+            # read again (a server-side wsproto Connection starts at the accept: a client may not send first).
             conn.handshake = HANDSHAKE_DONE  # type: ignore[assignment]
