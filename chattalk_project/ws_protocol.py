@@ -5,9 +5,10 @@ names), so this is configuration, not a patch: the class below is uvicorn's `WSP
 per-socket parts made smaller, and everything else (framing, close handshake, flow control, keepalive,
 limits) left to uvicorn and wsproto.
 
-- The inbox: uvicorn makes an `asyncio.Queue` per socket for what the app reads from `receive()` (three
-  deques of 760 bytes each, made up front). `Inbox` keeps a list only while messages wait and one future
-  only while the app waits; uvicorn pauses reading after each message, so the list stays short.
+- The inbox: uvicorn makes an `asyncio.Queue` per socket for what the app reads from `receive()` (four
+  deques of 760 bytes each, made up front: its getters, putters and items, and its join() Event's waiters).
+  `Inbox` keeps a list only while messages wait and one future only while the app waits; uvicorn pauses
+  reading after each message, so the list stays short.
 - The "writable" flag: an `asyncio.Event` (a deque of waiters made up front) becomes `WritableFlag`, which
   makes its waiter list only when a send must wait for the transport to drain.
 - The handshake: wsproto's `WSConnection` keeps its `H11Handshake` (an h11 connection with its buffers, the
