@@ -25,7 +25,8 @@ from pathlib import Path
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chattalk_project.settings")
 
 WARM = 20
-MESSAGES = 3
+MESSAGES = int(os.environ.get("MESSAGES", "3"))
+MESSAGE_GAP = float(os.environ.get("MESSAGE_GAP", "1"))
 
 
 def load(path: Path) -> dict[str, int]:
@@ -125,7 +126,7 @@ def main() -> None:
         await asyncio.gather(*(one(url) for url in urls[WARM : WARM + sockets]))
         for number in range(MESSAGES):
             opened[0].send_json({"type": "send", "client_id": str(uuid.uuid4()), "body": f"probe message {number}"})
-            await asyncio.sleep(1)
+            await asyncio.sleep(MESSAGE_GAP)
         await asyncio.sleep(3)
         await asyncio.to_thread(dump, 2)
         await asyncio.gather(*(sock.close() for sock in opened), return_exceptions=True)
