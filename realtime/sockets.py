@@ -23,6 +23,7 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core.request_id import current_request_id
@@ -85,6 +86,20 @@ class SocketBase(AsyncWebsocketConsumer):
     room_id: int | None = None
     auth: SocketAuth | None = None
     state: SocketState = SocketState.CONNECTING
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' AsyncConsumer.__call__ for a consumer without a channel layer, reading `receive` in this
+        task: Channels' await_many_dispatch reads it in a task of its own per message, waited on with
+        asyncio.wait (a second task, its coroutines, a waiter future and callbacks held by every idle socket).
+        Messages are dispatched one at a time, in order, as there."""
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes old DB connections around every frame (a thread hop each); our ORM calls run in
