@@ -83,8 +83,10 @@ class MemberRecord:
 class WorkerReport:
     worker: int
     members: list[MemberRecord] = field(default_factory=list)
-    delivered_at: array = field(default_factory=lambda: array("d"))  # monotonic s of each message received
+    delivered_at: array = field(default_factory=lambda: array("d"))  # monotonic s of each live message received
     delivery_ms: array = field(default_factory=lambda: array("d"))  # pairs with delivered_at
+    replayed_at: array = field(default_factory=lambda: array("d"))  # the same for frames replayed on a resume
+    replayed_ms: array = field(default_factory=lambda: array("d"))
     acked: list[tuple[int, str, int, float]] = field(default_factory=list)  # (room, client_id, seq, acked at)
     sent: int = 0
     resends: int = 0
@@ -136,8 +138,12 @@ class ResumingMember:
             ns = sent_ns(str(message.get("client_id") or ""))
             if ns:
                 now = time.monotonic_ns()
-                self.report.delivered_at.append(now / 1e9)
-                self.report.delivery_ms.append((now - ns) / 1e6)
+                if self.synced:
+                    self.report.delivered_at.append(now / 1e9)
+                    self.report.delivery_ms.append((now - ns) / 1e6)
+                else:  # a resume's replay: how late the member got it, not how fast the live path is
+                    self.report.replayed_at.append(now / 1e9)
+                    self.report.replayed_ms.append((now - ns) / 1e6)
         elif kind == "synced":
             self.synced = True
             self.record.sockets += 1

@@ -9,8 +9,8 @@ One run:
    process (no balancer), members in client worker processes inside the client namespace; warm-up, then a
    measured steady window: deliveries/s, p50/p99 send-to-delivery, that process's CPU per delivery.
 3. Cluster: fresh rooms again, every socket through the balancer (leastconn over the six processes); the
-   same steady window with the six processes' CPU summed; then host 2 cut off (held, healed) and the Redis
-   primary killed (Sentinel promotes the replica), the load running throughout.
+   same steady window with the six processes' CPU summed; then the Redis primary killed (Sentinel promotes
+   the replica) and, once that settled, host 2 cut off (held, healed), the load running throughout.
 4. Stop sending, let every unacknowledged send be resent until acked, drain every member to its room's
    final last_seq (read from the database), and judge: every member must hold every seq of its room once,
    in order (cluster.judge); the database must hold every acked client_id once under a gapless seq.
@@ -74,8 +74,8 @@ class Plan:
     warm: float = 5.0
     steady: float = 20.0
     cut_host: int = 2
-    cut_hold: float = 45.0
-    heal_hold: float = 5.0
+    cut_hold: float = 60.0
+    heal_hold: float = 10.0
     failover_hold: float = 30.0
 
     @property
@@ -237,6 +237,8 @@ def run_phase(
             pickle.dump({"members": [m for r in reports for m in r.members], "t0": t0}, out)
     delivered_at = [v for r in reports for v in r.delivered_at]
     delivery_ms = [v for r in reports for v in r.delivery_ms]
+    replayed_at = [v for r in reports for v in r.replayed_at]
+    replayed_ms = [v for r in reports for v in r.replayed_ms]
     acked_at = [a[3] for r in reports for a in r.acked]
     members = [m for r in reports for m in r.members]
     steady = window(delivered_at, delivery_ms, t0, t1)
@@ -256,8 +258,15 @@ def run_phase(
         at = event["at"]
         event.update(recovery(members, at, until))
         event["first_ack_after_s"] = first_ack_after(acked_at, at)
-        event["sent_in_first_second_reached_all_s"] = sent_in_reached_all(delivered_at, delivery_ms, at)
-        event["window_after"] = window(delivered_at, delivery_ms, at, until)
+        event["sent_in_first_second_reached_all_s"] = sent_in_reached_all(
+            delivered_at + replayed_at, delivery_ms + replayed_ms, at
+        )
+        event["live_window_after"] = window(delivered_at, delivery_ms, at, until)
+        event["replayed_after"] = window(replayed_at, replayed_ms, at, until)
+        event["live_p99_by_5s"] = [
+            window(delivered_at, delivery_ms, start, min(until, start + 5.0))["p99_ms"]
+            for start in [at + 5.0 * i for i in range(int((until - at) // 5.0))]
+        ]
         event["at"] = round(at - t0, 3)  # seconds after the steady window began
     result["events"] = events
     state = room_state(room_ids)
@@ -335,13 +344,13 @@ def run(
         if failures:
             host = plan.cut_host
             steps = [
-                (f"cut host {host}", lambda: netcluster("cut", str(host)), plan.cut_hold),
-                (f"heal host {host}", lambda: netcluster("heal", str(host)), plan.heal_hold),
                 (
                     "failover redis",
                     lambda: json.loads(netcluster("failover", "redis").strip() or "{}"),
                     plan.failover_hold,
                 ),
+                (f"cut host {host}", lambda: netcluster("cut", str(host)), plan.cut_hold),
+                (f"heal host {host}", lambda: netcluster("heal", str(host)), plan.heal_hold),
             ]
         result["cluster"] = run_phase(
             "cluster",
