@@ -72,6 +72,7 @@ class MemberRecord:
     room_id: int
     seqs: array = field(default_factory=lambda: array("q"))  # every message seq in arrival order, all sockets
     live_gaps: int = 0  # a seq past last+1 on a socket that was already synced
+    replay_gaps: int = 0  # a seq past last+1 while a resume replayed (before `synced`)
     sockets: int = 0  # sockets that reached `synced`
     failed_connects: int = 0
     losses: list[tuple[float, float | None, int | None]] = field(default_factory=list)  # (lost at, synced at, code)
@@ -131,8 +132,11 @@ class ResumingMember:
             message = frame["message"]
             seq = int(message["seq"])
             self.record.seqs.append(seq)
-            if self.synced and seq > self.last_seq + 1:
-                self.record.live_gaps += 1
+            if seq > self.last_seq + 1:
+                if self.synced:
+                    self.record.live_gaps += 1
+                else:
+                    self.record.replay_gaps += 1
             if seq > self.last_seq:
                 self.last_seq = seq
             ns = sent_ns(str(message.get("client_id") or ""))
@@ -424,9 +428,13 @@ class Workers:
 
 
 # --- the judge and the windows (pure) ---------------------------------------------------------------
-def judge(members: list[MemberRecord], last_seq_by_room: dict[int, int]) -> dict[str, int]:
-    """Every member must have received every seq 1..last_seq of its room once, in increasing order."""
-    lost = duplicates = out_of_order = expected = received = 0
+def judge(
+    members: list[MemberRecord], last_seq_by_room: dict[int, int], drain_targets: dict[int, int] | None = None
+) -> dict[str, int]:
+    """Every member must have received every seq 1..last_seq of its room once, in increasing order.
+    `drain_targets`: the last_seq each room had when the members were drained to it; a seq lost past it was
+    stored after the drain (a resend that committed late), not lost by a socket."""
+    lost = duplicates = out_of_order = expected = received = lost_past_target = 0
     for record in members:
         last = last_seq_by_room.get(record.room_id, 0)
         expected += last
@@ -442,6 +450,9 @@ def judge(members: list[MemberRecord], last_seq_by_room: dict[int, int]) -> dict
         got = sum(1 for seq in seen if 1 <= seq <= last)
         received += got
         lost += last - got
+        if drain_targets is not None:
+            target = drain_targets.get(record.room_id, 0)
+            lost_past_target += sum(1 for seq in range(target + 1, last + 1) if seq not in seen)
     return {
         "members": len(members),
         "expected_deliveries": expected,
@@ -449,7 +460,9 @@ def judge(members: list[MemberRecord], last_seq_by_room: dict[int, int]) -> dict
         "lost_deliveries": lost,
         "duplicates": duplicates,
         "out_of_order": out_of_order,
+        "lost_past_drain_target": lost_past_target,
         "live_gaps": sum(r.live_gaps for r in members),
+        "replay_gaps": sum(r.replay_gaps for r in members),
         "members_never_synced": sum(1 for r in members if r.first_synced_at is None),
     }
 

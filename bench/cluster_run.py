@@ -223,9 +223,12 @@ def run_phase(
         stopped = time.monotonic()
         log(f"{label}: stop sending, resend until acked, drain")
 
+        drain_targets: dict[int, int] = {}
+
         def targets() -> dict[int, int]:
             time.sleep(2.0)  # sends still in flight when the workers gave up on them commit first
-            return {room_id: s["last_seq"] for room_id, s in room_state(room_ids).items()}
+            drain_targets.update({room_id: s["last_seq"] for room_id, s in room_state(room_ids).items()})
+            return drain_targets
 
         workers.stop(targets)
         reports = workers.close()
@@ -271,7 +274,7 @@ def run_phase(
     result["events"] = events
     state = room_state(room_ids)
     last_seq = {room_id: s["last_seq"] for room_id, s in state.items()}
-    result["judge"] = judge(members, last_seq)
+    result["judge"] = judge(members, last_seq, drain_targets)
     acked_ids = {(room, cid) for r in reports for room, cid, _seq, _at in r.acked}
     result["stored"] = {
         "messages": sum(s["messages"] for s in state.values()),

@@ -156,3 +156,9 @@ def test_member_holds_sends_until_synced_resends_unacked_ones_after_a_resync_and
         assert (len(report.delivered_at), len(report.replayed_at)) == (1, 1)  # live latency leaves replays out
 
     asyncio.run(scenario())
+
+
+def test_judge_tells_seqs_stored_after_the_drain_target_from_seqs_lost_by_a_socket() -> None:
+    verdict = judge([record(1, [1, 2, 4])], {1: 5}, {1: 4})
+    assert verdict["lost_deliveries"] == 2  # 3 and 5
+    assert verdict["lost_past_drain_target"] == 1  # 5 was stored after the members were drained to 4
