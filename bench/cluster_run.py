@@ -34,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.models import Count, Max
 from django.utils import timezone
 
@@ -54,7 +55,7 @@ from .cluster import (
     window,
 )
 from .scenarios import BENCH_PASSWORD, BENCH_USER_PREFIX, tokens_for
-from .servers import CpuSnapshot, loadavg
+from .servers import CpuSnapshot, loadavg, process_rss_bytes
 
 NETCLUSTER = Path(settings.BASE_DIR) / "scripts" / "netcluster"
 STATE = Path(os.environ.get("NETCLUSTER_STATE", Path(settings.BASE_DIR) / "var" / "netcluster"))
@@ -113,6 +114,47 @@ def balancer_sessions(stats_url: str) -> dict[str, int]:
     return {
         row["svname"]: int(row["scur"] or 0) for row in rows if row["pxname"] == "web" and row["svname"] != "BACKEND"
     }
+
+
+def services_snapshot(info: dict[str, Any] | None, pids: list[int]) -> dict[str, Any]:
+    """What the shared services and the web processes did so far: the Redis primary's commands (asked of the
+    sentinels), the database's transactions and rows (pg_stat_database), the web processes' resident memory."""
+    snapshot: dict[str, Any] = {"at": time.monotonic(), "rss": {pid: process_rss_bytes(pid) for pid in pids}}
+    if info is not None:
+        try:
+            host, port = info["redis_sentinels"][0].rsplit(":", 1)
+            sentinel = redis.Redis(host=host, port=int(port), socket_timeout=3)
+            primary = sentinel.execute_command("SENTINEL", "get-master-addr-by-name", info["redis_master_name"])
+            address = [p.decode() if isinstance(p, bytes) else p for p in primary]
+            stats = redis.Redis(host=address[0], port=int(address[1]), socket_timeout=3).info("stats")
+            snapshot["redis_commands"] = int(stats["total_commands_processed"])
+        except (redis.RedisError, OSError, KeyError, IndexError, ValueError):
+            pass
+    if connection.vendor != "postgresql":
+        return snapshot
+    close_old_connections()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database WHERE datname = %s",
+            [settings.DATABASES["default"]["NAME"]],
+        )
+        row = cursor.fetchone()
+    if row is not None:
+        snapshot["pg"] = [int(v) for v in row]
+    return snapshot
+
+
+def services_rates(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    seconds = after["at"] - before["at"]
+    rates: dict[str, Any] = {"seconds": round(seconds, 2)}
+    if "redis_commands" in before and "redis_commands" in after:
+        rates["redis_commands_per_second"] = round((after["redis_commands"] - before["redis_commands"]) / seconds, 1)
+    if "pg" in before and "pg" in after:
+        names = ("pg_transactions", "pg_rows_inserted", "pg_rows_updated", "pg_rows_deleted")
+        for name, b, a in zip(names, before["pg"], after["pg"], strict=True):
+            rates[f"{name}_per_second"] = round((a - b) / seconds, 1)
+    rates["web_rss_mib"] = {str(pid): round(rss / 2**20, 1) for pid, rss in after["rss"].items()}
+    return rates
 
 
 # --- rows ----------------------------------------------------------------------------------------------
@@ -190,6 +232,7 @@ def run_phase(
     stats_url: str | None,
     log: Callable[[str], None],
     dump_dir: Path | None = None,
+    services: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     rooms = seed(plan, tokens, user_ids, label)
     room_ids = [room_id for room_id, _ in rooms]
@@ -208,9 +251,11 @@ def run_phase(
         result["loadavg_at_start"] = loadavg()
         workers.go()
         time.sleep(plan.warm)
+        services0 = services_snapshot(services, pids)
         cpu0, t0 = CpuSnapshot.take(pids), time.monotonic()
         time.sleep(plan.steady)
         cpu1, t1 = CpuSnapshot.take(pids), time.monotonic()
+        result["services_steady"] = services_rates(services0, services_snapshot(services, pids))
         result["loadavg_after_steady"] = loadavg()
         events = []
         for name, action, hold in failures:
@@ -340,7 +385,7 @@ def run(
             first = info["hosts"][0]["servers"][0]
             name = "web-h1-" + first.rsplit(":", 1)[1]
             result["single"] = run_phase(
-                "single", plan, ws(first), [pids[name]], tokens, user_ids, namespace, [], None, log, STATE.parent
+                "single", plan, ws(first), [pids[name]], tokens, user_ids, namespace, [], None, log, STATE.parent, info
             )
             log(json.dumps(result["single"]["steady"]))
         steps: list[tuple[str, Callable[[], Any], float]] = []
@@ -367,6 +412,7 @@ def run(
             info.get("stats"),
             log,
             STATE.parent,
+            info,
         )
         log(json.dumps(result["cluster"]["steady"]))
     finally:

@@ -18,7 +18,7 @@ from bench.cluster import (
     sent_ns,
     window,
 )
-from bench.cluster_run import Plan, split
+from bench.cluster_run import Plan, services_rates, split
 
 
 def record(room_id: int, seqs: list[int], **kwargs: Any) -> MemberRecord:
@@ -162,3 +162,14 @@ def test_judge_tells_seqs_stored_after_the_drain_target_from_seqs_lost_by_a_sock
     verdict = judge([record(1, [1, 2, 4])], {1: 5}, {1: 4})
     assert verdict["lost_deliveries"] == 2  # 3 and 5
     assert verdict["lost_past_drain_target"] == 1  # 5 was stored after the members were drained to 4
+
+
+def test_services_rates_are_per_second_between_two_snapshots() -> None:
+    before = {"at": 10.0, "rss": {7: 100 * 2**20}, "redis_commands": 1000, "pg": [50, 10, 20, 0]}
+    after = {"at": 14.0, "rss": {7: 130 * 2**20}, "redis_commands": 3000, "pg": [90, 30, 40, 4]}
+    rates = services_rates(before, after)
+    assert rates["redis_commands_per_second"] == 500.0
+    assert rates["pg_transactions_per_second"] == 10.0
+    assert rates["pg_rows_inserted_per_second"] == 5.0
+    assert rates["web_rss_mib"] == {"7": 130.0}
+    assert "redis_commands_per_second" not in services_rates({"at": 10.0, "rss": {}}, {"at": 14.0, "rss": {}})
