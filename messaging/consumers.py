@@ -190,18 +190,19 @@ class ChatConsumer(RoomMemberSocket):
         assert self.room_id is not None
         self.move_to(SocketState.SYNCING)
         self.last_resume_at = time.monotonic()
-        stream = self.hub.streams.get(self.room_id)
-        if stream is not None and stream.last_seq is not None:
-            # A client claiming a seq the room has not reached would otherwise drop live frames until the
-            # room caught up with its claim.
-            after_seq = min(after_seq, stream.last_seq)
         cursor = after_seq
         page_size = settings.WS_REPLAY_PAGE_SIZE
+        up_to_seq: int | None = None
         try:
             # The replay covers every seq up to the room's last_seq on the primary, read after this socket
             # joined the live stream: later seqs arrive live (held until `synced`). Pages may come from a
             # lagging replica; replay_page tops them up from the primary up to this bound.
             up_to_seq = await room_last_seq_async(self.room_id)
+            # A client claiming a seq the room has not reached would otherwise drop live frames until the
+            # room caught up with its claim. The bound is the room's committed last_seq, never this
+            # process's stream: a stream behind what the client saw on another process (its publishes late
+            # or lost) would replay seqs the client already has.
+            cursor = after_seq = min(after_seq, up_to_seq)
             while not self.closing:
                 page = await replay_page_async(
                     room_id=self.room_id,
@@ -220,6 +221,9 @@ class ChatConsumer(RoomMemberSocket):
                     await asyncio.sleep(0.01)
         except DatabaseError:
             logger.exception("replay failed")
+            stream = self.hub.streams.get(self.room_id)
+            if up_to_seq is None and stream is not None and stream.last_seq is not None:
+                cursor = min(cursor, stream.last_seq)  # no bound read: at least no claim past this stream
             self.push_frame(socket_frames.error_frame("unavailable", "History is unavailable; resume again shortly."))
         if self.closing:
             return

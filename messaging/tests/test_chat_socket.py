@@ -284,3 +284,43 @@ def test_typing_right_after_a_sent_message_reaches_the_others_although_the_last_
         await b.close()
 
     asyncio.run(scenario())
+
+
+def test_a_resume_on_a_process_whose_stream_lags_replays_nothing_the_client_already_has(
+    ws_connect, room_with_members, monkeypatch
+):
+    """A client that saw seqs up to N on another process resumes here with after_seq=N while this process's
+    stream of the room is still behind N (its publishes not received yet: a lagging or failed-over Redis, a
+    busy hub). The replay must start after N, not after the stream's position: the contract allows no
+    duplicate across a resume (the cluster bench counted them after a host cut-off)."""
+    from channels.db import database_sync_to_async
+
+    from messaging.services import send_message
+    from realtime.hub import Hub
+
+    room, (alice, bob) = room_with_members(2)
+
+    async def scenario() -> None:
+        a = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(alice)))
+        await a.send_message("seen by everyone")
+        await a.wait_until(lambda c: len(c.messages()) == 1)
+        dispatch = Hub.dispatch
+        monkeypatch.setattr(Hub, "dispatch", lambda self, event: None)  # this process hears nothing for now
+        for i in range(3):
+            await database_sync_to_async(send_message)(
+                room_id=room.pk, sender=bob, client_id=str(uuid.uuid4()), body=f"said elsewhere {i}"
+            )
+        claimed = await database_sync_to_async(lambda: type(room).objects.get(pk=room.pk).last_seq)()
+        b = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/?after_seq={claimed}", access_token_for(bob)))
+        await b.wait_until(lambda c: c.of_type("synced"))
+        assert b.of_type("synced")[0]["last_seq"] == claimed
+        assert b.messages() == [], "seqs the client already had were replayed again"
+        monkeypatch.setattr(Hub, "dispatch", dispatch)
+        await a.send_message("after the resume")
+        await b.wait_until(lambda c: c.messages())
+        await asyncio.sleep(0.5)  # the stream fills its gap: the older seqs must not reach b live either
+        assert talk_seqs(b) == [claimed + 1]
+        await a.close()
+        await b.close()
+
+    asyncio.run(scenario())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from bench import lifecycle, scenarios, uploads
@@ -23,7 +24,19 @@ from bench.client import require_loopback
 from bench.progress import progress_bar
 from bench.servers import ServedApp
 
-SCENARIOS = ("fanout", "compare", "connect", "resume", "join", "login", "ramp", "changes", "replay", "uploads")
+SCENARIOS = (
+    "fanout",
+    "compare",
+    "connect",
+    "resume",
+    "join",
+    "login",
+    "ramp",
+    "changes",
+    "replay",
+    "uploads",
+    "cluster",
+)
 SERVER_DEFLATE = {"default": [None], "on": [True], "off": [False], "both": [True, False]}
 FANOUT_COLUMNS = (
     ("app", "app", "{}"),
@@ -135,6 +148,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         scenario = options["scenario"]
+        if scenario == "cluster":  # its own command and options (bench/cluster_run.py): run with its defaults
+            call_command("cluster_bench", json_path=options["json_path"], stdout=self.stdout)
+            return
         bounded = {
             "duration": 600.0,
             "members": 10_000,
