@@ -260,7 +260,15 @@ class SocketBase(AsyncWebsocketConsumer):
         self.move_to(SocketState.CLOSING)
         self._out = None
         logger.info("closing socket with %s: %s", code, reason)
-        asyncio.ensure_future(self.close(code=code, reason=reason))
+        asyncio.ensure_future(self._close_quietly(code, reason))
+
+    async def _close_quietly(self, code: int, reason: str) -> None:
+        """Close; a peer that is already gone (the server's send raises) needs no close frame, and the
+        exception must not be left in a task nobody awaits (asyncio logged each one)."""
+        try:
+            await self.close(code=code, reason=reason)
+        except Exception:  # noqa: BLE001 - uvicorn's ClientDisconnected, a transport already closed
+            logger.debug("socket gone before its close frame (%s)", code)
 
 
 class UnknownPathSocket(AsyncWebsocketConsumer):

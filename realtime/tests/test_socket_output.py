@@ -67,3 +67,28 @@ def test_a_send_that_fails_does_not_break_the_socket_object() -> None:
         assert not socket._writing
 
     asyncio.run(scenario())
+
+
+def test_closing_a_socket_whose_peer_is_gone_leaves_no_failed_task_behind() -> None:
+    """close_with() closes in a task nobody awaits: when the peer already went (the server's send raises
+    ClientDisconnected), that task must end quietly, or asyncio logs "Task exception was never retrieved"
+    for every socket of a mass disconnect."""
+
+    class PeerGone(Exception):
+        pass
+
+    async def scenario() -> None:
+        async def gone(message: dict) -> None:
+            raise PeerGone()
+
+        socket = socket_with(FlowControlledSend())
+        socket.base_send = gone
+        before = asyncio.all_tasks()
+        socket.close_with(4000, "test")
+        started = asyncio.all_tasks() - before
+        assert len(started) == 1 and socket.state is SocketState.CLOSING
+        await asyncio.wait(started)
+        (task,) = started
+        assert task.exception() is None
+
+    asyncio.run(scenario())
