@@ -27,7 +27,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core.request_id import current_request_id
 
-from . import frames
+from . import frames, wire
 from .auth import ANONYMOUS, UNAVAILABLE, SocketAuth
 from .hub import Hub, get_hub
 
@@ -85,6 +85,7 @@ class SocketBase(AsyncWebsocketConsumer):
     room_id: int | None = None
     auth: SocketAuth | None = None
     state: SocketState = SocketState.CONNECTING
+    _wire: Any = None  # uvicorn's protocol when frames may be written to it directly (realtime.wire)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes old DB connections around every frame (a thread hop each); our ORM calls run in
@@ -164,6 +165,7 @@ class SocketBase(AsyncWebsocketConsumer):
 
     async def accept_socket(self, state: SocketState) -> None:
         await self.accept(self.scope.get("chattalk_subprotocol"))
+        self._wire = wire.direct_protocol(self.base_send)
         self.move_to(state)
 
     async def register(self) -> None:
@@ -188,6 +190,8 @@ class SocketBase(AsyncWebsocketConsumer):
         if self.state is SocketState.CLOSING:
             return
         if not self._writing and not self._out:
+            if self._wire is not None and wire.write_now(self._wire, text):
+                return
             pending = send_without_task(self.base_send, text)
             if pending is not None:
                 self._writing = True
