@@ -349,7 +349,7 @@ def _existing_send(room_id: int, sender: User, client_id: str) -> Message | None
     with connection.cursor() as cursor:
         cursor.execute(_EXISTING_SEND_SQL, [room_id, sender.pk, client_id])
         row = cursor.fetchone()
-    return None if row is None else messages_with_relations().get(pk=row[0])
+    return None if row is None else messages_with_relations().filter(pk=row[0]).first()
 
 
 def send_message(
