@@ -6,8 +6,9 @@ With Redis, the cap holds across every process: a sorted set per user, `<CHANNEL
 id>`, holds the ids of the user's sockets on all processes, each scored by the time its entry expires.
 - A connect is one round trip: a Lua script drops the user's expired entries, counts the rest and adds this
   socket if the count is under the cap; atomic, so two processes cannot both take the last seat.
-- Each process renews the entries of all its sockets every third of WS_SOCKET_CAP_TTL_SECONDS in one pipelined
-  round trip (ZADD XX per user): no timer per socket. A process that dies without closing its sockets
+- Each process renews the entries of all its sockets every third of WS_SOCKET_CAP_TTL_SECONDS, one script call
+  per RENEW_BATCH_USERS users (ZADD XX and EXPIRE per user inside Redis): no timer per socket, and no
+  client-side command per user (docs/BENCHMARKS.md). A process that dies without closing its sockets
   (SIGKILL, a host gone) stops renewing, and its entries stop counting after at most the TTL.
 - A close removes its entry (ZREM). Entries are scored on the processes' clocks: keep them synchronized (NTP);
   a skew only shortens or lengthens how long a dead process's sockets still count.
@@ -37,6 +38,20 @@ end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
+"""
+
+# KEYS: the users' keys; ARGV: expires_at, the keys' TTL, then per key its count of ids and the ids.
+RENEW_SEATS = """
+local expires_at, ttl, i = ARGV[1], ARGV[2], 3
+for k = 1, #KEYS do
+    local n = tonumber(ARGV[i])
+    for j = i + 1, i + n do
+        redis.call('ZADD', KEYS[k], 'XX', expires_at, ARGV[j])
+    end
+    i = i + n + 1
+    redis.call('EXPIRE', KEYS[k], ttl)
+end
+return #KEYS
 """
 
 
@@ -83,6 +98,7 @@ class RedisSocketCap:
         self.prefix = prefix
         self.ttl = float(ttl_seconds)
         self._take = self.redis.register_script(TAKE_SEAT)
+        self._renew = self.redis.register_script(RENEW_SEATS)
 
     @property
     def renew_interval(self) -> float:
@@ -113,12 +129,13 @@ class RedisSocketCap:
         expires_at = time.time() + self.ttl
         users = [(user_id, ids) for user_id, ids in sockets_by_user.items() if ids]
         for start in range(0, len(users), RENEW_BATCH_USERS):
-            pipe = self.redis.pipeline(transaction=False)
+            keys: list[str] = []
+            args: list[Any] = [expires_at, int(self.ttl * 2) + 1]
             for user_id, ids in users[start : start + RENEW_BATCH_USERS]:
-                key = self.key(user_id)
-                pipe.zadd(key, dict.fromkeys(ids, expires_at), xx=True)  # only seats taken: never re-add one given back
-                pipe.expire(key, int(self.ttl * 2) + 1)
-            await pipe.execute()
+                keys.append(self.key(user_id))
+                args.append(len(ids))
+                args.extend(ids)  # only seats taken (XX): never re-adds one given back
+            await self._renew(keys=keys, args=args)
 
 
 def new_socket_cap() -> SocketCap:

@@ -28,7 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from core.request_id import current_request_id
 
-from . import frames
+from . import frames, wire
 from .auth import ANONYMOUS, UNAVAILABLE, SocketAuth
 from .hub import Hub, get_hub
 
@@ -86,6 +86,7 @@ class SocketBase(AsyncWebsocketConsumer):
     room_id: int | None = None
     auth: SocketAuth | None = None
     state: SocketState = SocketState.CONNECTING
+    _wire: Any = None  # uvicorn's protocol when frames may be written to it directly (realtime.wire)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Channels' AsyncConsumer.__call__ for a consumer without a channel layer, reading `receive` in this
@@ -179,6 +180,7 @@ class SocketBase(AsyncWebsocketConsumer):
 
     async def accept_socket(self, state: SocketState) -> None:
         await self.accept(self.scope.get("chattalk_subprotocol"))
+        self._wire = wire.direct_protocol(self.base_send)
         self.move_to(state)
 
     async def register(self) -> None:
@@ -203,6 +205,8 @@ class SocketBase(AsyncWebsocketConsumer):
         if self.state is SocketState.CLOSING:
             return
         if not self._writing and not self._out:
+            if self._wire is not None and wire.write_now(self._wire, text):
+                return
             pending = send_without_task(self.base_send, text)
             if pending is not None:
                 self._writing = True

@@ -160,3 +160,46 @@ def test_served_app_by_default_serves_a_deflate_offering_socket_uncompressed_as_
     negotiated, messages, compressed = outcomes[True]
     assert negotiated and compressed > 0
     assert [json.loads(m)["message"]["body"] for m in messages] == ["does compression matter?"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_compression_declined_offering_and_plain_sockets_read_the_same_frames_in_order_written_once(
+    server_factory: Any,
+) -> None:
+    """The server's default: frames go to each transport as bytes encoded once per message (realtime.wire)."""
+    server = server_factory(env={"RATE_LIMITS": "off"})  # WS_COMPRESSION unset: declined
+    room = prepare_room(3)
+    url = room.ws_url(server.http_url)
+
+    async def main() -> None:
+        offering = await open_reader(url, room.tokens[0], deflate=True)
+        plain = await open_reader(url, room.tokens[1], deflate=False)
+        third = await open_reader(url, room.tokens[2], deflate=True)
+        for n, body in enumerate(BODIES * 2):
+            send((offering, plain, third)[n % 3], body)
+        expected = len(BODIES) * 2
+        readers = (offering, plain, third)
+        await wait_for(lambda: all(len(r.seqs()) == expected for r in readers), what="every live message")
+        assert offering.of_type("message") == plain.of_type("message") == third.of_type("message")
+        assert sorted(json.loads(m)["message"]["body"] for m in plain.of_type("message")) == sorted(BODIES * 2)
+        assert plain.seqs() == sorted(set(plain.seqs()))
+        for reader in readers:
+            assert reader.socket is not None and reader.socket.deflate is None
+            assert reader.socket.compressed_messages == 0
+        # A socket that resumes gets the replay, then live frames, in order and the same as the others'.
+        resume_after = plain.seqs()[2]
+        await plain.socket.close()  # type: ignore[union-attr]
+        plain = await open_reader(url, room.tokens[1], deflate=False, after_seq=resume_after)
+        await wait_for(lambda: plain.of_type("synced"), what="synced")
+        send(third, "after the resume")
+        await wait_for(lambda: len(offering.seqs()) == expected + 1, what="the message after the resume")
+        await wait_for(lambda: plain.seqs()[-1:] == offering.seqs()[-1:], what="live again")
+        assert plain.of_type("message") == [m for m in offering.of_type("message") if json.loads(m)["message"]["seq"] > resume_after]
+        for reader in (offering, plain, third):
+            assert reader.socket is not None
+            await reader.socket.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        drop_room(room.room_id)

@@ -415,6 +415,25 @@ def test_a_block_refuses_a_new_dm_and_sends_into_the_existing_one_until_lifted(m
     assert client_for(bob).post("/api/dms", {"user_id": alice.pk}, format="json").status_code == 201
 
 
+def test_a_send_into_a_dm_is_blocked_by_a_block_either_way_between_its_two_users_only(make_user: Any) -> None:
+    from rooms.models import Block
+    from rooms.services import dm_send_blocked, open_dm
+
+    alice, bob, carol = make_user(), make_user(), make_user()
+    dm = open_dm(user=alice, user_id=bob.pk).room
+    other_dm = open_dm(user=alice, user_id=carol.pk).room
+    room = create_room(owner=alice, title="Town", max_personnel=5)
+    assert not dm_send_blocked(dm.pk) and not dm_send_blocked(room.pk)
+    Block.objects.create(blocker=carol, blocked=bob, created_at=timezone.now())  # not this DM's pair
+    assert not dm_send_blocked(dm.pk)
+    for blocker, blocked in ((bob, alice), (alice, bob)):
+        block = Block.objects.create(blocker=blocker, blocked=blocked, created_at=timezone.now())
+        assert dm_send_blocked(dm.pk)
+        assert not dm_send_blocked(other_dm.pk) and not dm_send_blocked(room.pk)
+        block.delete()
+    assert not dm_send_blocked(dm.pk)
+
+
 def test_the_migration_gives_each_existing_owner_the_owner_role(make_user: Any) -> None:
     import importlib
 
