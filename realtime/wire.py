@@ -32,9 +32,16 @@ from channels.sessions import InstanceSessionWrapper
 try:  # the server command's protocol; without uvicorn (or another version's layout) nothing is adapted
     from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
     from wsproto.connection import ConnectionState
+
+    from .ws_protocol import CompactWSProtocol
+
+    # The sends whose writes the shortcut may stand in for: uvicorn's own, and scripts/serve's protocol's
+    # (uvicorn's, then only dropping the finished handshake).
+    UVICORN_SENDS: frozenset[Any] = frozenset({WSProtocol.send, CompactWSProtocol.send})
 except ImportError:  # pragma: no cover - uvicorn and wsproto are dependencies
     WSProtocol = None  # type: ignore[assignment,misc]
     ConnectionState = None  # type: ignore[assignment,misc]
+    UVICORN_SENDS = frozenset()
 
 _FIN_TEXT = 0x81  # FIN, no RSV bits (no extension), opcode 1 (text)
 
@@ -94,7 +101,7 @@ def direct_protocol(send: Any) -> Any | None:
     if isinstance(owner, InstanceSessionWrapper):
         send = owner.real_send  # channels' session wrapper passes websocket messages through untouched
         owner = getattr(send, "__self__", None)
-    if not isinstance(owner, WSProtocol) or getattr(send, "__func__", None) is not WSProtocol.send:
+    if not isinstance(owner, WSProtocol) or getattr(send, "__func__", None) not in UVICORN_SENDS:
         return None
     if owner.config.ws_per_message_deflate or not owner.handshake_complete:
         return None

@@ -4,6 +4,9 @@ would have written, taken only when uvicorn's send would write at once, and neve
 from __future__ import annotations
 
 import asyncio
+import importlib
+import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +18,7 @@ from wsproto.frame_protocol import FrameProtocol
 
 from realtime import wire
 from realtime.sockets import SocketBase, SocketState
+from realtime.ws_protocol import CompactWSProtocol
 
 
 def wsproto_server_frame(text: str) -> bytes:
@@ -81,11 +85,23 @@ def test_the_shortcut_writes_nothing_when_uvicorns_send_would_not_write_at_once(
     assert protocol.transport.written == [wire.text_frame("one")]
 
 
-def uvicorn_protocol(deflate: bool, handshake_complete: bool = True) -> WSProtocol:
-    protocol = WSProtocol.__new__(WSProtocol)  # no connection: only what direct_protocol looks at
+def uvicorn_protocol(deflate: bool, handshake_complete: bool = True, kind: type = WSProtocol) -> WSProtocol:
+    protocol = kind.__new__(kind)  # no connection: only what direct_protocol looks at
     protocol.config = SimpleNamespace(ws_per_message_deflate=deflate)
     protocol.handshake_complete = handshake_complete
     return protocol
+
+
+def test_the_shortcut_applies_to_the_protocol_the_server_command_names() -> None:
+    """scripts/serve names its own protocol in --ws (realtime.ws_protocol): the shortcut must know it, or the
+    production server silently pays uvicorn's per-socket framing again."""
+    serve = (Path(__file__).resolve().parents[2] / "scripts" / "serve").read_text()
+    module_name, class_name = re.search(r"--ws ([\w.]+):(\w+)", serve).groups()  # type: ignore[union-attr]
+    served = getattr(importlib.import_module(module_name), class_name)
+    assert served is CompactWSProtocol
+    declined = uvicorn_protocol(deflate=False, kind=served)
+    assert wire.direct_protocol(declined.send) is declined
+    assert wire.direct_protocol(uvicorn_protocol(deflate=True, kind=served).send) is None
 
 
 def test_the_shortcut_applies_to_uvicorns_wsproto_send_with_deflate_declined_only() -> None:

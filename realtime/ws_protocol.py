@@ -16,7 +16,7 @@ limits) left to uvicorn and wsproto.
   `events()`, which are then always none. Once the accept is written it is replaced by `HANDSHAKE_DONE`,
   which answers that; the rejection path (close before accept) keeps the real one.
 
-Tested in chattalk_project/tests/test_ws_protocol.py; the sockets' own tests run through it (core.testing
+Tested in realtime/tests/test_ws_protocol.py; the sockets' own tests run through it (core.testing
 serves through scripts/serve). What an open socket costs is measured in docs/BENCHMARKS.md.
 """
 

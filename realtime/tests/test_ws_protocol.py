@@ -1,4 +1,4 @@
-"""The server's socket protocol (chattalk_project.ws_protocol): uvicorn's wsproto protocol keeping less per socket.
+"""The server's socket protocol (realtime.ws_protocol): uvicorn's wsproto protocol keeping less per socket.
 
 Driven in-process with a stand-in transport, so the same bytes go through uvicorn's code and ours.
 """
@@ -16,7 +16,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 from uvicorn.server import ServerState
 
-from chattalk_project.ws_protocol import HANDSHAKE_DONE, CompactWSProtocol, Inbox, WritableFlag
+from realtime.ws_protocol import HANDSHAKE_DONE, CompactWSProtocol, Inbox, WritableFlag
 
 HANDSHAKE = (
     b"GET /ws/rooms/1/?access_token=abc HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\n"
