@@ -333,25 +333,21 @@ def _for_reader(payload: dict[str, Any], floor: int) -> dict[str, Any]:
     return payload
 
 
-_EXISTING_SEND_SQL: str | None = None
+# Compiled once (core.compiled): the ORM built this query, joins and all, anew for every send; the row is
+# almost never there.
+_EXISTING_SEND = CompiledQuery(
+    lambda room_id, sender_id, client_id: messages_with_relations().filter(
+        room_id=room_id, sender_id=sender_id, client_id=client_id
+    ),
+    room_id=int,
+    sender_id=int,
+    client_id=str,
+)
 
 
 def _existing_send(room_id: int, sender: User, client_id: str) -> Message | None:
-    """The message an earlier send of this client_id stored, if any: almost always none, so the lookup is
-    one fixed query whose SQL is written once (the ORM compiled it, joins and all, for every send); a
-    retried send then loads the message."""
-    global _EXISTING_SEND_SQL
-    if _EXISTING_SEND_SQL is None:
-        meta = Message._meta
-        room, sender_column, client = (meta.get_field(name).column for name in ("room", "sender", "client_id"))
-        _EXISTING_SEND_SQL = (
-            f"SELECT {meta.pk.column} FROM {meta.db_table} "  # noqa: S608
-            f"WHERE {room} = %s AND {sender_column} = %s AND {client} = %s LIMIT 1"
-        )
-    with connection.cursor() as cursor:
-        cursor.execute(_EXISTING_SEND_SQL, [room_id, sender.pk, client_id])
-        row = cursor.fetchone()
-    return None if row is None else messages_with_relations().filter(pk=row[0]).first()
+    """The message an earlier send of this client_id stored, if any."""
+    return _EXISTING_SEND.first_object(room_id=room_id, sender_id=sender.pk, client_id=client_id)  # type: ignore[return-value]
 
 
 def send_message(

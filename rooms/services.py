@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import CharField, F, OuterRef, Q, QuerySet, Subquery, Value
+from django.db import IntegrityError, transaction
+from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Subquery, Value
 from django.utils import timezone
 
 from accounts.models import User
+from core.compiled import CompiledQuery
 from core.domain import InvalidInput
 from events.services import record_event
 from realtime.publish import publish_member_removed, publish_room_deleted, publish_room_event
@@ -817,32 +818,20 @@ def blocked_between(a_id: int, b_id: int) -> bool:
     ).exists()
 
 
-def _dm_send_blocked_sql() -> str:
-    room, block = Room._meta, Block._meta
-    low, high = (room.get_field(name).column for name in ("dm_user_low", "dm_user_high"))
-    blocker, blocked = (block.get_field(name).column for name in ("blocker", "blocked"))
-    either_way = (
-        f"(b.{blocker} = r.{low} AND b.{blocked} = r.{high}) OR (b.{blocker} = r.{high} AND b.{blocked} = r.{low})"
-    )
-    return (
-        f"SELECT 1 FROM {room.db_table} r WHERE r.{room.pk.column} = %s AND r.{room.get_field('kind').column} = %s "  # noqa: S608
-        f"AND EXISTS (SELECT 1 FROM {block.db_table} b WHERE {either_way}) LIMIT 1"
-    )
+def _blocked_dm(room_id: int) -> QuerySet[Room]:
+    low, high = OuterRef("dm_user_low_id"), OuterRef("dm_user_high_id")
+    either_way = Block.objects.filter(Q(blocker_id=low, blocked_id=high) | Q(blocker_id=high, blocked_id=low))
+    return Room.objects.filter(pk=room_id, kind=RoomKind.DM).filter(Exists(either_way)).values_list("pk")[:1]
 
 
-_DM_SEND_BLOCKED_SQL: str | None = None
+# Compiled once (core.compiled): the ORM built this fixed query, its Exists included, anew for every message.
+_BLOCKED_DM = CompiledQuery(_blocked_dm, room_id=int)
 
 
 def dm_send_blocked(room_id: int) -> bool:
     """Whether the room is a DM whose two users have a block between them (either way): one indexed query,
-    by primary key, for every send. Its SQL is written once (from the models' columns): the ORM compiled the
-    same fixed query anew for every message."""
-    global _DM_SEND_BLOCKED_SQL
-    if _DM_SEND_BLOCKED_SQL is None:
-        _DM_SEND_BLOCKED_SQL = _dm_send_blocked_sql()
-    with connection.cursor() as cursor:
-        cursor.execute(_DM_SEND_BLOCKED_SQL, [room_id, RoomKind.DM.value])
-        return cursor.fetchone() is not None
+    by primary key, for every send."""
+    return bool(_BLOCKED_DM.rows(room_id=room_id))
 
 
 @dataclass(frozen=True)
