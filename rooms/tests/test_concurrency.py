@@ -98,6 +98,9 @@ def _churn(connections: int, users_count: int = 30, seats: int = 10, rounds: int
         try:
             while not stop.is_set():
                 seen.append(Room.objects.values_list("personnel", flat=True).get(pk=room.pk))
+                # Yield between reads: a reader spinning on the GIL starved the writer holding SQLite's
+                # write lock, and the writers queued behind it past their 30-s busy timeout.
+                stop.wait(0.002)
         finally:
             connection.close()
 
