@@ -114,3 +114,28 @@ class CompiledQuery:
 
     def first_object(self, using: str = DEFAULT_DB_ALIAS, **values: Any) -> Model | None:
         return next(itertools.chain(self.objects(using, **values), [None]))
+
+
+_UPDATES: dict[tuple[type[Model], tuple[str, ...], str], tuple[str, list[Any]]] = {}
+
+
+def save_fields(instance: Model, fields: tuple[str, ...], using: str = DEFAULT_DB_ALIAS) -> None:
+    """`instance.save(update_fields=fields)` with its UPDATE written once per model and set of fields, for
+    a hot path's row (the message a change rewrites): Django builds and compiles the statement on every
+    save. Values are prepared by each field as the ORM prepares them (JSON, times); no save signals are sent,
+    so only for models that have none, and no field's pre_save runs (no auto_now fields here)."""
+    key = (type(instance), fields, using)
+    prepared = _UPDATES.get(key)
+    if prepared is None:
+        meta = instance._meta
+        columns = [meta.get_field(name) for name in fields]
+        quote = connections[using].ops.quote_name
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in columns)
+        sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
+        prepared = (sql, columns)
+        _UPDATES[key] = prepared
+    sql, columns = prepared
+    connection = connections[using]
+    params = [field.get_db_prep_save(getattr(instance, field.attname), connection) for field in columns]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, instance.pk])

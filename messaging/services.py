@@ -40,7 +40,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import User
-from core.compiled import CompiledQuery
+from core.compiled import CompiledQuery, save_fields
 from core.domain import DomainError, Forbidden, InvalidInput, NotFound
 from core.replica import replica_alias
 from events.services import PayloadSQL, record_event, rewrite_events
@@ -463,7 +463,7 @@ def edit_message(*, room_id: int, message_id: Any, actor: User, body: Any) -> di
             Mention.objects.bulk_create([Mention(message=message, room_id=room_id, user_id=u, seq=message.seq) for u in added])
         message.body, message.edited_at, message.mentions, message.last_change_seq = body, at, mentions, seq
         message.search_terms = cjk_terms(body)
-        message.save(update_fields=["body", "search_terms", "edited_at", "mentions", "last_change_seq"])
+        save_fields(message, ("body", "search_terms", "edited_at", "mentions", "last_change_seq"))
         payload = _record_change("message.edited", message, actor, at)
         _notify_mentioned(room_id, added, payload)
         return payload
@@ -601,10 +601,8 @@ def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, A
             remove_message_attachments(message)  # the files go after commit
         message.body, message.search_terms, message.deleted_at, message.last_change_seq = "", "", at, seq
         message.reactions, message.mentions, message.attachments = [], [], []
-        message.save(
-            update_fields=[
-                "body", "search_terms", "deleted_at", "reactions", "mentions", "attachments", "last_change_seq"
-            ]
+        save_fields(
+            message, ("body", "search_terms", "deleted_at", "reactions", "mentions", "attachments", "last_change_seq")
         )
         # Every such event was written since the message was created: that bound narrows the scan.
         vendor = connection.vendor
@@ -616,16 +614,16 @@ def delete_message(*, room_id: int, message_id: Any, actor: User) -> dict[str, A
     return _change(room_id, message_id, actor, apply, member_only=False)
 
 
-def _has_reacted(entry: dict[str, Any] | None, user: User, rows: Any) -> bool:
+def _has_reacted(entry: dict[str, Any] | None, user: User, rows: Callable[[], Any]) -> bool:
     """Whether `user` reacted with the emoji of this summary entry (None: nobody did). The summary is kept
     with the rows under the room's lock and names the first MAX_REACTION_USERS_SHOWN reactors (by id), so it
     answers without a query unless more users reacted than it names and `user` is not among them: then the
-    `rows` (the user's reaction with the emoji) do."""
+    rows `rows()` returns (the user's reaction with the emoji) do."""
     if entry is None:
         return False
     if user.pk in entry["users"]:
         return True
-    return entry["count"] > len(entry["users"]) and rows.exists()
+    return entry["count"] > len(entry["users"]) and rows().exists()
 
 
 def set_reaction(*, room_id: int, message_id: Any, actor: User, emoji: Any, on: Any) -> dict[str, Any]:
@@ -641,7 +639,9 @@ def set_reaction(*, room_id: int, message_id: Any, actor: User, emoji: Any, on: 
             raise MessageDeleted()
         summary = [dict(entry) for entry in message.reactions]
         entry = next((e for e in summary if e["emoji"] == emoji), None)
-        mine = Reaction.objects.filter(message=message, user=actor, emoji=emoji)
+        def mine() -> Any:  # built only when needed: building the QuerySet cost a reaction as much as a query
+            return Reaction.objects.filter(message=message, user=actor, emoji=emoji)
+
         if on == _has_reacted(entry, actor, mine):
             raise _NoChange()
         if on:
@@ -656,7 +656,7 @@ def set_reaction(*, room_id: int, message_id: Any, actor: User, emoji: Any, on: 
                 entry["users"] = [*entry["users"], actor.pk]
         else:
             assert entry is not None  # the summary is kept with the rows, under the room's lock
-            mine.delete()
+            mine().delete()
             entry["count"] -= 1
             entry["users"] = [u for u in entry["users"] if u != actor.pk]
             if entry["count"] <= 0:
@@ -668,7 +668,7 @@ def set_reaction(*, room_id: int, message_id: Any, actor: User, emoji: Any, on: 
                     .values_list("user_id", flat=True)[:MAX_REACTION_USERS_SHOWN]
                 )
         message.reactions, message.last_change_seq = summary, seq
-        message.save(update_fields=["reactions", "last_change_seq"])
+        save_fields(message, ("reactions", "last_change_seq"))
         return _record_change(
             "reaction.added" if on else "reaction.removed", message, actor, at, emoji=emoji, user=actor.as_public_dict()
         )

@@ -88,3 +88,21 @@ def test_an_argument_whose_lookup_transforms_its_value_is_refused() -> None:
 def test_only_int_and_str_arguments_are_accepted() -> None:
     with pytest.raises(TypeError):
         CompiledQuery(lambda when: User.objects.filter(date_joined=when), when=float)
+
+
+def test_save_fields_writes_only_the_named_fields_as_the_orm_would() -> None:
+    from django.utils import timezone
+
+    from core.compiled import save_fields
+
+    user = User.objects.create_user("saved", password="x", first_name="Old", last_name="Kept")
+    stale = User.objects.get(pk=user.pk)
+    user.first_name, user.last_login, user.last_name = "New", timezone.now(), "not saved"
+    with CaptureQueriesContext(connection) as captured:
+        save_fields(user, ("first_name", "last_login"))
+    assert len(captured.captured_queries) == 1
+    stored = User.objects.get(pk=user.pk)
+    assert (stored.first_name, stored.last_login, stored.last_name) == ("New", user.last_login, "Kept")
+    stale.first_name = "Again"
+    save_fields(stale, ("first_name", "last_login"))  # the same statement, another row's values
+    assert User.objects.get(pk=user.pk).last_login == stale.last_login is None
