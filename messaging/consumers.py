@@ -109,6 +109,11 @@ class ChatConsumer(RoomMemberSocket):
         assert self.room_id is not None
         after_seq = self._after_seq_from_query()
         try:
+            # Without after_seq the client gets what is sent once it is open: the room's last seq before the
+            # accept is where that starts. The room's stream may start later (its first socket reads the
+            # starting point after joining the group), and a message committed in between was neither live
+            # nor replayed: it reached the socket only with the next message of the room.
+            opened_after = await room_last_seq_async(self.room_id) if after_seq is None else None
             await self.accept_socket(SocketState.SYNCING)
             await self.hub.join_room(self.room_id, self)
             await self.register()
@@ -130,7 +135,8 @@ class ChatConsumer(RoomMemberSocket):
         except Exception:  # noqa: BLE001 - presence trouble must never cost the chat its socket
             logger.exception("socket-opened listeners failed")
         if after_seq is None:
-            self.move_to(SocketState.LIVE)
+            assert opened_after is not None
+            await self._replay(opened_after, announce=False)
         else:
             await self._replay(after_seq)
 
@@ -185,11 +191,13 @@ class ChatConsumer(RoomMemberSocket):
                 self.last_sent_seq = seq
                 self.push(text)
 
-    async def _replay(self, after_seq: int) -> None:
-        """Replay seq > after_seq in pages, then `synced`, then what arrived live meanwhile (deduped by seq)."""
+    async def _replay(self, after_seq: int, *, announce: bool = True) -> None:
+        """Replay seq > after_seq in pages, then `synced` (unless `announce` is false: a connect without
+        after_seq, whose catch-up the client did not ask for), then what arrived live meanwhile (deduped by seq)."""
         assert self.room_id is not None
         self.move_to(SocketState.SYNCING)
-        self.last_resume_at = time.monotonic()
+        if announce:  # a resume the client asked for counts against its rate; a connect's catch-up does not
+            self.last_resume_at = time.monotonic()
         cursor = after_seq
         page_size = settings.WS_REPLAY_PAGE_SIZE
         up_to_seq: int | None = None
@@ -203,7 +211,7 @@ class ChatConsumer(RoomMemberSocket):
             # process's stream: a stream behind what the client saw on another process (its publishes late
             # or lost) would replay seqs the client already has.
             cursor = after_seq = min(after_seq, up_to_seq)
-            while not self.closing:
+            while not self.closing and cursor < up_to_seq:
                 page = await replay_page_async(
                     room_id=self.room_id,
                     after_seq=cursor,
@@ -228,7 +236,8 @@ class ChatConsumer(RoomMemberSocket):
         if self.closing:
             return
         self.last_sent_seq = cursor
-        self.push_frame(frames.synced_frame(cursor))
+        if announce:
+            self.push_frame(frames.synced_frame(cursor))
         self.move_to(SocketState.LIVE)
 
     # --- frames from the client ----------------------------------------------------------------------

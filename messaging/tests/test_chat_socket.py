@@ -324,3 +324,35 @@ def test_a_resume_on_a_process_whose_stream_lags_replays_nothing_the_client_alre
         await b.close()
 
     asyncio.run(scenario())
+
+
+def test_a_message_committed_while_a_socket_without_after_seq_opens_its_rooms_stream_reaches_it(
+    ws_connect, room_with_members, monkeypatch
+):
+    """A socket opened without after_seq gets what is sent once it is open. The room's stream reads its
+    starting point after the accept; a message committed in between used to be neither live nor replayed
+    (the socket saw it only when the next message of the room made the stream fill its gap)."""
+    from channels.db import database_sync_to_async
+
+    from messaging.services import send_message
+    from realtime.streams import RoomStream
+
+    room, (alice, bob) = room_with_members(2)
+    start = RoomStream.start
+
+    async def start_after_a_send(stream: RoomStream) -> None:
+        await database_sync_to_async(send_message)(
+            room_id=room.pk, sender=bob, client_id=str(uuid.uuid4()), body="sent while the stream opened"
+        )
+        await start(stream)
+
+    monkeypatch.setattr(RoomStream, "start", start_after_a_send)
+
+    async def scenario() -> None:
+        a = InProcessChatClient(await ws_connect(f"/ws/rooms/{room.pk}/", access_token_for(alice)))
+        await a.wait_until(lambda c: c.messages(), timeout=5)
+        assert [m["body"] for m in a.messages()] == ["sent while the stream opened"]
+        assert not a.of_type("synced"), "a connect without after_seq asked for no replay"
+        await a.close()
+
+    asyncio.run(scenario())
