@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .client import WebSocketClient, connect
-from .fanout import make_body, percentile
+from .fanout import keep_alive, make_body, percentile
 
-PING_INTERVAL_SECONDS = 30.0
 RECONNECT_DELAY_SECONDS = 0.05
 UNAVAILABLE_RETRY_SECONDS = 0.2
 CLONE_NEWNET = 0x40000000
@@ -264,14 +263,7 @@ async def run_worker(spec: ClusterSpec, control: Any) -> WorkerReport:
     tasks = [asyncio.ensure_future(m.run(gate)) for m in members]
     retries = [asyncio.ensure_future(m.retry_loop()) for m, _rate in senders]
 
-    async def keepalive() -> None:
-        while True:
-            await asyncio.sleep(PING_INTERVAL_SECONDS)
-            for member in members:
-                if member.socket is not None and member.socket.is_open:
-                    member.socket.send_json({"type": "ping"})
-
-    pinger = asyncio.ensure_future(keepalive())
+    pinger = asyncio.ensure_future(keep_alive(members))
     await asyncio.wait([asyncio.ensure_future(asyncio.shield(m.first_synced)) for m in members], timeout=240)
     await control.ready(sum(1 for m in members if m.first_synced.done()))
     await control.wait("go")

@@ -34,6 +34,16 @@ from .client import WebSocketClient, connect
 PING_INTERVAL_SECONDS = 30.0  # keeps receive-only sockets under the server's idle limit on long runs
 
 
+async def keep_alive(members: Any) -> None:
+    """Ping every open socket of `members` (anything with a `socket`) every PING_INTERVAL_SECONDS, until
+    cancelled: receive-only members would otherwise be closed as idle on a long run."""
+    while True:
+        await asyncio.sleep(PING_INTERVAL_SECONDS)
+        for member in members:
+            if member.socket is not None and member.socket.is_open:
+                member.socket.send_json({"type": "ping"})
+
+
 @dataclass
 class FanoutSpec:
     """What one client worker does. Picklable: it crosses into client processes."""
@@ -225,14 +235,7 @@ async def run_fanout_worker(
                 while len(in_flight) >= spec.window and time.monotonic() < deadline:
                     await asyncio.wait(in_flight, timeout=max(0.0, deadline - time.monotonic()))
 
-    async def keepalive() -> None:
-        while True:
-            await asyncio.sleep(PING_INTERVAL_SECONDS)
-            for member in members:
-                if member.socket is not None and member.socket.is_open:
-                    member.socket.send_json({"type": "ping"})
-
-    pinger = asyncio.ensure_future(keepalive())
+    pinger = asyncio.ensure_future(keep_alive(members))
     senders = [send_loop(i, m) for i, m in enumerate(members[: spec.sender_count])]
     await asyncio.gather(*senders)
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
